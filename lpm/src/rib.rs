@@ -1,0 +1,247 @@
+//! The control-side RIB: every route from every source, and the one winner per prefix that
+//! reaches the FIB.
+//!
+//! Each source (connected, static, BGP, tunnel) offers candidates with an administrative
+//! distance; the lowest distance wins (ties: the source offered first stays). A route
+//! either names its next-hop index directly or names a gateway address to be resolved
+//! recursively through the non-recursive routes (a BGP next hop resolved through a connected
+//! or static route). When a route under a gateway changes, every route through that gateway
+//! is re-resolved; a route whose gateway no longer resolves leaves the FIB until it does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{Family, Fib, FibError};
+
+/// Where a route came from. Lower default distance wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Connected,
+    Static,
+    Tunnel,
+    Ebgp,
+    Ibgp,
+}
+
+impl Source {
+    /// Administrative distances as on common routers (Cisco/FRR values).
+    pub fn default_distance(self) -> u8 {
+        match self {
+            Source::Connected => 0,
+            Source::Static => 1,
+            Source::Tunnel => 5,
+            Source::Ebgp => 20,
+            Source::Ibgp => 200,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Connected => "connected",
+            Source::Static => "static",
+            Source::Tunnel => "tunnel",
+            Source::Ebgp => "ebgp",
+            Source::Ibgp => "ibgp",
+        }
+    }
+}
+
+/// How a route reaches its next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via<A> {
+    /// A next-hop table index, already known (connected, static with a resolved neighbour).
+    NextHop(u32),
+    /// A gateway address to resolve through the non-recursive routes.
+    Recursive(A),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<A> {
+    pub source: Source,
+    pub distance: u8,
+    pub via: Via<A>,
+}
+
+/// What `show routes` prints for a prefix: the winner and where it points now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed<N, A> {
+    pub net: N,
+    pub route: Route<A>,
+    /// The FIB next hop, `None` while a recursive gateway does not resolve.
+    pub next_hop: Option<u32>,
+}
+
+pub struct Rib<F: Family>
+where
+    F::Addr: Ord,
+{
+    candidates: BTreeMap<F::Net, Vec<Route<F::Addr>>>,
+    /// Gateway → the prefixes whose winner resolves through it, and its resolution.
+    gateways: BTreeMap<F::Addr, (BTreeSet<F::Net>, Option<u32>)>,
+    fib: Fib<F>,
+}
+
+impl<F: Family> Rib<F>
+where
+    F::Addr: Ord,
+{
+    pub fn new(fib: Fib<F>) -> Self {
+        Rib { candidates: BTreeMap::new(), gateways: BTreeMap::new(), fib }
+    }
+
+    pub fn fib(&self) -> &Fib<F> {
+        &self.fib
+    }
+
+    /// Offers (or replaces) `source`'s route for `net`.
+    pub fn add(&mut self, net: F::Net, route: Route<F::Addr>) -> Result<(), FibError> {
+        let before = self.winner(&net);
+        let list = self.candidates.entry(net).or_default();
+        match list.iter_mut().find(|r| r.source == route.source) {
+            Some(existing) => *existing = route,
+            None => list.push(route),
+        }
+        self.changed(net, before)
+    }
+
+    /// Withdraws `source`'s route for `net`; returns whether there was one.
+    pub fn remove(&mut self, net: F::Net, source: Source) -> Result<bool, FibError> {
+        let before = self.winner(&net);
+        let Some(list) = self.candidates.get_mut(&net) else { return Ok(false) };
+        let len = list.len();
+        list.retain(|r| r.source != source);
+        let removed = list.len() != len;
+        if list.is_empty() {
+            self.candidates.remove(&net);
+        }
+        self.changed(net, before)?;
+        Ok(removed)
+    }
+
+    /// The winning route per prefix, in prefix order.
+    pub fn installed(&self) -> Vec<Installed<F::Net, F::Addr>> {
+        self.candidates
+            .keys()
+            .filter_map(|net| {
+                let route = self.winner(net)?;
+                Some(Installed { net: *net, route, next_hop: self.fib.get(net) })
+            })
+            .collect()
+    }
+
+    fn winner(&self, net: &F::Net) -> Option<Route<F::Addr>> {
+        let list = self.candidates.get(net)?;
+        list.iter().copied().min_by_key(|r| r.distance)
+    }
+
+    fn changed(&mut self, net: F::Net, before: Option<Route<F::Addr>>) -> Result<(), FibError> {
+        let after = self.winner(&net);
+        if before == after {
+            return Ok(());
+        }
+        if let Some(Route { via: Via::Recursive(gw), .. }) = before {
+            if let Some((users, _)) = self.gateways.get_mut(&gw) {
+                users.remove(&net);
+                if users.is_empty() {
+                    self.gateways.remove(&gw);
+                }
+            }
+        }
+        match after {
+            None => {
+                self.fib.remove(net)?;
+            }
+            Some(Route { via: Via::NextHop(nh), .. }) => {
+                self.fib.insert(net, nh)?;
+            }
+            Some(Route { via: Via::Recursive(gw), .. }) => {
+                let resolved = self.resolve(gw);
+                let (users, cached) = self.gateways.entry(gw).or_insert_with(|| (BTreeSet::new(), resolved));
+                users.insert(net);
+                *cached = resolved;
+                match resolved {
+                    Some(nh) => self.fib.insert(net, nh)?,
+                    None => self.fib.remove(net)?,
+                };
+            }
+        }
+        let direct_changed = matches!(before, Some(Route { via: Via::NextHop(_), .. }))
+            || matches!(after, Some(Route { via: Via::NextHop(_), .. }));
+        if direct_changed {
+            self.reresolve()?;
+        }
+        Ok(())
+    }
+
+    /// The next hop of the longest non-recursive winner covering `gw`.
+    fn resolve(&self, gw: F::Addr) -> Option<u32> {
+        let key = F::addr_key(gw);
+        let bits = <F::Key as crate::trie::Key>::BITS;
+        (0..=bits).rev().find_map(|len| {
+            let net = F::key_net(crate::trie::Key::masked(key, len), len);
+            match self.winner(&net)?.via {
+                Via::NextHop(nh) => Some(nh),
+                Via::Recursive(_) => None,
+            }
+        })
+    }
+
+    fn reresolve(&mut self) -> Result<(), FibError> {
+        let gateways: Vec<F::Addr> = self.gateways.keys().copied().collect();
+        for gw in gateways {
+            let resolved = self.resolve(gw);
+            let Some((users, cached)) = self.gateways.get_mut(&gw) else { continue };
+            if *cached == resolved {
+                continue;
+            }
+            *cached = resolved;
+            let users: Vec<F::Net> = users.iter().copied().collect();
+            for net in users {
+                match resolved {
+                    Some(nh) => self.fib.insert(net, nh)?,
+                    None => self.fib.remove(net)?,
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Qsbr, V4};
+    use std::net::Ipv4Addr;
+
+    fn route(source: Source, via: Via<Ipv4Addr>) -> Route<Ipv4Addr> {
+        Route { source, distance: source.default_distance(), via }
+    }
+
+    #[test]
+    fn lowest_distance_wins_and_recursive_routes_follow_their_gateway() {
+        let mut rib = Rib::<V4>::new(Fib::with_groups(Qsbr::new(), 64).expect("fib"));
+        let lan = "192.0.2.0/24".parse().expect("net");
+        let far = "198.18.0.0/15".parse().expect("net");
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let probe = Ipv4Addr::new(198, 19, 1, 1);
+
+        rib.add(far, route(Source::Ebgp, Via::Recursive(gw))).expect("add");
+        assert_eq!(rib.fib().lookup(probe), None, "gateway does not resolve yet");
+
+        rib.add(lan, route(Source::Connected, Via::NextHop(3))).expect("add");
+        assert_eq!(rib.fib().lookup(probe), Some(3), "resolved through the connected route");
+
+        rib.add(far, route(Source::Static, Via::NextHop(9))).expect("add");
+        assert_eq!(rib.fib().lookup(probe), Some(9), "static (1) beats eBGP (20)");
+        rib.remove(far, Source::Static).expect("remove");
+        assert_eq!(rib.fib().lookup(probe), Some(3), "eBGP takes over again");
+
+        rib.add(lan, route(Source::Connected, Via::NextHop(4))).expect("add");
+        assert_eq!(rib.fib().lookup(probe), Some(4), "re-resolved when the route under it changed");
+
+        rib.remove(lan, Source::Connected).expect("remove");
+        assert_eq!(rib.fib().lookup(probe), None, "gateway gone: route leaves the FIB");
+        let shown = rib.installed();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].next_hop, None);
+    }
+}

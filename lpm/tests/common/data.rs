@@ -1,0 +1,123 @@
+//! Reading the real BGP tables in `../shared/data` (xz-compressed text, one prefix a line,
+//! update streams as "A prefix" / "W prefix"), and a seeded PRNG for test and bench keys.
+//! Shared by the lpm tests and the benches (included with `#[path]`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+/// `$TERN_DATA`, else `shared/data` beside the repository.
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TERN_DATA") {
+        return PathBuf::from(dir);
+    }
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("../shared/data").is_dir() {
+        if !dir.pop() {
+            panic!("../shared/data not found above {}; set TERN_DATA", env!("CARGO_MANIFEST_DIR"));
+        }
+    }
+    dir.join("../shared/data")
+}
+
+pub fn lines(file: &str) -> Vec<String> {
+    let path = data_dir().join(file);
+    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(xz2::read::XzDecoder::new(f))
+        .lines()
+        .map(|l| l.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+pub fn parse<N: std::str::FromStr>(file: &str, text: &str) -> N {
+    text.parse().unwrap_or_else(|_| panic!("{file}: bad prefix {text:?}"))
+}
+
+pub fn table<N: std::str::FromStr>(file: &str) -> Vec<N> {
+    lines(file).iter().map(|l| parse(file, l.trim())).collect()
+}
+
+/// An update stream: `(true, prefix)` announces, `(false, prefix)` withdraws.
+pub fn updates<N: std::str::FromStr>(file: &str) -> Vec<(bool, N)> {
+    lines(file)
+        .iter()
+        .map(|l| {
+            let (op, net) = l.split_once(' ').unwrap_or_else(|| panic!("{file}: bad line {l:?}"));
+            (op == "A", parse(file, net.trim()))
+        })
+        .collect()
+}
+
+pub const RIS_V4: &str = "ris-rrc00-AS3333-20260511-ipv4-rib.txt.xz";
+pub const RIS_V6: &str = "ris-rrc00-AS3333-20260511-ipv6-rib.txt.xz";
+pub const RIS_V4_UPDATES: &str = "ris-rrc00-AS3333-20260511-ipv4-updates.txt.xz";
+pub const RIS_V6_UPDATES: &str = "ris-rrc00-AS3333-20260511-ipv6-updates.txt.xz";
+pub const TIER1_V4: &str = "tier1-2023-ipv4.txt.xz";
+pub const TIER1_V6: &str = "tier1-2023-ipv6.txt.xz";
+
+/// The synthetic next hop of a prefix (the data has none): a hash mod 512.
+pub fn next_hop_of(key: u128, len: u8) -> u32 {
+    (mix(key as u64 ^ (key >> 64) as u64 ^ ((len as u64) << 56)) % 512) as u32
+}
+
+pub fn v4_next_hop(net: &Ipv4Net) -> u32 {
+    next_hop_of(net.network().to_bits() as u128, net.prefix_len())
+}
+
+pub fn v6_next_hop(net: &Ipv6Net) -> u32 {
+    next_hop_of(net.network().to_bits(), net.prefix_len())
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
+
+/// SplitMix64: small, seeded, good enough for keys.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        mix(self.0)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn u128(&mut self) -> u128 {
+        ((self.next() as u128) << 64) | self.next() as u128
+    }
+}
+
+/// Half the keys inside random prefixes of the table (random host bits), half uniform.
+pub fn v4_keys(table: &[Ipv4Net], count: usize, rng: &mut Rng) -> Vec<std::net::Ipv4Addr> {
+    (0..count)
+        .map(|i| {
+            if i % 2 == 0 && !table.is_empty() {
+                let net = table[rng.below(table.len() as u64) as usize];
+                let host = (rng.next() as u32) & !u32::MAX.checked_shl(32 - net.prefix_len() as u32).unwrap_or(0);
+                std::net::Ipv4Addr::from_bits(net.network().to_bits() | host)
+            } else {
+                std::net::Ipv4Addr::from_bits(rng.next() as u32)
+            }
+        })
+        .collect()
+}
+
+pub fn v6_keys(table: &[Ipv6Net], count: usize, rng: &mut Rng) -> Vec<std::net::Ipv6Addr> {
+    (0..count)
+        .map(|i| {
+            if i % 2 == 0 && !table.is_empty() {
+                let net = table[rng.below(table.len() as u64) as usize];
+                let host = rng.u128() & !u128::MAX.checked_shl(128 - net.prefix_len() as u32).unwrap_or(0);
+                std::net::Ipv6Addr::from_bits(net.network().to_bits() | host)
+            } else {
+                std::net::Ipv6Addr::from_bits(rng.u128())
+            }
+        })
+        .collect()
+}
