@@ -76,8 +76,8 @@ impl std::error::Error for FibError {}
 
 /// An address family: its address and prefix types and the trie's first-level width.
 pub trait Family: Send + Sync + 'static {
-    type Addr: Copy + std::fmt::Debug;
-    type Net: Copy + std::fmt::Debug + Eq + Ord;
+    type Addr: Copy + std::fmt::Debug + Send + Sync;
+    type Net: Copy + std::fmt::Debug + Eq + Ord + Send + Sync;
     type Key: Key;
     /// Bits resolved by the first-level table.
     const FIRST: u8;

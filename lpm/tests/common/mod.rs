@@ -31,6 +31,12 @@ impl Oracle {
         self.maps[len as usize].remove(&k)
     }
     pub fn lookup(&self, key: u128) -> Option<u32> {
-        (0..=self.bits).rev().find_map(|len| self.maps[len as usize].get(&self.mask(key, len)).copied())
+        (0..=self.bits).rev().find_map(|len| {
+            let map = &self.maps[len as usize];
+            if map.is_empty() {
+                return None;
+            }
+            map.get(&self.mask(key, len)).copied()
+        })
     }
 }

@@ -1,0 +1,205 @@
+//! `cargo bench -p benches --bench lpm`: lookups, build and update replay of the FIB on the
+//! RIS 2026 tables, with `prefix-trie` measured in the same run for the ratio.
+//!
+//! Keys: "in-table" are random addresses inside random prefixes of the table, "uniform" are
+//! uniformly random addresses (for IPv6: random within 2000::/3, where routes are).
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use benches::data::{self, Rng};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ipnet::{Ipv4Net, Ipv6Net};
+use lpm::{Family, Fib, Qsbr};
+use prefix_trie::PrefixMap;
+
+const KEYS: usize = 1 << 16;
+
+fn pin(core: usize) {
+    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core).copied()) {
+        core_affinity::set_for_current(id);
+    }
+}
+
+fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
+    let mut rng = Rng(41);
+    let in_table: Vec<Ipv4Addr> = data::v4_keys(table, KEYS * 2, &mut rng).into_iter().step_by(2).collect();
+    let uniform = (0..KEYS).map(|_| Ipv4Addr::from_bits(rng.next() as u32)).collect();
+    [("in-table", in_table), ("uniform", uniform)]
+}
+
+fn v6_sets(table: &[Ipv6Net]) -> [(&'static str, Vec<Ipv6Addr>); 2] {
+    let mut rng = Rng(61);
+    let in_table: Vec<Ipv6Addr> = data::v6_keys(table, KEYS * 2, &mut rng).into_iter().step_by(2).collect();
+    let uniform = (0..KEYS).map(|_| Ipv6Addr::from_bits((0x2u128 << 124) | (rng.u128() >> 3))).collect();
+    [("in-table", in_table), ("uniform", uniform)]
+}
+
+fn build<F: Family>(routes: &[(F::Net, u32)]) -> Fib<F> {
+    let mut fib = Fib::<F>::new(Qsbr::new()).expect("fib");
+    fib.bulk_load(routes.iter().copied()).expect("load");
+    fib
+}
+
+fn lookups<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)], sets: &[(&str, Vec<F::Addr>)])
+where
+    F::Net: prefix_trie::Prefix + From<F::Addr>,
+{
+    let fib = build::<F>(routes);
+    let reader = fib.reader();
+    let reference: PrefixMap<F::Net, u32> = routes.iter().copied().collect();
+    println!(
+        "{family}: {} routes, {} bytes of lookup memory, {:.1} bytes/prefix",
+        fib.len(),
+        fib.bytes(),
+        fib.bytes() as f64 / fib.len() as f64
+    );
+    let mut group = c.benchmark_group(format!("{family}/lookup"));
+    group.throughput(Throughput::Elements(KEYS as u64));
+    for (name, keys) in sets {
+        group.bench_function(format!("{name}/tern-single"), |b| {
+            b.iter(|| {
+                let mut acc = 0u32;
+                for &k in keys {
+                    acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
+                }
+                black_box(acc)
+            })
+        });
+        let mut out = vec![0u32; 64];
+        group.bench_function(format!("{name}/tern-batch64"), |b| {
+            b.iter(|| {
+                for chunk in keys.chunks(64) {
+                    reader.lookup_batch(chunk, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+        group.bench_function(format!("{name}/prefix-trie"), |b| {
+            b.iter(|| {
+                let mut acc = 0u32;
+                for &k in keys {
+                    acc = acc.wrapping_add(reference.get_lpm(&F::Net::from(k)).map_or(0, |(_, &nh)| nh));
+                }
+                black_box(acc)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn build_time<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)]) {
+    let mut group = c.benchmark_group(format!("{family}/build"));
+    group.sample_size(10).throughput(Throughput::Elements(routes.len() as u64));
+    group.bench_function("bulk-load", |b| b.iter_batched(|| (), |_| build::<F>(routes), BatchSize::PerIteration));
+    group.finish();
+}
+
+/// Replays the 24 h stream once per iteration on a freshly loaded table (load not timed).
+fn replay<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)], updates: &[(bool, F::Net)]) {
+    let mut group = c.benchmark_group(format!("{family}/update-replay"));
+    group.sample_size(10).throughput(Throughput::Elements(updates.len() as u64));
+    group.bench_function("24h-stream", |b| {
+        b.iter_batched(|| build::<F>(routes), |mut fib| apply_stream(&mut fib, updates, 0), BatchSize::PerIteration)
+    });
+    group.finish();
+}
+
+fn apply_stream<F: Family>(fib: &mut Fib<F>, updates: &[(bool, F::Net)], salt: u32) {
+    for (i, (announce, net)) in updates.iter().enumerate() {
+        if *announce {
+            let nh = (i as u32 ^ salt) % 512;
+            fib.insert(*net, nh).expect("insert");
+        } else {
+            fib.remove(*net).expect("remove");
+        }
+    }
+}
+
+/// A reader's single-lookup rate while the writer, on the other core, replays the stream
+/// over and over; the same reader measured with the writer idle right before, for the ratio.
+fn lookups_under_churn<F: Family>(
+    c: &mut Criterion,
+    family: &str,
+    routes: &[(F::Net, u32)],
+    updates: &[(bool, F::Net)],
+    keys: &[F::Addr],
+) {
+    let qsbr = Qsbr::new();
+    let mut fib = Fib::<F>::new(qsbr.clone()).expect("fib");
+    fib.bulk_load(routes.iter().copied()).expect("load");
+    let reader = fib.reader();
+    let mut group = c.benchmark_group(format!("{family}/lookup-under-churn"));
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    let mut guard = qsbr.register();
+    let mut run = |guard: &mut lpm::QsbrThread, iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut acc = 0u32;
+            for &k in keys {
+                acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
+            }
+            black_box(acc);
+            guard.quiescent();
+        }
+        start.elapsed()
+    };
+    group.bench_function("writer-idle", |b| b.iter_custom(|iters| run(&mut guard, iters)));
+    let stop = AtomicBool::new(false);
+    let updates_done = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            pin(1);
+            let mut n = 0u64;
+            let mut salt = 1;
+            while !stop.load(Ordering::Relaxed) {
+                for chunk in updates.chunks(4096) {
+                    apply_stream(&mut fib, chunk, salt);
+                    n += chunk.len() as u64;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                salt += 1;
+            }
+            n
+        });
+        group.bench_function("writer-replaying", |b| b.iter_custom(|iters| run(&mut guard, iters)));
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer")
+    });
+    println!("{family}: the writer applied {updates_done} updates during the churn benchmark");
+    group.finish();
+}
+
+fn v4(c: &mut Criterion) {
+    pin(0);
+    let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
+    let routes: Vec<(Ipv4Net, u32)> = table.iter().map(|n| (*n, data::v4_next_hop(n))).collect();
+    let sets = v4_sets(&table);
+    lookups::<lpm::V4>(c, "ipv4", &routes, &sets);
+    build_time::<lpm::V4>(c, "ipv4", &routes);
+    let updates = data::updates(data::RIS_V4_UPDATES);
+    replay::<lpm::V4>(c, "ipv4", &routes, &updates);
+    lookups_under_churn::<lpm::V4>(c, "ipv4", &routes, &updates, &sets[0].1);
+}
+
+fn v6(c: &mut Criterion) {
+    pin(0);
+    let table: Vec<Ipv6Net> = data::table(data::RIS_V6);
+    let routes: Vec<(Ipv6Net, u32)> = table.iter().map(|n| (*n, data::v6_next_hop(n))).collect();
+    let sets = v6_sets(&table);
+    lookups::<lpm::V6>(c, "ipv6", &routes, &sets);
+    build_time::<lpm::V6>(c, "ipv6", &routes);
+    let updates = data::updates(data::RIS_V6_UPDATES);
+    replay::<lpm::V6>(c, "ipv6", &routes, &updates);
+    lookups_under_churn::<lpm::V6>(c, "ipv6", &routes, &updates, &sets[0].1);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = v4, v6
+}
+criterion_main!(benches);
