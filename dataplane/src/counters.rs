@@ -1,0 +1,274 @@
+//! Counters: per worker, written by that worker only, summed when read.
+//!
+//! Each worker keeps plain `u64`s while it processes a burst and folds them into its
+//! shared [`WorkerCounters`] once per burst (a load and a store per counter, no locked
+//! instruction: a worker is the only writer of its own block).
+//!
+//! The names printed by `tern ctl show counters` are an interface: tools parse them.
+//! Add names, never rename or reuse one.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a frame was dropped. `name()` is the stable external name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Drop {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Ethertype tern does not handle (VLAN tags, LLDP, …).
+    UnsupportedEthertype,
+    /// Unicast to a MAC that is not the receiving port's.
+    NotForUs,
+    /// ARP that is not Ethernet/IPv4, or truncated.
+    ArpMalformed,
+    /// Frame ends inside the IPv4 header.
+    Ipv4Truncated,
+    Ipv4BadVersion,
+    /// IHL below 5, or beyond the frame.
+    Ipv4BadIhl,
+    /// Total length below the header or beyond the frame.
+    Ipv4BadTotalLength,
+    Ipv4BadChecksum,
+    /// Source address that cannot be a source (multicast, broadcast, loopback, 0/8 to a non-local).
+    Ipv4BadSource,
+    /// Multicast or broadcast destination: a router does not forward them.
+    Ipv4NotForwardable,
+    Ipv6Truncated,
+    Ipv6BadVersion,
+    /// Payload length beyond the frame.
+    Ipv6BadPayloadLength,
+    Ipv6BadSource,
+    /// Link-local or multicast destination that is not ours to forward.
+    Ipv6NotForwardable,
+    /// TTL / hop limit expired (an ICMP error was sent, rate allowing).
+    TtlExceeded,
+    /// No route (an ICMP unreachable was sent, rate allowing).
+    NoRoute,
+    /// Too big for the egress MTU with DF set, or IPv6 (an ICMP error was sent).
+    TooBig,
+    /// Next hop unresolved and its hold queue full, or resolution failed.
+    NeighborUnresolved,
+    /// Addressed to us with a protocol we do not serve.
+    LocalUnhandled,
+    /// ICMP to us that is malformed (short, bad checksum).
+    IcmpMalformed,
+    /// The pool had no frame for a reply, a fragment or a copy.
+    NoBuffer,
+    /// Transmit failed (device gone, queue full).
+    TxError,
+    /// Route points at a next hop that is not (or no longer) in the adjacency table.
+    BadAdjacency,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 25] = [
+        Drop::Runt,
+        Drop::UnsupportedEthertype,
+        Drop::NotForUs,
+        Drop::ArpMalformed,
+        Drop::Ipv4Truncated,
+        Drop::Ipv4BadVersion,
+        Drop::Ipv4BadIhl,
+        Drop::Ipv4BadTotalLength,
+        Drop::Ipv4BadChecksum,
+        Drop::Ipv4BadSource,
+        Drop::Ipv4NotForwardable,
+        Drop::Ipv6Truncated,
+        Drop::Ipv6BadVersion,
+        Drop::Ipv6BadPayloadLength,
+        Drop::Ipv6BadSource,
+        Drop::Ipv6NotForwardable,
+        Drop::TtlExceeded,
+        Drop::NoRoute,
+        Drop::TooBig,
+        Drop::NeighborUnresolved,
+        Drop::LocalUnhandled,
+        Drop::IcmpMalformed,
+        Drop::NoBuffer,
+        Drop::TxError,
+        Drop::BadAdjacency,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Runt => "runt",
+            Drop::UnsupportedEthertype => "unsupported_ethertype",
+            Drop::NotForUs => "not_for_us",
+            Drop::ArpMalformed => "arp_malformed",
+            Drop::Ipv4Truncated => "ipv4_truncated",
+            Drop::Ipv4BadVersion => "ipv4_bad_version",
+            Drop::Ipv4BadIhl => "ipv4_bad_ihl",
+            Drop::Ipv4BadTotalLength => "ipv4_bad_total_length",
+            Drop::Ipv4BadChecksum => "ipv4_bad_checksum",
+            Drop::Ipv4BadSource => "ipv4_bad_source",
+            Drop::Ipv4NotForwardable => "ipv4_not_forwardable",
+            Drop::Ipv6Truncated => "ipv6_truncated",
+            Drop::Ipv6BadVersion => "ipv6_bad_version",
+            Drop::Ipv6BadPayloadLength => "ipv6_bad_payload_length",
+            Drop::Ipv6BadSource => "ipv6_bad_source",
+            Drop::Ipv6NotForwardable => "ipv6_not_forwardable",
+            Drop::TtlExceeded => "ttl_exceeded",
+            Drop::NoRoute => "no_route",
+            Drop::TooBig => "too_big",
+            Drop::NeighborUnresolved => "neighbor_unresolved",
+            Drop::LocalUnhandled => "local_unhandled",
+            Drop::IcmpMalformed => "icmp_malformed",
+            Drop::NoBuffer => "no_buffer",
+            Drop::TxError => "tx_error",
+            Drop::BadAdjacency => "bad_adjacency",
+        }
+    }
+}
+
+pub const DROP_REASONS: usize = Drop::ALL.len();
+
+/// Events counted besides drops.
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+pub enum Event {
+    Forwarded,
+    Fragmented,
+    FragmentsSent,
+    IcmpSent,
+    IcmpRateLimited,
+    ArpReplied,
+    NdpReplied,
+    EchoReplied,
+    Punted,
+}
+
+impl Event {
+    pub const ALL: [Event; 9] = [
+        Event::Forwarded,
+        Event::Fragmented,
+        Event::FragmentsSent,
+        Event::IcmpSent,
+        Event::IcmpRateLimited,
+        Event::ArpReplied,
+        Event::NdpReplied,
+        Event::EchoReplied,
+        Event::Punted,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Forwarded => "forwarded",
+            Event::Fragmented => "fragmented",
+            Event::FragmentsSent => "fragments_sent",
+            Event::IcmpSent => "icmp_sent",
+            Event::IcmpRateLimited => "icmp_rate_limited",
+            Event::ArpReplied => "arp_replied",
+            Event::NdpReplied => "ndp_replied",
+            Event::EchoReplied => "echo_replied",
+            Event::Punted => "punted",
+        }
+    }
+}
+
+pub const EVENTS: usize = Event::ALL.len();
+
+/// Per-port packet and byte counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounts {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: u64,
+}
+
+/// What a worker accumulates during one burst.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub drops: [u64; DROP_REASONS],
+    pub events: [u64; EVENTS],
+    pub ports: Vec<PortCounts>,
+}
+
+impl Local {
+    pub fn new(ports: usize) -> Local {
+        Local { drops: [0; DROP_REASONS], events: [0; EVENTS], ports: vec![PortCounts::default(); ports] }
+    }
+    #[inline(always)]
+    pub fn drop(&mut self, port: u16, reason: Drop) {
+        self.drops[reason as usize] += 1;
+        if let Some(p) = self.ports.get_mut(port as usize) {
+            p.drops += 1;
+        }
+    }
+    #[inline(always)]
+    pub fn event(&mut self, e: Event) {
+        self.events[e as usize] += 1;
+    }
+}
+
+/// One worker's published counters.
+pub struct WorkerCounters {
+    drops: [AtomicU64; DROP_REASONS],
+    events: [AtomicU64; EVENTS],
+    ports: Vec<[AtomicU64; 5]>,
+}
+
+impl WorkerCounters {
+    pub fn new(ports: usize) -> WorkerCounters {
+        WorkerCounters {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            ports: (0..ports).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+        }
+    }
+
+    /// Adds `local` in and zeroes it. Only the owning worker calls this.
+    pub fn flush(&self, local: &mut Local) {
+        fn add(c: &AtomicU64, v: &mut u64) {
+            if *v != 0 {
+                c.store(c.load(Relaxed) + *v, Relaxed);
+                *v = 0;
+            }
+        }
+        for (c, v) in self.drops.iter().zip(local.drops.iter_mut()) {
+            add(c, v);
+        }
+        for (c, v) in self.events.iter().zip(local.events.iter_mut()) {
+            add(c, v);
+        }
+        for (c, p) in self.ports.iter().zip(local.ports.iter_mut()) {
+            add(&c[0], &mut p.rx_packets);
+            add(&c[1], &mut p.rx_bytes);
+            add(&c[2], &mut p.tx_packets);
+            add(&c[3], &mut p.tx_bytes);
+            add(&c[4], &mut p.drops);
+        }
+    }
+}
+
+/// Counters summed over workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub drops: Vec<(&'static str, u64)>,
+    pub events: Vec<(&'static str, u64)>,
+    pub ports: Vec<PortCounts>,
+}
+
+pub fn sum(workers: &[std::sync::Arc<WorkerCounters>], ports: usize) -> Totals {
+    let mut t = Totals {
+        drops: Drop::ALL.iter().map(|d| (d.name(), 0)).collect(),
+        events: Event::ALL.iter().map(|e| (e.name(), 0)).collect(),
+        ports: vec![PortCounts::default(); ports],
+    };
+    for w in workers {
+        for (i, c) in w.drops.iter().enumerate() {
+            t.drops[i].1 += c.load(Relaxed);
+        }
+        for (i, c) in w.events.iter().enumerate() {
+            t.events[i].1 += c.load(Relaxed);
+        }
+        for (p, c) in t.ports.iter_mut().zip(&w.ports) {
+            p.rx_packets += c[0].load(Relaxed);
+            p.rx_bytes += c[1].load(Relaxed);
+            p.tx_packets += c[2].load(Relaxed);
+            p.tx_bytes += c[3].load(Relaxed);
+            p.drops += c[4].load(Relaxed);
+        }
+    }
+    t
+}
