@@ -15,7 +15,11 @@ use crate::{Family, Fib, FibError};
 /// Where a route came from. Lower default distance wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
+    /// Our own addresses (delivered locally, never forwarded).
+    Local,
     Connected,
+    /// A host route to a resolved neighbour on a connected network.
+    Neighbor,
     Static,
     Tunnel,
     Ebgp,
@@ -26,7 +30,9 @@ impl Source {
     /// Administrative distances as on common routers (Cisco/FRR values).
     pub fn default_distance(self) -> u8 {
         match self {
+            Source::Local => 0,
             Source::Connected => 0,
+            Source::Neighbor => 0,
             Source::Static => 1,
             Source::Tunnel => 5,
             Source::Ebgp => 20,
@@ -36,7 +42,9 @@ impl Source {
 
     pub fn name(self) -> &'static str {
         match self {
+            Source::Local => "local",
             Source::Connected => "connected",
+            Source::Neighbor => "neighbor",
             Source::Static => "static",
             Source::Tunnel => "tunnel",
             Source::Ebgp => "ebgp",

@@ -1,0 +1,706 @@
+//! The control plane: the one thread that writes the RIB/FIB and the adjacency table and
+//! owns the neighbour cache. Workers never wait for it: they hand it packets that need a
+//! neighbour resolved and neighbours they learned, over a bounded channel, and it answers
+//! the `tern ctl` requests.
+//!
+//! Neighbour life cycle (ARP for IPv4, NDP for IPv6):
+//! * `Incomplete`: a request went out; up to [`HOLD`] packets wait; retried every second,
+//!   [`TRIES`] times, then the held packets get ICMP host unreachable and the entry goes.
+//! * `Reachable`: the adjacency carries the MAC. After `neighbor_timeout` without being
+//!   heard from, a probe goes out and the entry is `Incomplete` again (the adjacency keeps
+//!   the old MAC meanwhile, so traffic is not interrupted), and removed if nobody answers.
+//! * `Static`: from the configuration, never aged.
+//!
+//! A neighbour on a connected network gets a host route (/32, /128) to its own adjacency,
+//! so after the first packet the workers never punt to resolve it again.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use lpm::rib::{Rib, Route, Source, Via};
+use lpm::{Fib, NextHopTable, Qsbr, V4, V6};
+use serde_json::{json, Value};
+
+use crate::adjacency::{self, Adjacency};
+use crate::buf::Pool;
+use crate::config::{format_mac, Config, StaticRoute};
+use crate::counters::{self, WorkerCounters};
+use crate::io::PortTx;
+use crate::pipeline::{icmp, PortInfo};
+use crate::wire::{self, arp, eth, icmp4, icmp6, ipv4, ipv6, Mac, BROADCAST};
+
+/// Packets held per unresolved neighbour.
+pub const HOLD: usize = 3;
+/// Resolution attempts before giving up.
+pub const TRIES: u32 = 3;
+const RETRY: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_millis(100);
+
+pub enum ControlMsg {
+    /// A routed packet (TTL already decremented, source MAC set) waiting for `ip`'s MAC.
+    Resolve { port: u16, ip: IpAddr, frame: Vec<u8> },
+    /// A neighbour heard from (ARP, NDP).
+    Learned { port: u16, ip: IpAddr, mac: Mac },
+    /// A `tern ctl` request; the words after `tern ctl`.
+    Ctl { words: Vec<String>, reply: Sender<Result<Value, String>> },
+    Stop,
+}
+
+#[derive(Debug)]
+enum State {
+    Incomplete { tries: u32, next_try: Instant, held: VecDeque<Vec<u8>> },
+    Reachable { mac: Mac, heard: Instant },
+    Static { mac: Mac },
+}
+
+#[derive(Debug)]
+struct Neighbor {
+    port: u16,
+    adjacency: u32,
+    state: State,
+    /// Whether a host route points at it (neighbours on connected networks).
+    host_route: bool,
+    /// Routes (static) that use it as gateway: it stays while they exist.
+    gateway_of: usize,
+}
+
+pub struct Control {
+    ports: Arc<[PortInfo]>,
+    tx: Vec<Arc<dyn PortTx>>,
+    rib4: Rib<V4>,
+    rib6: Rib<V6>,
+    adjacencies: NextHopTable<Adjacency>,
+    free_adjacencies: Vec<u32>,
+    next_adjacency: u32,
+    glean: Vec<u32>,
+    neighbors: HashMap<IpAddr, Neighbor>,
+    statics: Vec<StaticRoute>,
+    counters: Vec<Arc<WorkerCounters>>,
+    neighbor_timeout: Duration,
+    pool: Pool,
+    stats: ControlStats,
+}
+
+#[derive(Debug, Default)]
+struct ControlStats {
+    arp_requests: u64,
+    ns_sent: u64,
+    resolved: u64,
+    failed: u64,
+    held_dropped: u64,
+    held_sent: u64,
+}
+
+impl Control {
+    /// Builds the tables from the configuration: local addresses, connected networks,
+    /// static neighbours and routes.
+    pub fn new(
+        config: &Config,
+        ports: Arc<[PortInfo]>,
+        tx: Vec<Arc<dyn PortTx>>,
+        qsbr: Arc<Qsbr>,
+        counters: Vec<Arc<WorkerCounters>>,
+    ) -> Result<Control, String> {
+        let fib4 = Fib::<V4>::new(qsbr.clone()).map_err(|e| e.to_string())?;
+        let fib6 = Fib::<V6>::new(qsbr.clone()).map_err(|e| e.to_string())?;
+        let mut adjacencies = NextHopTable::new(qsbr, adjacency::CAPACITY);
+        adjacencies.set(adjacency::LOCAL, Adjacency::Local);
+        adjacencies.set(adjacency::BROADCAST, Adjacency::Broadcast);
+        let mut c = Control {
+            ports: ports.clone(),
+            tx,
+            rib4: Rib::new(fib4),
+            rib6: Rib::new(fib6),
+            adjacencies,
+            free_adjacencies: Vec::new(),
+            next_adjacency: adjacency::FIRST_DYNAMIC,
+            glean: Vec::new(),
+            neighbors: HashMap::new(),
+            statics: Vec::new(),
+            counters,
+            neighbor_timeout: config.neighbor_timeout,
+            pool: Pool::new(64),
+            stats: ControlStats::default(),
+        };
+        for (index, port) in ports.iter().enumerate() {
+            let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
+            c.glean.push(glean);
+            for net in &port.v4 {
+                c.add(IpNet::V4(net.trunc()), Source::Connected, glean)?;
+                c.add(IpNet::V4(Ipv4Net::from(net.addr())), Source::Local, adjacency::LOCAL)?;
+                if net.prefix_len() < 31 {
+                    c.add(IpNet::V4(Ipv4Net::from(net.broadcast())), Source::Local, adjacency::BROADCAST)?;
+                }
+            }
+            for net in &port.v6 {
+                c.add(IpNet::V6(net.trunc()), Source::Connected, glean)?;
+                c.add(IpNet::V6(Ipv6Net::from(net.addr())), Source::Local, adjacency::LOCAL)?;
+            }
+            c.add(IpNet::V6(Ipv6Net::from(port.link_local)), Source::Local, adjacency::LOCAL)?;
+        }
+        for n in &config.neighbors {
+            c.set_static_neighbor(n.interface as u16, n.address, n.mac)?;
+        }
+        for r in &config.routes {
+            c.add_static(r.clone())?;
+        }
+        Ok(c)
+    }
+
+    /// Announces our addresses (gratuitous ARP, unsolicited NA), then serves messages
+    /// until `Stop` or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<ControlMsg>) {
+        self.announce();
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(ControlMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                self.tick(Instant::now());
+                next_tick = Instant::now() + TICK;
+            }
+        }
+    }
+
+    pub fn handle(&mut self, msg: ControlMsg) {
+        match msg {
+            ControlMsg::Resolve { port, ip, frame } => self.resolve(port, ip, frame),
+            ControlMsg::Learned { port, ip, mac } => self.learned(port, ip, mac),
+            ControlMsg::Ctl { words, reply } => {
+                let _ = reply.send(self.ctl(&words));
+            }
+            ControlMsg::Stop => {}
+        }
+    }
+
+    fn allocate(&mut self, adj: Adjacency) -> Result<u32, String> {
+        let index = match self.free_adjacencies.pop() {
+            Some(i) => i,
+            None if self.next_adjacency < adjacency::CAPACITY => {
+                self.next_adjacency += 1;
+                self.next_adjacency - 1
+            }
+            None => return Err("adjacency table full".into()),
+        };
+        self.adjacencies.set(index, adj);
+        Ok(index)
+    }
+
+    fn release(&mut self, index: u32) {
+        self.adjacencies.clear(index);
+        self.free_adjacencies.push(index);
+    }
+
+    fn add(&mut self, net: IpNet, source: Source, adjacency: u32) -> Result<(), String> {
+        let distance = source.default_distance();
+        let result = match net {
+            IpNet::V4(n) => self.rib4.add(n, Route { source, distance, via: Via::NextHop(adjacency) }),
+            IpNet::V6(n) => self.rib6.add(n, Route { source, distance, via: Via::NextHop(adjacency) }),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    fn remove(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
+        let result = match net {
+            IpNet::V4(n) => self.rib4.remove(n, source),
+            IpNet::V6(n) => self.rib6.remove(n, source),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    /// The port whose connected network holds `ip`.
+    fn port_for(&self, ip: IpAddr) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| match ip {
+                IpAddr::V4(a) => p.v4.iter().any(|n| n.contains(&a)),
+                IpAddr::V6(a) => p.v6.iter().any(|n| n.contains(&a)) || (a.is_unicast_link_local()),
+            })
+            .map(|p| p as u16)
+    }
+
+    /// The neighbour entry for `ip` on `port`, created `Incomplete` if new.
+    fn neighbor(&mut self, port: u16, ip: IpAddr) -> Result<&mut Neighbor, String> {
+        if !self.neighbors.contains_key(&ip) {
+            let adjacency = self.allocate(Adjacency::Incomplete { port, ip })?;
+            let state = State::Incomplete { tries: 0, next_try: Instant::now(), held: VecDeque::new() };
+            self.neighbors.insert(ip, Neighbor { port, adjacency, state, host_route: false, gateway_of: 0 });
+        }
+        self.neighbors.get_mut(&ip).ok_or_else(|| "neighbour vanished".to_string())
+    }
+
+    fn set_static_neighbor(&mut self, port: u16, ip: IpAddr, mac: Mac) -> Result<(), String> {
+        let n = self.neighbor(port, ip)?;
+        n.state = State::Static { mac };
+        let adjacency = n.adjacency;
+        self.adjacencies.set(adjacency, Adjacency::Neighbor { port, ip, mac });
+        self.ensure_host_route(ip)
+    }
+
+    fn ensure_host_route(&mut self, ip: IpAddr) -> Result<(), String> {
+        let Some(n) = self.neighbors.get_mut(&ip) else { return Ok(()) };
+        if n.host_route {
+            return Ok(());
+        }
+        n.host_route = true;
+        let adjacency = n.adjacency;
+        self.add(IpNet::from(ip), Source::Neighbor, adjacency)
+    }
+
+    fn add_static(&mut self, route: StaticRoute) -> Result<(), String> {
+        let adjacency = match (route.via, route.interface) {
+            (Some(gw), _) => {
+                let port = route.interface.map(|p| p as u16).or_else(|| self.port_for(gw)).ok_or_else(|| format!("gateway {gw} is not on a connected network"))?;
+                let n = self.neighbor(port, gw)?;
+                n.gateway_of += 1;
+                let adjacency = n.adjacency;
+                self.ensure_host_route(gw)?;
+                adjacency
+            }
+            (None, Some(port)) => self.glean.get(port).copied().ok_or("no such interface")?,
+            (None, None) => return Err("a route needs a gateway or an interface".into()),
+        };
+        self.add(route.prefix, Source::Static, adjacency)?;
+        self.statics.retain(|r| r.prefix != route.prefix);
+        self.statics.push(route);
+        Ok(())
+    }
+
+    fn remove_static(&mut self, prefix: IpNet) -> Result<bool, String> {
+        let Some(at) = self.statics.iter().position(|r| r.prefix == prefix) else { return Ok(false) };
+        let route = self.statics.remove(at);
+        self.remove(prefix, Source::Static)?;
+        if let Some(n) = route.via.and_then(|gw| self.neighbors.get_mut(&gw)) {
+            n.gateway_of = n.gateway_of.saturating_sub(1);
+        }
+        Ok(true)
+    }
+
+    fn resolve(&mut self, port: u16, ip: IpAddr, frame: Vec<u8>) {
+        let Ok(n) = self.neighbor(port, ip) else { return };
+        let mut send_now = None;
+        let mut request = false;
+        let mut overflow = false;
+        match &mut n.state {
+            State::Reachable { mac, .. } | State::Static { mac } => send_now = Some(*mac),
+            State::Incomplete { tries, held, .. } => {
+                if held.len() < HOLD {
+                    held.push_back(frame.clone());
+                } else {
+                    overflow = true;
+                }
+                request = *tries == 0;
+            }
+        }
+        if overflow {
+            self.stats.held_dropped += 1;
+        }
+        if let Some(mac) = send_now {
+            self.send_held(port, mac, frame);
+            return;
+        }
+        // A glean'd destination on a connected network gets its own host route right away,
+        // so further packets come here with the neighbour named, not as new gleans.
+        if self.port_for(ip).is_some() {
+            let _ = self.ensure_host_route(ip);
+        }
+        if request {
+            self.solicit(ip, None);
+            if let Some(State::Incomplete { tries, next_try, .. }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state) {
+                *tries = 1;
+                *next_try = Instant::now() + RETRY;
+            }
+        }
+    }
+
+    fn learned(&mut self, port: u16, ip: IpAddr, mac: Mac) {
+        let now = Instant::now();
+        let held = match self.neighbors.get_mut(&ip) {
+            Some(n) => match &mut n.state {
+                State::Static { .. } => return,
+                State::Reachable { mac: old, heard } => {
+                    *heard = now;
+                    if *old == mac {
+                        return;
+                    }
+                    *old = mac;
+                    VecDeque::new()
+                }
+                State::Incomplete { held, .. } => {
+                    let held = std::mem::take(held);
+                    n.state = State::Reachable { mac, heard: now };
+                    self.stats.resolved += 1;
+                    held
+                }
+            },
+            None => {
+                // Learn from a request to us or an unsolicited answer: the host is talking to us.
+                let Ok(n) = self.neighbor(port, ip) else { return };
+                n.state = State::Reachable { mac, heard: now };
+                let _ = self.ensure_host_route(ip);
+                VecDeque::new()
+            }
+        };
+        let Some(n) = self.neighbors.get(&ip) else { return };
+        let (adjacency, port) = (n.adjacency, n.port);
+        self.adjacencies.set(adjacency, Adjacency::Neighbor { port, ip, mac });
+        for frame in held {
+            self.send_held(port, mac, frame);
+        }
+    }
+
+    fn send_held(&mut self, port: u16, mac: Mac, mut frame: Vec<u8>) {
+        if frame.len() < eth::LEN {
+            return;
+        }
+        frame[0..6].copy_from_slice(&mac);
+        if let Some(tx) = self.tx.get(port as usize) {
+            if tx.send(&frame).is_ok() {
+                self.stats.held_sent += 1;
+            }
+        }
+    }
+
+    /// Retries, gives up, ages.
+    pub fn tick(&mut self, now: Instant) {
+        let mut retry = Vec::new();
+        let mut failed = Vec::new();
+        let mut probe = Vec::new();
+        for (ip, n) in &self.neighbors {
+            match &n.state {
+                State::Incomplete { tries, next_try, .. } if *tries > 0 && *next_try <= now => {
+                    if *tries >= TRIES {
+                        failed.push(*ip);
+                    } else {
+                        retry.push(*ip);
+                    }
+                }
+                State::Reachable { heard, mac } if now.duration_since(*heard) >= self.neighbor_timeout => probe.push((*ip, *mac)),
+                _ => {}
+            }
+        }
+        for ip in retry {
+            self.solicit(ip, None);
+            if let Some(State::Incomplete { tries, next_try, .. }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state) {
+                *tries += 1;
+                *next_try = now + RETRY;
+            }
+        }
+        for (ip, mac) in probe {
+            // Unicast probe to the MAC we have; the adjacency keeps it meanwhile.
+            self.solicit(ip, Some(mac));
+            if let Some(n) = self.neighbors.get_mut(&ip) {
+                n.state = State::Incomplete { tries: 1, next_try: now + RETRY, held: VecDeque::new() };
+            }
+        }
+        for ip in failed {
+            self.give_up(ip);
+        }
+    }
+
+    /// Resolution failed: ICMP host unreachable for what was held; the entry goes (or, if
+    /// routes use it as their gateway, stays incomplete for the next packet to retry).
+    fn give_up(&mut self, ip: IpAddr) {
+        self.stats.failed += 1;
+        let Some(n) = self.neighbors.get_mut(&ip) else { return };
+        let held = match &mut n.state {
+            State::Incomplete { held, .. } => std::mem::take(held),
+            _ => VecDeque::new(),
+        };
+        let (port, adjacency, gateway, host_route) = (n.port, n.adjacency, n.gateway_of > 0, n.host_route);
+        for frame in held {
+            self.host_unreachable(port, &frame);
+        }
+        if gateway {
+            self.adjacencies.set(adjacency, Adjacency::Incomplete { port, ip });
+            if let Some(n) = self.neighbors.get_mut(&ip) {
+                n.state = State::Incomplete { tries: 0, next_try: Instant::now(), held: VecDeque::new() };
+            }
+            return;
+        }
+        if host_route {
+            let _ = self.remove(IpNet::from(ip), Source::Neighbor);
+        }
+        self.neighbors.remove(&ip);
+        self.release(adjacency);
+    }
+
+    /// ICMP host unreachable (address unreachable for IPv6) about a held frame, sent to its
+    /// source through the FIB.
+    fn host_unreachable(&mut self, port: u16, frame: &[u8]) {
+        if frame.len() < eth::LEN + 20 {
+            return;
+        }
+        let ip = &frame[eth::LEN..];
+        let v4 = eth::ethertype(frame) == eth::TYPE_IPV4;
+        // The source side: the port whose network routes back to the sender.
+        let reply = if v4 {
+            if !icmp::may_answer_v4(ip) {
+                return;
+            }
+            let back = self.rib4.fib().lookup(ipv4::src(ip));
+            let src = self.port_of_adjacency(back).and_then(|p| self.ports[p as usize].v4_source()).or_else(|| self.ports[port as usize].v4_source());
+            src.and_then(|src| icmp::error_v4(&mut self.pool, src, ip, icmp4::DEST_UNREACHABLE, icmp4::CODE_HOST_UNREACHABLE, [0; 4]))
+        } else {
+            if !icmp::may_answer_v6(ip) {
+                return;
+            }
+            let back = self.rib6.fib().lookup(ipv6::src(ip));
+            let src = self.port_of_adjacency(back).map(|p| self.ports[p as usize].v6_source()).unwrap_or(self.ports[port as usize].v6_source());
+            icmp::error_v6(&mut self.pool, src, ip, icmp6::DEST_UNREACHABLE, icmp6::CODE_ADDR_UNREACHABLE, [0; 4])
+        };
+        let Some(reply) = reply else { return };
+        let bytes = reply.data().to_vec();
+        self.pool.free(reply);
+        self.send_routed(bytes);
+    }
+
+    fn port_of_adjacency(&self, adjacency: Option<u32>) -> Option<u16> {
+        match self.adjacencies.get(adjacency?)? {
+            Adjacency::Glean { port } | Adjacency::Incomplete { port, .. } | Adjacency::Neighbor { port, .. } => Some(*port),
+            _ => None,
+        }
+    }
+
+    /// Sends a frame tern built to where the FIB says, if the neighbour is resolved.
+    fn send_routed(&mut self, mut frame: Vec<u8>) {
+        let ip = &frame[eth::LEN..];
+        let adjacency = if eth::ethertype(&frame) == eth::TYPE_IPV4 {
+            self.rib4.fib().lookup(ipv4::dst(ip))
+        } else {
+            self.rib6.fib().lookup(ipv6::dst(ip))
+        };
+        if let Some(Adjacency::Neighbor { port, mac, .. }) = adjacency.and_then(|a| self.adjacencies.get(a)).cloned() {
+            eth::set_addrs(&mut frame, &mac, &self.ports[port as usize].mac);
+            if let Some(tx) = self.tx.get(port as usize) {
+                let _ = tx.send(&frame);
+            }
+        }
+    }
+
+    /// Sends an ARP request or an NDP neighbour solicitation for `ip` (unicast to `mac`
+    /// when refreshing a known neighbour).
+    fn solicit(&mut self, ip: IpAddr, mac: Option<Mac>) {
+        let Some(n) = self.neighbors.get(&ip) else { return };
+        let port = &self.ports[n.port as usize];
+        let frame = match ip {
+            IpAddr::V4(target) => {
+                let Some(src) = port.v4.iter().find(|net| net.contains(&target)).or(port.v4.first()).map(|n| n.addr()) else { return };
+                self.stats.arp_requests += 1;
+                arp_frame(port.mac, mac.unwrap_or(BROADCAST), arp::OP_REQUEST, src, port.mac, target, [0; 6])
+            }
+            IpAddr::V6(target) => {
+                let src = port.v6.iter().find(|net| net.contains(&target)).map(|n| n.addr()).unwrap_or(port.link_local);
+                self.stats.ns_sent += 1;
+                ns_frame(port.mac, src, target, mac)
+            }
+        };
+        if let Some(tx) = self.tx.get(n.port as usize) {
+            let _ = tx.send(&frame);
+        }
+    }
+
+    /// Gratuitous ARP and unsolicited neighbour advertisements for every address.
+    fn announce(&self) {
+        for (index, port) in self.ports.iter().enumerate() {
+            let Some(tx) = self.tx.get(index) else { continue };
+            for net in &port.v4 {
+                let a = net.addr();
+                let _ = tx.send(&arp_frame(port.mac, BROADCAST, arp::OP_REQUEST, a, port.mac, a, [0; 6]));
+            }
+            for a in port.v6.iter().map(|n| n.addr()).chain([port.link_local]) {
+                let _ = tx.send(&na_frame(port.mac, a));
+            }
+        }
+    }
+
+    fn ctl(&mut self, words: &[String]) -> Result<Value, String> {
+        let w: Vec<&str> = words.iter().map(|s| s.as_str()).collect();
+        match w.as_slice() {
+            ["show", "interfaces"] => Ok(self.show_interfaces()),
+            ["show", "routes"] => Ok(self.show_routes()),
+            ["show", "neighbors"] => Ok(self.show_neighbors()),
+            ["show", "counters"] => Ok(self.show_counters()),
+            ["route", "add", prefix, rest @ ..] => {
+                let route = self.parse_route(prefix, rest)?;
+                self.add_static(route)?;
+                Ok(json!({"ok": true}))
+            }
+            ["route", "del", prefix] => {
+                let prefix: IpNet = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix"))?;
+                if self.remove_static(prefix)? {
+                    Ok(json!({"ok": true}))
+                } else {
+                    Err(format!("no static route for {prefix}"))
+                }
+            }
+            _ => Err(format!("unknown command {:?}; try: show interfaces|routes|neighbors|counters, route add PREFIX via ADDR | dev IFNAME, route del PREFIX", words.join(" "))),
+        }
+    }
+
+    fn parse_route(&self, prefix: &str, rest: &[&str]) -> Result<StaticRoute, String> {
+        let prefix: IpNet = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix"))?;
+        if prefix.trunc() != prefix {
+            return Err(format!("{prefix} has host bits set (did you mean {}?)", prefix.trunc()));
+        }
+        let mut route = StaticRoute { prefix, via: None, interface: None };
+        let mut it = rest.iter();
+        while let Some(word) = it.next() {
+            match (*word, it.next()) {
+                ("via", Some(gw)) => {
+                    let gw: IpAddr = gw.parse().map_err(|_| format!("{gw:?} is not an address"))?;
+                    if gw.is_ipv4() != prefix.addr().is_ipv4() {
+                        return Err(format!("{gw} is not of the same family as {prefix}"));
+                    }
+                    route.via = Some(gw);
+                }
+                ("dev", Some(name)) => {
+                    route.interface = Some(self.ports.iter().position(|p| p.name == *name).ok_or_else(|| format!("no interface {name:?}"))?);
+                }
+                (other, _) => return Err(format!("unexpected {other:?}: expected `via ADDR` or `dev IFNAME`")),
+            }
+        }
+        Ok(route)
+    }
+
+    fn show_interfaces(&self) -> Value {
+        let totals = counters::sum(&self.counters, self.ports.len());
+        Value::Array(
+            self.ports
+                .iter()
+                .zip(&totals.ports)
+                .map(|(p, c)| {
+                    json!({
+                        "name": p.name, "mac": format_mac(&p.mac), "mtu": p.mtu,
+                        "addresses": p.v4.iter().map(|n| n.to_string()).chain(p.v6.iter().map(|n| n.to_string())).collect::<Vec<_>>(),
+                        "link_local": p.link_local.to_string(),
+                        "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn describe(&self, adjacency: Option<u32>) -> Value {
+        let Some(a) = adjacency else { return json!({"state": "unresolved"}) };
+        match self.adjacencies.get(a) {
+            Some(Adjacency::Local) => json!({"type": "local"}),
+            Some(Adjacency::Broadcast) => json!({"type": "broadcast"}),
+            Some(Adjacency::Glean { port }) => json!({"type": "connected", "interface": self.ports[*port as usize].name}),
+            Some(Adjacency::Incomplete { port, ip }) => json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "state": "incomplete"}),
+            Some(Adjacency::Neighbor { port, ip, mac }) => json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "mac": format_mac(mac)}),
+            Some(Adjacency::Ecmp(m)) => json!({"type": "ecmp", "members": m}),
+            None => json!({"type": "missing"}),
+        }
+    }
+
+    fn show_routes(&self) -> Value {
+        let mut out = Vec::new();
+        for r in self.rib4.installed() {
+            out.push(json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)}));
+        }
+        for r in self.rib6.installed() {
+            out.push(json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)}));
+        }
+        json!({"routes": out, "fib": {"ipv4_routes": self.rib4.fib().len(), "ipv6_routes": self.rib6.fib().len(), "ipv4_bytes": self.rib4.fib().bytes(), "ipv6_bytes": self.rib6.fib().bytes()}})
+    }
+
+    fn show_neighbors(&self) -> Value {
+        let mut rows: Vec<(&IpAddr, &Neighbor)> = self.neighbors.iter().collect();
+        rows.sort_by_key(|(ip, _)| **ip);
+        Value::Array(
+            rows.into_iter()
+                .map(|(ip, n)| {
+                    let (state, mac, extra) = match &n.state {
+                        State::Incomplete { tries, held, .. } => ("incomplete", None, json!({"tries": tries, "held": held.len()})),
+                        State::Reachable { mac, heard } => ("reachable", Some(format_mac(mac)), json!({"age_s": heard.elapsed().as_secs()})),
+                        State::Static { mac } => ("static", Some(format_mac(mac)), json!({})),
+                    };
+                    json!({"address": ip.to_string(), "interface": self.ports[n.port as usize].name, "state": state, "mac": mac, "detail": extra})
+                })
+                .collect(),
+        )
+    }
+
+    fn show_counters(&self) -> Value {
+        let t = counters::sum(&self.counters, self.ports.len());
+        let drops: serde_json::Map<String, Value> = t.drops.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let events: serde_json::Map<String, Value> = t.events.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let interfaces: serde_json::Map<String, Value> = self
+            .ports
+            .iter()
+            .zip(&t.ports)
+            .map(|(p, c)| (p.name.clone(), json!({"rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops})))
+            .collect();
+        let s = &self.stats;
+        json!({
+            "interfaces": interfaces,
+            "drops": drops,
+            "events": events,
+            "control": {"arp_requests_sent": s.arp_requests, "neighbor_solicitations_sent": s.ns_sent, "neighbors_resolved": s.resolved,
+                        "resolutions_failed": s.failed, "held_dropped": s.held_dropped, "held_sent": s.held_sent},
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn arp_frame(src_mac: Mac, dst_mac: Mac, op: u16, sender_ip: Ipv4Addr, sender_mac: Mac, target_ip: Ipv4Addr, target_mac: Mac) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    eth::write(&mut f, &dst_mac, &src_mac, eth::TYPE_ARP);
+    arp::write(&mut f[eth::LEN..], &arp::Arp { op, sender_mac, sender_ip, target_mac, target_ip });
+    f
+}
+
+/// Neighbour solicitation for `target` from `src`, multicast to its solicited-node group
+/// (or unicast to `mac` when refreshing), with our source link-layer address option.
+fn ns_frame(port_mac: Mac, src: Ipv6Addr, target: Ipv6Addr, mac: Option<Mac>) -> Vec<u8> {
+    let (dst, dst_mac) = match mac {
+        Some(m) => (target, m),
+        None => (ipv6::solicited_node(target), ipv6::multicast_mac(ipv6::solicited_node(target))),
+    };
+    let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
+    eth::write(&mut f, &dst_mac, &port_mac, eth::TYPE_IPV6);
+    ipv6::write(&mut f[eth::LEN..], 32, ipv6::NEXT_ICMP, 255, src, dst);
+    let m = &mut f[eth::LEN + ipv6::LEN..];
+    m[0] = icmp6::NEIGHBOR_SOLICIT;
+    m[8..24].copy_from_slice(&target.octets());
+    m[24] = icmp6::OPT_SOURCE_LL;
+    m[25] = 1;
+    m[26..32].copy_from_slice(&port_mac);
+    let c = wire::checksum6(src, dst, ipv6::NEXT_ICMP, m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Unsolicited neighbour advertisement of `addr` to all nodes (Router + Override).
+fn na_frame(port_mac: Mac, addr: Ipv6Addr) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
+    eth::write(&mut f, &ipv6::multicast_mac(all_nodes), &port_mac, eth::TYPE_IPV6);
+    ipv6::write(&mut f[eth::LEN..], 32, ipv6::NEXT_ICMP, 255, addr, all_nodes);
+    let m = &mut f[eth::LEN + ipv6::LEN..];
+    m[0] = icmp6::NEIGHBOR_ADVERT;
+    m[4] = 0xa0;
+    m[8..24].copy_from_slice(&addr.octets());
+    m[24] = icmp6::OPT_TARGET_LL;
+    m[25] = 1;
+    m[26..32].copy_from_slice(&port_mac);
+    let c = wire::checksum6(addr, all_nodes, ipv6::NEXT_ICMP, m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+impl Control {
+    /// Readers for the workers.
+    pub fn readers(&self) -> (lpm::Fib4Reader, lpm::Fib6Reader, lpm::nexthop::NextHopView<Adjacency>) {
+        (self.rib4.fib().reader(), self.rib6.fib().reader(), self.adjacencies.view())
+    }
+}

@@ -1,0 +1,98 @@
+//! `tern ctl`: a unix socket (mode 0600) where each connection sends one request line
+//! (the words after `tern ctl`, JSON-encoded) and reads one JSON answer:
+//! `{"ok": VALUE}` or `{"error": "message"}`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::control::ControlMsg;
+
+pub fn ask(control: &SyncSender<ControlMsg>, words: Vec<String>) -> Result<Value, String> {
+    let (tx, rx) = mpsc::channel();
+    control.send(ControlMsg::Ctl { words, reply: tx }).map_err(|_| "the control plane has stopped".to_string())?;
+    rx.recv_timeout(Duration::from_secs(10)).map_err(|_| "the control plane did not answer".to_string())?
+}
+
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn start(path: &Path, control: SyncSender<ControlMsg>) -> Result<Server, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("{} is in use: is another tern running?", path.display()));
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", path.display()))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tern-ctl".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => serve(stream, &control),
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Server { path: path.to_path_buf(), stop, thread })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(&stream);
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let answer = match serde_json::from_str::<Vec<String>>(&line) {
+        Ok(words) => match ask(control, words) {
+            Ok(v) => json!({ "ok": v }),
+            Err(e) => json!({ "error": e }),
+        },
+        Err(e) => json!({ "error": format!("bad request: {e}") }),
+    };
+    let mut w = &stream;
+    let _ = writeln!(w, "{answer}");
+}
+
+/// Client side: sends `words`, returns the answer.
+pub fn request(path: &Path, words: &[String]) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e} (is tern running?)", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+    writeln!(stream, "{}", json!(words)).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))?;
+    match (v.get("ok"), v.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (_, Some(err)) => Err(err.as_str().unwrap_or("error").to_string()),
+        _ => Err("bad answer".into()),
+    }
+}

@@ -1,0 +1,169 @@
+//! The `tern` binary: `run`, `check-config`, `ctl`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dataplane::config::Config;
+use dataplane::router::Router;
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(name = "tern", about = "a userspace packet-forwarding router dataplane", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router (the embedded default configuration unless --config is given).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig { file: PathBuf },
+    /// Talk to a running tern: show interfaces|routes|neighbors|counters [--json],
+    /// route add PREFIX via ADDR | dev IFNAME, route del PREFIX.
+    Ctl {
+        #[arg(long, default_value = "/run/tern/tern.sock")]
+        socket: PathBuf,
+        /// Print the raw JSON answer.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok ({} interfaces, {} routes, {} neighbors)", file.display(), c.interfaces.len(), c.routes.len(), c.neighbors.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Ctl { socket, json, mut words } => {
+            // `--json` may also come last, as in `tern ctl show counters --json`.
+            let json = json || words.iter().any(|w| w == "--json");
+            words.retain(|w| w != "--json");
+            match dataplane::ctl::request(&socket, &words) {
+                Ok(v) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    } else {
+                        print!("{}", render(&words, &v));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tern ctl: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let config = match path {
+        Some(p) => match Config::load(&p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default_config(),
+    };
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    let router = match Router::start(&config, true) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    router.stop();
+    ExitCode::SUCCESS
+}
+
+/// Human-readable tables for `tern ctl show …`.
+fn render(words: &[String], v: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    match words.get(1).map(|w| w.as_str()) {
+        Some("interfaces") => {
+            out += &format!("{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  addresses\n", "name", "mac", "mtu", "rx", "tx", "drops");
+            for i in v.as_array().into_iter().flatten() {
+                let addrs: Vec<String> = i["addresses"].as_array().into_iter().flatten().map(s).collect();
+                out += &format!("{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  {}\n", s(&i["name"]), s(&i["mac"]), s(&i["mtu"]), s(&i["rx_packets"]), s(&i["tx_packets"]), s(&i["drops"]), addrs.join(" "));
+            }
+        }
+        Some("routes") => {
+            out += &format!("{:<44} {:<10} {}\n", "prefix", "source", "next hop");
+            for r in v["routes"].as_array().into_iter().flatten() {
+                let nh = &r["next_hop"];
+                let desc = match nh["type"].as_str() {
+                    Some("neighbor") => format!("via {} dev {} {}", s(&nh["via"]), s(&nh["interface"]), nh["mac"].as_str().or(nh["state"].as_str()).unwrap_or("")),
+                    Some("connected") => format!("dev {}", s(&nh["interface"])),
+                    Some(t) => t.to_string(),
+                    None => "unresolved".into(),
+                };
+                out += &format!("{:<44} {:<10} {}\n", s(&r["prefix"]), s(&r["source"]), desc);
+            }
+        }
+        Some("neighbors") => {
+            out += &format!("{:<40} {:<12} {:<12} {}\n", "address", "interface", "state", "mac");
+            for n in v.as_array().into_iter().flatten() {
+                out += &format!("{:<40} {:<12} {:<12} {}\n", s(&n["address"]), s(&n["interface"]), s(&n["state"]), s(&n["mac"]));
+            }
+        }
+        Some("counters") => {
+            for (section, values) in v.as_object().into_iter().flatten() {
+                out += &format!("{section}:\n");
+                for (k, val) in values.as_object().into_iter().flatten() {
+                    if val.is_object() {
+                        let parts: Vec<String> = val.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+                        out += &format!("  {k:<28} {}\n", parts.join(" "));
+                    } else if val.as_u64() != Some(0) {
+                        out += &format!("  {k:<28} {val}\n");
+                    }
+                }
+            }
+        }
+        _ => out = format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! The burst pipeline. A worker runs each stage over the whole burst before the next one,
+//! so code and data stay in cache and FIB lookups are batched with prefetch:
+//!
+//! ```text
+//! parse   validate Ethernet / ARP / IPv4 / IPv6, classify        → drop[reason] | arp | ip
+//! route   batched FIB lookup of every IP destination             → adjacency index
+//! then per frame, by adjacency:
+//!   local     ARP, ICMP echo, NDP to us                          (local.rs)
+//!   forward   TTL / hop limit + RFC 1624 checksum                (ttl.rs)
+//!             egress MTU: ICMP too-big, or fragment              (mtu.rs)
+//!             MAC rewrite, queue on the egress port              (rewrite.rs)
+//!   punt      unresolved neighbour → control plane               (worker.rs)
+//! ICMP errors are built in icmp.rs, rate-limited per worker.
+//! ```
+
+pub mod icmp;
+pub mod local;
+pub mod mtu;
+pub mod parse;
+pub mod rewrite;
+pub mod route;
+pub mod ttl;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::counters::Drop;
+
+/// What parsing decided about a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Drop(Drop),
+    Arp,
+    /// IPv4 with its destination (host order) and header offset.
+    V4 { dst: u32 },
+    V6 { dst: u128 },
+    /// IPv6 to a multicast group we listen to (all-nodes, solicited-node): local only.
+    V6Multicast,
+}
+
+/// Per-frame state the stages pass along.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub class: Class,
+    /// Adjacency index from the FIB, or `lpm::NO_ROUTE`.
+    pub next_hop: u32,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta { class: Class::Drop(Drop::Runt), next_hop: lpm::NO_ROUTE }
+    }
+}
+
+/// A port's addresses and link parameters, as the workers see them.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub name: String,
+    pub mac: crate::wire::Mac,
+    pub mtu: u16,
+    pub v4: Vec<ipnet::Ipv4Net>,
+    pub v6: Vec<ipnet::Ipv6Net>,
+    /// fe80::/64 address derived from the MAC (EUI-64).
+    pub link_local: Ipv6Addr,
+}
+
+impl PortInfo {
+    pub fn new(i: &crate::config::Interface) -> PortInfo {
+        PortInfo { name: i.name.clone(), mac: i.mac, mtu: i.mtu, v4: i.v4.clone(), v6: i.v6.clone(), link_local: link_local(&i.mac) }
+    }
+    pub fn v4_source(&self) -> Option<Ipv4Addr> {
+        self.v4.first().map(|n| n.addr())
+    }
+    /// A global address of the port if it has one, else its link-local address.
+    pub fn v6_source(&self) -> Ipv6Addr {
+        self.v6.first().map(|n| n.addr()).unwrap_or(self.link_local)
+    }
+    pub fn owns_v6(&self, a: Ipv6Addr) -> bool {
+        a == self.link_local || self.v6.iter().any(|n| n.addr() == a)
+    }
+    pub fn owns_v4(&self, a: Ipv4Addr) -> bool {
+        self.v4.iter().any(|n| n.addr() == a)
+    }
+}
+
+/// The modified EUI-64 link-local address of a MAC (RFC 4291 appendix A).
+pub fn link_local(mac: &crate::wire::Mac) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}

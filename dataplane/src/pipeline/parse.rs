@@ -1,0 +1,115 @@
+//! Stage 1: validate every frame of the burst and classify it. Each malformation has its
+//! own drop reason. Ethernet padding is trimmed so it is never forwarded.
+
+use super::{Class, Meta, PortInfo};
+use crate::buf::Frame;
+use crate::counters::Drop;
+use crate::wire::{eth, ipv4, ipv6, BROADCAST};
+
+pub fn burst(frames: &mut [Box<Frame>], meta: &mut [Meta], port: &PortInfo) {
+    for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        m.class = classify(frame, port);
+        m.next_hop = lpm::NO_ROUTE;
+    }
+}
+
+pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
+    let f = frame.data();
+    if f.len() < eth::LEN {
+        return Class::Drop(Drop::Runt);
+    }
+    let dst_mac = &f[0..6];
+    let multicast = dst_mac[0] & 1 != 0;
+    if !multicast && dst_mac != port.mac {
+        return Class::Drop(Drop::NotForUs);
+    }
+    match eth::ethertype(f) {
+        eth::TYPE_IPV4 => {
+            if multicast && dst_mac != BROADCAST {
+                return Class::Drop(Drop::Ipv4NotForwardable);
+            }
+            match ipv4_header(&f[eth::LEN..]) {
+                Ok((dst, total)) => {
+                    frame.set_len(eth::LEN + total);
+                    if multicast {
+                        // Link broadcast: nothing we answer (no DHCP, no RIP) and never forwarded.
+                        return Class::Drop(Drop::Ipv4NotForwardable);
+                    }
+                    Class::V4 { dst }
+                }
+                Err(reason) => Class::Drop(reason),
+            }
+        }
+        eth::TYPE_IPV6 => match ipv6_header(&f[eth::LEN..], port) {
+            Ok((class, total)) => {
+                frame.set_len(eth::LEN + total);
+                class
+            }
+            Err(reason) => Class::Drop(reason),
+        },
+        eth::TYPE_ARP => Class::Arp,
+        _ => Class::Drop(Drop::UnsupportedEthertype),
+    }
+}
+
+/// Checks an IPv4 header; returns the destination and the total length.
+fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
+    if h.len() < ipv4::MIN_LEN {
+        return Err(Drop::Ipv4Truncated);
+    }
+    if ipv4::version(h) != 4 {
+        return Err(Drop::Ipv4BadVersion);
+    }
+    let ihl = ipv4::header_len(h);
+    if ihl < ipv4::MIN_LEN || ihl > h.len() {
+        return Err(Drop::Ipv4BadIhl);
+    }
+    let total = ipv4::total_len(h);
+    if total < ihl || total > h.len() {
+        return Err(Drop::Ipv4BadTotalLength);
+    }
+    if crate::wire::checksum(&h[..ihl]) != 0 {
+        return Err(Drop::Ipv4BadChecksum);
+    }
+    let src = ipv4::src(h);
+    if src.is_multicast() || src.is_broadcast() || src.is_loopback() {
+        return Err(Drop::Ipv4BadSource);
+    }
+    let dst = ipv4::dst(h);
+    if dst.is_multicast() || dst.is_broadcast() || dst.is_loopback() || dst.is_unspecified() {
+        return Err(Drop::Ipv4NotForwardable);
+    }
+    Ok((dst.to_bits(), total))
+}
+
+/// Checks an IPv6 header; returns the class and the total length.
+fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
+    if h.len() < ipv6::LEN {
+        return Err(Drop::Ipv6Truncated);
+    }
+    if ipv6::version(h) != 6 {
+        return Err(Drop::Ipv6BadVersion);
+    }
+    let total = ipv6::LEN + ipv6::payload_len(h);
+    if total > h.len() {
+        return Err(Drop::Ipv6BadPayloadLength);
+    }
+    let src = ipv6::src(h);
+    if src.is_multicast() || src.is_loopback() {
+        return Err(Drop::Ipv6BadSource);
+    }
+    let dst = ipv6::dst(h);
+    if dst.is_multicast() {
+        let ours = dst == std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
+            || dst == ipv6::solicited_node(port.link_local)
+            || port.v6.iter().any(|n| dst == ipv6::solicited_node(n.addr()));
+        return if ours { Ok((Class::V6Multicast, total)) } else { Err(Drop::Ipv6NotForwardable) };
+    }
+    if dst.is_loopback() || dst.is_unspecified() {
+        return Err(Drop::Ipv6NotForwardable);
+    }
+    if dst.is_unicast_link_local() {
+        return if dst == port.link_local { Ok((Class::V6Multicast, total)) } else { Err(Drop::Ipv6NotForwardable) };
+    }
+    Ok((Class::V6 { dst: dst.to_bits() }, total))
+}

@@ -1,0 +1,138 @@
+//! Starting and stopping a router: ports, workers, the control plane and the ctl socket.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use lpm::Qsbr;
+
+use crate::config::{Backend, Config};
+use crate::control::{Control, ControlMsg};
+use crate::counters::WorkerCounters;
+use crate::io::memory::MemoryPort;
+use crate::io::{tap, PortQueue, PortTx};
+use crate::pipeline::PortInfo;
+use crate::worker::{Worker, WorkerSetup};
+
+/// Messages the workers may queue for the control plane before punts are dropped.
+const CONTROL_QUEUE: usize = 4096;
+
+/// A running router.
+pub struct Router {
+    stop: Arc<AtomicBool>,
+    control: SyncSender<ControlMsg>,
+    threads: Vec<JoinHandle<()>>,
+    /// The memory ports, for interfaces with `backend = "memory"` (tests).
+    pub memory: Vec<Option<MemoryPort>>,
+    ctl_server: Option<crate::ctl::Server>,
+}
+
+impl Router {
+    /// Opens the ports, builds the tables and starts one thread per worker plus the control
+    /// thread. With `serve_ctl`, also listens on the configured unix socket.
+    pub fn start(config: &Config, serve_ctl: bool) -> Result<Router, String> {
+        let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
+        // queues[worker][port]
+        let mut queues: Vec<Vec<Box<dyn PortQueue>>> = (0..config.workers).map(|_| Vec::new()).collect();
+        let mut senders: Vec<Arc<dyn PortTx>> = Vec::new();
+        let mut memory = Vec::new();
+        for iface in &config.interfaces {
+            match iface.backend {
+                Backend::Tap => {
+                    let qs = tap::open(&iface.name, config.workers, iface.mtu).map_err(|e| format!("cannot open TAP device {}: {e}", iface.name))?;
+                    let tx = qs[0].sender().map_err(|e| format!("{}: {e}", iface.name))?;
+                    senders.push(Arc::new(tx));
+                    for (w, q) in qs.into_iter().enumerate() {
+                        queues[w].push(Box::new(q));
+                    }
+                    memory.push(None);
+                }
+                Backend::Memory => {
+                    let port = MemoryPort::default();
+                    senders.push(Arc::new(port.clone()));
+                    // One shared queue pair: with several workers they take turns on it.
+                    for q in queues.iter_mut() {
+                        q.push(Box::new(port.clone()));
+                    }
+                    memory.push(Some(port));
+                }
+            }
+        }
+        let qsbr = Qsbr::new();
+        let counters: Vec<Arc<WorkerCounters>> = (0..config.workers).map(|_| Arc::new(WorkerCounters::new(ports.len()))).collect();
+        let control = Control::new(config, ports.clone(), senders, qsbr.clone(), counters.clone())?;
+        let (fib4, fib6, adjacencies) = control.readers();
+        let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (id, queues) in queues.into_iter().enumerate() {
+            let setup = WorkerSetup {
+                id,
+                core: config.cores.as_ref().and_then(|c| c.get(id).copied()),
+                ports: ports.clone(),
+                queues,
+                pool: config.pool,
+                burst: config.burst,
+                fib4: fib4.clone(),
+                fib6: fib6.clone(),
+                adjacencies: adjacencies.clone(),
+                qsbr: qsbr.register(),
+                counters: counters[id].clone(),
+                control: control_tx.clone(),
+                icmp_rate: config.icmp_rate,
+                icmp_burst: config.icmp_burst,
+            };
+            let stop = stop.clone();
+            let core = setup.core;
+            let handle = std::thread::Builder::new()
+                .name(format!("tern-worker-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(worker = id, core, "could not pin worker");
+                        }
+                    }
+                    Worker::new(setup).run(&stop);
+                })
+                .map_err(|e| e.to_string())?;
+            threads.push(handle);
+        }
+        threads.push(
+            std::thread::Builder::new()
+                .name("tern-control".into())
+                .spawn(move || control.run(control_rx))
+                .map_err(|e| e.to_string())?,
+        );
+        let ctl_server = if serve_ctl { Some(crate::ctl::Server::start(&config.socket, control_tx.clone())?) } else { None };
+        tracing::info!(workers = config.workers, ports = ports.len(), "tern is forwarding");
+        Ok(Router { stop, control: control_tx, threads, memory, ctl_server })
+    }
+
+    /// Sends a ctl request to the control plane and waits for the answer.
+    pub fn ctl(&self, words: &[&str]) -> Result<serde_json::Value, String> {
+        crate::ctl::ask(&self.control, words.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Stops every thread and waits for them; the TAP devices disappear with the last fd.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.control.send(ControlMsg::Stop);
+        if let Some(server) = self.ctl_server.take() {
+            server.stop();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,426 @@
+//! A worker: one poll loop on one core, with its own queue on every port, its own frame
+//! pool and counters. It reads the FIB and the adjacency table lock-free and reports a
+//! quiescent state once per loop iteration; everything that needs shared mutable state
+//! (neighbour resolution, learning) goes to the control plane over a bounded channel.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lpm::nexthop::NextHopView;
+use lpm::{Fib4Reader, Fib6Reader, QsbrThread, NO_ROUTE};
+
+use crate::adjacency::Adjacency;
+use crate::buf::{Frame, Pool};
+use crate::control::ControlMsg;
+use crate::counters::{Drop, Event, Local, WorkerCounters};
+use crate::io::PortQueue;
+use crate::pipeline::icmp::{self, Limiter};
+use crate::pipeline::local::{self, Outcome};
+use crate::pipeline::{mtu, parse, rewrite, route, ttl, Class, Meta, PortInfo};
+use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
+
+/// Where the adjacency of a packet sends it, copied out of the table so no reference into
+/// it outlives the decision.
+#[derive(Clone, Copy)]
+enum Hop {
+    Local,
+    Broadcast,
+    Send { port: u16, mac: Mac },
+    /// Needs resolution of `ip` (`None`: the packet's own destination, a glean).
+    Resolve { port: u16, ip: Option<IpAddr> },
+    Missing,
+}
+
+/// Everything a worker is built from.
+pub struct WorkerSetup {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub ports: Arc<[PortInfo]>,
+    pub queues: Vec<Box<dyn PortQueue>>,
+    pub pool: usize,
+    pub burst: usize,
+    pub fib4: Fib4Reader,
+    pub fib6: Fib6Reader,
+    pub adjacencies: NextHopView<Adjacency>,
+    pub qsbr: QsbrThread,
+    pub counters: Arc<WorkerCounters>,
+    pub control: SyncSender<ControlMsg>,
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+}
+
+pub struct Worker {
+    ports: Arc<[PortInfo]>,
+    queues: Vec<Box<dyn PortQueue>>,
+    pool: Pool,
+    burst: usize,
+    fib4: Fib4Reader,
+    fib6: Fib6Reader,
+    adjacencies: NextHopView<Adjacency>,
+    qsbr: QsbrThread,
+    counters: Arc<WorkerCounters>,
+    stats: Local,
+    control: SyncSender<ControlMsg>,
+    icmp: Limiter,
+    rx: Vec<Box<Frame>>,
+    meta: Vec<Meta>,
+    tx: Vec<Vec<Box<Frame>>>,
+}
+
+/// Empty polls before the worker sleeps in `poll(2)`.
+const SPINS_BEFORE_SLEEP: u32 = 256;
+/// Longest sleep, so a stop request is seen promptly.
+const SLEEP: Duration = Duration::from_millis(20);
+
+impl Worker {
+    pub fn new(s: WorkerSetup) -> Worker {
+        let ports = s.ports.len();
+        Worker {
+            stats: Local::new(ports),
+            ports: s.ports,
+            queues: s.queues,
+            pool: Pool::new(s.pool),
+            burst: s.burst.min(256),
+            fib4: s.fib4,
+            fib6: s.fib6,
+            adjacencies: s.adjacencies,
+            qsbr: s.qsbr,
+            counters: s.counters,
+            control: s.control,
+            icmp: Limiter::new(s.icmp_rate, s.icmp_burst),
+            rx: Vec::with_capacity(256),
+            meta: vec![Meta::default(); 256],
+            tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
+        }
+    }
+
+    /// The poll loop, until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let mut idle = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll_once() > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if idle >= SPINS_BEFORE_SLEEP {
+                idle = 0;
+                self.sleep_until_readable();
+            }
+        }
+    }
+
+    /// One pass over every port: receive a burst, run the pipeline, transmit, publish
+    /// counters, report quiescence. Returns the frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let mut received = 0;
+        for port in 0..self.queues.len() {
+            let mut rx = std::mem::take(&mut self.rx);
+            let n = self.queues[port].recv_burst(&mut self.pool, &mut rx, self.burst);
+            if n > 0 {
+                received += n;
+                self.process(port as u16, &mut rx);
+            }
+            self.rx = rx;
+        }
+        self.flush_tx();
+        self.counters.flush(&mut self.stats);
+        self.qsbr.quiescent();
+        received
+    }
+
+    fn sleep_until_readable(&mut self) {
+        let mut fds: Vec<libc::pollfd> = self
+            .queues
+            .iter()
+            .filter_map(|q| q.poll_fd())
+            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
+        self.qsbr.offline();
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, SLEEP.as_millis() as libc::c_int) };
+        }
+        self.qsbr.online();
+    }
+
+    /// Runs the pipeline over a burst received on `port`. The frames are consumed.
+    pub fn process(&mut self, port: u16, frames: &mut Vec<Box<Frame>>) {
+        let n = frames.len().min(self.meta.len());
+        let info = &self.ports[port as usize];
+        let counts = &mut self.stats.ports[port as usize];
+        for f in frames.iter_mut() {
+            f.port = port;
+            counts.rx_packets += 1;
+            counts.rx_bytes += f.len() as u64;
+        }
+        parse::burst(&mut frames[..n], &mut self.meta[..n], info);
+        route::burst(&mut self.meta[..n], &self.fib4, &self.fib6);
+        for (i, frame) in frames.drain(..).enumerate() {
+            let meta = self.meta.get(i).copied().unwrap_or_default();
+            self.dispatch(frame, meta);
+        }
+    }
+
+    fn dispatch(&mut self, mut frame: Box<Frame>, meta: Meta) {
+        let in_port = frame.port;
+        match meta.class {
+            Class::Drop(reason) => self.drop(frame, reason),
+            Class::Arp => {
+                let (outcome, learned) = local::arp(&mut frame, &self.ports[in_port as usize]);
+                self.learn(in_port, learned);
+                self.local_outcome(frame, outcome);
+            }
+            Class::V6Multicast => self.local_v6(frame),
+            Class::V4 { .. } | Class::V6 { .. } => {
+                if meta.next_hop == NO_ROUTE {
+                    self.no_route(frame);
+                    return;
+                }
+                match self.hop(meta.next_hop, &frame) {
+                    Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
+                        let outcome = local::ipv4(&mut frame);
+                        self.local_outcome(frame, outcome);
+                    }
+                    Hop::Local => self.local_v6(frame),
+                    Hop::Broadcast => self.drop(frame, Drop::Ipv4NotForwardable),
+                    Hop::Missing => self.drop(frame, Drop::BadAdjacency),
+                    Hop::Send { port, mac } => self.forward(frame, port, Ok(mac)),
+                    Hop::Resolve { port, ip } => self.forward(frame, port, Err(ip)),
+                }
+            }
+        }
+    }
+
+    fn local_v6(&mut self, mut frame: Box<Frame>) {
+        let port = frame.port;
+        let (outcome, learned) = local::ipv6(&mut frame, &self.ports[port as usize]);
+        self.learn(frame.port, learned);
+        self.local_outcome(frame, outcome);
+    }
+
+    fn hop(&self, next_hop: u32, frame: &Frame) -> Hop {
+        let summarize = |adj: &Adjacency| match *adj {
+            Adjacency::Local => Some(Hop::Local),
+            Adjacency::Broadcast => Some(Hop::Broadcast),
+            Adjacency::Glean { port } => Some(Hop::Resolve { port, ip: None }),
+            Adjacency::Incomplete { port, ip } => Some(Hop::Resolve { port, ip: Some(ip) }),
+            Adjacency::Neighbor { port, mac, .. } => Some(Hop::Send { port, mac }),
+            Adjacency::Ecmp(_) => None,
+        };
+        let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else { return Hop::Missing };
+        if let Some(hop) = summarize(adj) {
+            return hop;
+        }
+        let Adjacency::Ecmp(members) = adj else { return Hop::Missing };
+        if members.is_empty() {
+            return Hop::Missing;
+        }
+        let member = members[(flow_hash(frame.data()) % members.len() as u32) as usize];
+        self.adjacencies.get(&self.qsbr, member).and_then(summarize).unwrap_or(Hop::Missing)
+    }
+
+    /// TTL, MTU, then transmit (`Ok(mac)`) or hand to the control plane to resolve
+    /// (`Err(ip)`).
+    fn forward(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
+        let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
+        let alive = if v4 { ttl::decrement_v4(frame.data_mut()) } else { ttl::decrement_v6(frame.data_mut()) };
+        if !alive {
+            if v4 {
+                self.icmp_error(&frame, icmp4::TIME_EXCEEDED, 0, [0; 4]);
+            } else {
+                self.icmp_error(&frame, icmp6::TIME_EXCEEDED, 0, [0; 4]);
+            }
+            return self.drop(frame, Drop::TtlExceeded);
+        }
+        let mtu = self.ports.get(out as usize).map_or(0, |p| p.mtu);
+        if !mtu::fits(&frame, mtu) {
+            if !v4 {
+                self.icmp_error(&frame, icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes());
+                return self.drop(frame, Drop::TooBig);
+            }
+            if mtu::dont_fragment(&frame) {
+                let [hi, lo] = mtu.to_be_bytes();
+                self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED, [0, 0, hi, lo]);
+                return self.drop(frame, Drop::TooBig);
+            }
+            let mut fragments = Vec::new();
+            let Some(count) = mtu::fragment_v4(&frame, mtu, &mut self.pool, &mut fragments) else {
+                return self.drop(frame, Drop::NoBuffer);
+            };
+            self.stats.event(Event::Fragmented);
+            self.stats.events[Event::FragmentsSent as usize] += count as u64;
+            self.pool.free(frame);
+            for f in fragments {
+                self.emit(f, out, target);
+            }
+            return;
+        }
+        self.emit(frame, out, target);
+    }
+
+    /// Rewrites and queues a frame on `out`, or punts it for neighbour resolution.
+    fn emit(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
+        let Some(port) = self.ports.get(out as usize) else { return self.drop(frame, Drop::BadAdjacency) };
+        match target {
+            Ok(mac) => {
+                rewrite::macs(frame.data_mut(), &mac, &port.mac);
+                self.stats.event(Event::Forwarded);
+                self.tx[out as usize].push(frame);
+            }
+            Err(ip) => {
+                let ip = ip.unwrap_or_else(|| destination(frame.data()));
+                let mac = port.mac;
+                frame.data_mut()[6..12].copy_from_slice(&mac);
+                let msg = ControlMsg::Resolve { port: out, ip, frame: frame.data().to_vec() };
+                if self.control.try_send(msg).is_ok() {
+                    self.stats.event(Event::Punted);
+                    self.pool.free(frame);
+                } else {
+                    self.drop(frame, Drop::NeighborUnresolved);
+                }
+            }
+        }
+    }
+
+    fn local_outcome(&mut self, frame: Box<Frame>, outcome: Outcome) {
+        match outcome {
+            Outcome::ReplyOnPort => {
+                let port = frame.port;
+                let e = if eth::ethertype(frame.data()) == eth::TYPE_ARP { Event::ArpReplied } else { Event::NdpReplied };
+                self.stats.event(e);
+                self.tx[port as usize].push(frame);
+            }
+            Outcome::ReplyRouted => {
+                self.stats.event(Event::EchoReplied);
+                self.send_originated(frame);
+            }
+            Outcome::PortUnreachable => {
+                if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
+                    self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE, [0; 4]);
+                } else {
+                    self.icmp_error(&frame, icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE, [0; 4]);
+                }
+                self.pool.free(frame);
+            }
+            Outcome::Consumed => self.pool.free(frame),
+            Outcome::Drop(reason) => self.drop(frame, reason),
+        }
+    }
+
+    fn no_route(&mut self, frame: Box<Frame>) {
+        if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
+            self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_NET_UNREACHABLE, [0; 4]);
+        } else {
+            self.icmp_error(&frame, icmp6::DEST_UNREACHABLE, icmp6::CODE_NO_ROUTE, [0; 4]);
+        }
+        self.drop(frame, Drop::NoRoute);
+    }
+
+    /// Sends an ICMP error about `about` (rate limit and RFC rules permitting), sourced from
+    /// the address of the port it arrived on.
+    fn icmp_error(&mut self, about: &Frame, kind: u8, code: u8, rest: [u8; 4]) {
+        let ip = &about.data()[eth::LEN..];
+        let port = &self.ports[about.port as usize];
+        let v4 = eth::ethertype(about.data()) == eth::TYPE_IPV4;
+        let allowed = if v4 { icmp::may_answer_v4(ip) } else { icmp::may_answer_v6(ip) };
+        if !allowed {
+            return;
+        }
+        if !self.icmp.allow() {
+            self.stats.event(Event::IcmpRateLimited);
+            return;
+        }
+        let built = if v4 {
+            port.v4_source().and_then(|src| icmp::error_v4(&mut self.pool, src, ip, kind, code, rest))
+        } else {
+            icmp::error_v6(&mut self.pool, port.v6_source(), ip, kind, code, rest)
+        };
+        match built {
+            Some(mut reply) => {
+                reply.port = about.port;
+                self.stats.event(Event::IcmpSent);
+                self.send_originated(reply);
+            }
+            None => self.stats.drop(about.port, Drop::NoBuffer),
+        }
+    }
+
+    /// Routes a packet tern originated (no TTL decrement).
+    fn send_originated(&mut self, frame: Box<Frame>) {
+        let data = frame.data();
+        let next_hop = if eth::ethertype(data) == eth::TYPE_IPV4 {
+            self.fib4.lookup(ipv4::dst(&data[eth::LEN..]))
+        } else {
+            self.fib6.lookup(ipv6::dst(&data[eth::LEN..]))
+        };
+        let Some(next_hop) = next_hop else { return self.drop(frame, Drop::NoRoute) };
+        match self.hop(next_hop, &frame) {
+            Hop::Send { port, mac } => self.emit(frame, port, Ok(mac)),
+            Hop::Resolve { port, ip } => self.emit(frame, port, Err(ip)),
+            // A reply to ourselves or to a broadcast address: nothing to send.
+            _ => self.drop(frame, Drop::LocalUnhandled),
+        }
+    }
+
+    fn learn(&mut self, port: u16, learned: local::Learned) {
+        if let Some((ip, mac)) = learned {
+            // Best effort: a full channel only delays learning until the next packet.
+            let _ = self.control.try_send(ControlMsg::Learned { port, ip, mac });
+        }
+    }
+
+    fn drop(&mut self, frame: Box<Frame>, reason: Drop) {
+        self.stats.drop(frame.port, reason);
+        self.pool.free(frame);
+    }
+
+    fn flush_tx(&mut self) {
+        for port in 0..self.tx.len() {
+            if self.tx[port].is_empty() {
+                continue;
+            }
+            let queued = self.tx[port].len();
+            let bytes: u64 = self.tx[port].iter().map(|f| f.len() as u64).sum();
+            let sent = self.queues[port].send_burst(&mut self.tx[port], &mut self.pool);
+            let counts = &mut self.stats.ports[port];
+            counts.tx_packets += sent as u64;
+            counts.tx_bytes += bytes;
+            if sent < queued {
+                self.stats.drops[Drop::TxError as usize] += (queued - sent) as u64;
+            }
+        }
+    }
+}
+
+/// The destination address of the IP packet in `frame`.
+fn destination(frame: &[u8]) -> IpAddr {
+    let ip = &frame[eth::LEN..];
+    if eth::ethertype(frame) == eth::TYPE_IPV4 {
+        IpAddr::V4(ipv4::dst(ip))
+    } else {
+        IpAddr::V6(ipv6::dst(ip))
+    }
+}
+
+/// A flow hash over addresses, protocol and (unfragmented) ports, for ECMP member choice.
+fn flow_hash(frame: &[u8]) -> u32 {
+    let ip = &frame[eth::LEN..];
+    let (addrs, proto, l4) = if eth::ethertype(frame) == eth::TYPE_IPV4 {
+        let ihl = ipv4::header_len(ip);
+        let l4 = if ipv4::flags_frag(ip) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) == 0 { ip.get(ihl..ihl + 4) } else { None };
+        (&ip[12..20], ipv4::proto(ip), l4)
+    } else {
+        (&ip[8..40], ipv6::next_header(ip), ip.get(ipv6::LEN..ipv6::LEN + 4))
+    };
+    let mut h: u32 = 0x811c9dc5 ^ proto as u32;
+    for &b in addrs.iter().chain(l4.unwrap_or(&[])) {
+        h = (h ^ b as u32).wrapping_mul(0x01000193);
+    }
+    h ^ (h >> 16)
+}
