@@ -1,1 +1,301 @@
-//! testbed
+//! Network-namespace topologies around a real tern process.
+//!
+//! Everything created here is deleted on drop, also when a test panics: namespaces
+//! ([`Netns`]), the tern process ([`Tern`], which takes its TAP devices with it) and
+//! captures ([`Capture`]). Names carry the process id and a counter, so tests can run in
+//! parallel. Only RFC 5737 / RFC 3849 documentation addresses are used.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this process and call: `{prefix}{pid}x{n}` (≤ 15 chars with a
+/// short prefix, so it also works as an interface name).
+pub fn unique(prefix: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out
+}
+
+/// Runs a command on the host and panics with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    if !out.status.success() {
+        panic!("{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop (with every interface in it).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = unique(prefix);
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Runs a command inside; returns its output whatever the exit status.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        run(&mut self.command(args))
+    }
+
+    /// Runs a command inside and panics (with its output) if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        if !out.status.success() {
+            panic!("[{}] {args:?} failed: {}{}", self.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot spawn {args:?}: {e}"))
+    }
+
+    /// Moves a host-side interface into this namespace.
+    pub fn adopt(&self, ifname: &str) {
+        sh(&["ip", "link", "set", ifname, "netns", &self.name]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// The `tern` binary next to the test executable (`target/<profile>/tern`), or `$TERN_BIN`.
+pub fn tern_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TERN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("tern");
+    assert!(bin.exists(), "{} not built: run `cargo build --release -p dataplane` (or set TERN_BIN)", bin.display());
+    bin
+}
+
+/// A running `tern run` process with its own config and ctl socket; SIGTERM and wait on drop.
+pub struct Tern {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Tern {
+    /// Starts tern on `config` (TOML text; `{socket}` is replaced by a private socket path)
+    /// and waits until it answers on its socket.
+    pub fn start(config: &str) -> Tern {
+        let dir = std::env::temp_dir().join(unique("tern-test-"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let socket = dir.join("tern.sock");
+        let config = config.replace("{socket}", &socket.display().to_string());
+        let path = dir.join("tern.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("tern.log")).expect("log");
+        let child = Command::new(tern_binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tern");
+        let mut t = Tern { child: Some(child), socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.try_ctl(&["show", "interfaces"]).is_err() {
+            if let Some(Ok(Some(status))) = t.child.as_mut().map(|c| c.try_wait()) {
+                panic!("tern exited with {status}: {}", t.log());
+            }
+            assert!(Instant::now() < deadline, "tern did not come up: {}", t.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t
+    }
+
+    pub fn try_ctl(&self, words: &[&str]) -> Result<Value, String> {
+        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        dataplane::ctl::request(&self.socket, &words)
+    }
+
+    pub fn ctl(&self, words: &[&str]) -> Value {
+        self.try_ctl(words).unwrap_or_else(|e| panic!("tern ctl {words:?}: {e}"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tern.log")).unwrap_or_default()
+    }
+
+    /// A drop counter by its stable name.
+    pub fn drop_count(&self, reason: &str) -> u64 {
+        self.ctl(&["show", "counters"])["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason}"))
+    }
+
+    /// Stops tern with SIGTERM and waits (at most 10 s) for it to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signalling the child we spawned, by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tern {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Two Linux hosts, A and B, each on its own tern port:
+///
+/// ```text
+///  A 192.0.2.2/24 2001:db8:a::2/64 ── tern 192.0.2.1 | 203.0.113.1 ── B 203.0.113.2/24 2001:db8:b::2/64
+/// ```
+pub struct TwoHosts {
+    pub a: Netns,
+    pub b: Netns,
+    pub tern: Tern,
+    pub tap_a: String,
+    pub tap_b: String,
+}
+
+pub const A4: &str = "192.0.2.2";
+pub const B4: &str = "203.0.113.2";
+pub const TERN_A4: &str = "192.0.2.1";
+pub const TERN_B4: &str = "203.0.113.1";
+pub const A6: &str = "2001:db8:a::2";
+pub const B6: &str = "2001:db8:b::2";
+pub const TERN_A6: &str = "2001:db8:a::1";
+
+impl TwoHosts {
+    /// Builds the topology; `extra` is appended to tern's config (routes, dataplane settings),
+    /// `mtu_b` is the MTU of tern's port towards B.
+    pub fn new(extra: &str, mtu_b: u16) -> TwoHosts {
+        let tap_a = unique("ta");
+        let tap_b = unique("tb");
+        let config = format!(
+            "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\n\
+             [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
+             [[interface]]\nname = \"{tap_b}\"\nmac = \"02:00:00:00:0b:01\"\nmtu = {mtu_b}\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n"
+        );
+        let a = Netns::new("ha");
+        let b = Netns::new("hb");
+        let tern = Tern::start(&config);
+        for (ns, tap, v4, v6, gw4, gw6, mtu) in [
+            (&a, &tap_a, "192.0.2.2/24", "2001:db8:a::2/64", TERN_A4, TERN_A6, 1500),
+            (&b, &tap_b, "203.0.113.2/24", "2001:db8:b::2/64", TERN_B4, "2001:db8:b::1", mtu_b),
+        ] {
+            ns.adopt(tap);
+            ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", &format!("net.ipv6.conf.{tap}.accept_dad=0")]);
+            ns.ok(&["ip", "link", "set", tap, "mtu", &mtu.to_string(), "up"]);
+            ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
+            ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
+            ns.ok(&["ip", "route", "add", "default", "via", gw4]);
+            ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
+            // Offloads off: with them on, captured checksums look wrong and bad ones pass.
+            let _ = ns.exec(&["ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+        }
+        TwoHosts { a, b, tern, tap_a, tap_b }
+    }
+}
+
+/// A tcpdump capture inside a namespace, written to a pcap file as it goes.
+pub struct Capture {
+    child: Option<Child>,
+    pub path: PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &Netns, ifname: &str, filter: &str) -> Capture {
+        let path = std::env::temp_dir().join(format!("{}.pcap", unique("cap")));
+        let p = path.display().to_string();
+        let mut args = vec!["tcpdump", "-Z", "root", "-i", ifname, "-U", "--immediate-mode", "-w", &p];
+        if !filter.is_empty() {
+            args.push(filter);
+        }
+        let child = ns.command(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("tcpdump");
+        // tcpdump has no ready signal: wait for the file to appear.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !path.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Capture { child: Some(child), path }
+    }
+
+    /// Stops tcpdump (SIGINT, so it flushes) and returns the pcap path.
+    pub fn stop(&mut self) -> &Path {
+        if let Some(mut c) = self.child.take() {
+            std::thread::sleep(Duration::from_millis(200));
+            // SAFETY: signalling the child we spawned.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let _ = c.wait();
+        }
+        &self.path
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Dissects a pcap with tshark: one row per packet matching `filter`, the `fields` in order.
+pub fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let p = pcap.display().to_string();
+    let mut args = vec!["tshark", "-n", "-r", &p, "-o", "ip.check_checksum:TRUE", "-Y", filter, "-T", "fields", "-E", "separator=|"];
+    for f in fields {
+        args.push("-e");
+        args.push(f);
+    }
+    sh(&args).lines().filter(|l| !l.is_empty()).map(|l| l.split('|').map(str::to_string).collect()).collect()
+}
+
+/// Runs a scapy script (Debian's python3 has scapy) with `args` in `sys.argv`.
+pub fn scapy(ns: &Netns, script: &str, args: &[&str]) -> String {
+    let mut a = vec!["/usr/bin/python3", "-c", script];
+    a.extend_from_slice(args);
+    ns.ok(&a)
+}

@@ -1,0 +1,170 @@
+//! tern between two real Linux hosts in network namespaces: forwarding, ICMP errors,
+//! neighbour resolution from cold caches, fragmentation, and malformed frames.
+
+use testbed::*;
+
+fn ping(ns: &Netns, args: &[&str]) -> String {
+    let mut a = vec!["ping", "-n"];
+    a.extend_from_slice(args);
+    let out = ns.exec(&a);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
+    let t = TwoHosts::new("", 1500);
+    let b_mac = t.b.ok(&["cat", &format!("/sys/class/net/{}/address", t.tap_b)]).trim().to_string();
+    let mut cap = Capture::start(&t.b, &t.tap_b, "icmp or icmp6");
+    // Cold caches everywhere: the first echo waits in tern for B's ARP/NDP answer.
+    let v4 = ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);
+    assert!(v4.contains("3 received"), "{v4}");
+    let v6 = ping(&t.a, &["-6", "-c", "3", "-i", "0.2", "-W", "3", B6]);
+    assert!(v6.contains("3 received"), "{v6}");
+    let pcap = cap.stop().to_path_buf();
+
+    let rows = tshark(&pcap, "icmp.type == 8", &["ip.ttl", "eth.src", "eth.dst", "ip.checksum.status"]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], "63", "TTL decremented exactly once (A sends 64)");
+        assert_eq!(r[1], "02:00:00:00:0b:01", "source MAC is tern's B port");
+        assert_eq!(r[2], b_mac, "destination MAC is B's");
+        assert_eq!(r[3], "2", "IPv4 header checksum good (tshark status 2 = good)");
+    }
+    let rows = tshark(&pcap, "icmpv6.type == 128", &["ipv6.hlim", "eth.src", "eth.dst"]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], "63", "hop limit decremented once");
+        assert_eq!(r[1], "02:00:00:00:0b:01");
+        assert_eq!(r[2], b_mac);
+    }
+    let neighbors = t.tern.ctl(&["show", "neighbors"]);
+    let reachable: Vec<&str> = neighbors.as_array().expect("list").iter().filter(|n| n["state"] == "reachable").filter_map(|n| n["address"].as_str()).collect();
+    assert!(reachable.contains(&B4) && reachable.contains(&B6), "{neighbors}");
+    let counters = t.tern.ctl(&["show", "counters"]);
+    assert!(counters["control"]["held_sent"].as_u64().unwrap_or(0) >= 2, "packets that waited for resolution were delivered: {counters}");
+    // Echo to tern itself.
+    assert!(ping(&t.a, &["-c", "1", "-W", "2", TERN_A4]).contains("1 received"));
+    assert!(ping(&t.a, &["-6", "-c", "1", "-W", "2", TERN_A6]).contains("1 received"));
+}
+
+#[test]
+fn icmp_errors_time_exceeded_unreachable_and_too_big() {
+    let t = TwoHosts::new("", 1400);
+    // Warm the caches first so every probe below reaches tern's forwarding path.
+    assert!(ping(&t.a, &["-c", "1", "-W", "3", B4]).contains("1 received"));
+    assert!(ping(&t.a, &["-6", "-c", "1", "-W", "3", B6]).contains("1 received"));
+
+    let out = ping(&t.a, &["-c", "1", "-W", "2", "-t", "1", B4]);
+    assert!(out.contains("From 192.0.2.1") && out.contains("Time to live exceeded"), "{out}");
+    let out = ping(&t.a, &["-c", "1", "-W", "2", "198.51.100.7"]);
+    assert!(out.contains("From 192.0.2.1") && out.contains("Destination Net Unreachable"), "{out}");
+    let out = ping(&t.a, &["-c", "1", "-W", "2", "-M", "do", "-s", "1450", B4]);
+    assert!(out.contains("mtu = 1400"), "frag needed with the next-hop MTU: {out}");
+    // DF clear: tern fragments, B reassembles and answers (its reply is fragmented by B).
+    let out = ping(&t.a, &["-c", "2", "-W", "3", "-M", "dont", "-s", "1450", B4]);
+    assert!(out.contains("2 received"), "{out}");
+
+    let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "-t", "1", B6]);
+    assert!(out.contains("From 2001:db8:a::1") && out.contains("Time exceeded: Hop limit"), "{out}");
+    let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "2001:db8:ff::7"]);
+    assert!(out.contains("Destination unreachable: No route"), "{out}");
+    let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "-s", "1450", B6]);
+    assert!(out.contains("Packet too big: mtu=1400"), "{out}");
+
+    let c = t.tern.ctl(&["show", "counters"]);
+    assert!(c["events"]["fragmented"].as_u64().unwrap_or(0) >= 2, "{c}");
+    for reason in ["ttl_exceeded", "no_route", "too_big"] {
+        assert!(c["drops"][reason].as_u64().unwrap_or(0) >= 2, "{reason}: {c}");
+    }
+}
+
+#[test]
+fn tcp_transfer_of_100_mb_is_byte_exact() {
+    let t = TwoHosts::new("", 1500);
+    let server = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+    let client = r#"
+import hashlib, socket, sys, time
+data = hashlib.sha256(b"tern").digest() * 32768  # 1 MiB, repeated with a counter
+h = hashlib.sha256(); s = None
+for _ in range(100):
+    try:
+        s = socket.create_connection((sys.argv[1], 5001), timeout=5); break
+    except OSError:
+        time.sleep(0.1)
+s.settimeout(60)
+for i in range(100):
+    chunk = i.to_bytes(4, "big") + data[4:]
+    s.sendall(chunk); h.update(chunk)
+s.close()
+print(100 * len(data), h.hexdigest())
+"#;
+    let mut srv = t.b.command(&["/usr/bin/python3", "-c", server]).stdout(std::process::Stdio::piped()).spawn().expect("server");
+    let sent = scapy(&t.a, client, &[B4]);
+    let out = srv.wait_with_output_compat();
+    assert_eq!(out.trim(), sent.trim(), "bytes and sha256 received equal those sent");
+    assert!(sent.starts_with("104857600 "), "{sent}");
+}
+
+/// `Child::wait_with_output` needs ownership; this reads stdout after the child ends.
+trait WaitCompat {
+    fn wait_with_output_compat(&mut self) -> String;
+}
+
+impl WaitCompat for std::process::Child {
+    fn wait_with_output_compat(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.wait();
+        let mut s = String::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason_and_good_traffic_flows_around_them() {
+    let t = TwoHosts::new("", 1500);
+    assert!(ping(&t.a, &["-c", "1", "-W", "3", B4]).contains("1 received"));
+    // Raw frames on A's link, to tern's MAC, from a raw AF_PACKET socket (scapy sendp).
+    let script = r#"
+import sys
+from scapy.all import Ether, IP, IPv6, ICMP, Raw, sendp, raw
+iface, dst = sys.argv[1], "02:00:00:00:0a:01"
+src = open(f"/sys/class/net/{iface}/address").read().strip()
+eth4 = Ether(dst=dst, src=src, type=0x0800)
+eth6 = Ether(dst=dst, src=src, type=0x86dd)
+good = raw(IP(src="192.0.2.2", dst="203.0.113.2") / ICMP())
+frames = {
+  "runt": raw(Ether(dst=dst, src=src))[:10],
+  "ipv4_truncated": raw(eth4) + good[:12],
+  "ipv4_bad_version": raw(eth4) + bytes([0x65]) + good[1:],
+  "ipv4_bad_ihl": raw(eth4) + bytes([0x43]) + good[1:],
+  "ipv4_bad_checksum": raw(eth4) + good[:10] + bytes([good[10] ^ 0xff, good[11]]) + good[12:],
+  "ipv4_bad_total_length": raw(eth4) + raw(IP(src="192.0.2.2", dst="203.0.113.2", len=400) / ICMP()),
+  "ipv6_bad_payload_length": raw(eth6) + raw(IPv6(src="2001:db8:a::2", dst="2001:db8:b::2", plen=500) / Raw(b"x" * 8)),
+  "ipv6_truncated": raw(eth6) + b"\x60" + b"\x00" * 20,
+}
+for name, f in frames.items():
+    sendp(f, iface=iface, count=5, verbose=False)
+print(" ".join(frames))
+"#;
+    let names = scapy(&t.a, script, &[&t.tap_a]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let counters = t.tern.ctl(&["show", "counters"]);
+    for name in names.split_whitespace() {
+        let n = counters["drops"][name].as_u64().unwrap_or(0);
+        assert!(n >= 5, "drop counter {name} = {n}: {counters}");
+    }
+    assert!(ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "2", B4]).contains("3 received"), "still forwarding");
+}
