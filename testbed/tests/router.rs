@@ -28,7 +28,7 @@ fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
         assert_eq!(r[0], "63", "TTL decremented exactly once (A sends 64)");
         assert_eq!(r[1], "02:00:00:00:0b:01", "source MAC is tern's B port");
         assert_eq!(r[2], b_mac, "destination MAC is B's");
-        assert_eq!(r[3], "2", "IPv4 header checksum good (tshark status 2 = good)");
+        assert_eq!(r[3], "1", "IPv4 header checksum good (tshark: 0 bad, 1 good, 2 unverified)");
     }
     let rows = tshark(&pcap, "icmpv6.type == 128", &["ipv6.hlim", "eth.src", "eth.dst"]);
     assert_eq!(rows.len(), 3, "{rows:?}");
@@ -58,11 +58,12 @@ fn icmp_errors_time_exceeded_unreachable_and_too_big() {
     assert!(out.contains("From 192.0.2.1") && out.contains("Time to live exceeded"), "{out}");
     let out = ping(&t.a, &["-c", "1", "-W", "2", "198.51.100.7"]);
     assert!(out.contains("From 192.0.2.1") && out.contains("Destination Net Unreachable"), "{out}");
-    let out = ping(&t.a, &["-c", "1", "-W", "2", "-M", "do", "-s", "1450", B4]);
-    assert!(out.contains("mtu = 1400"), "frag needed with the next-hop MTU: {out}");
-    // DF clear: tern fragments, B reassembles and answers (its reply is fragmented by B).
+    // DF clear first (once A has learned the path MTU it would fragment by itself): tern
+    // fragments, B reassembles and answers (its reply is fragmented by B's own kernel).
     let out = ping(&t.a, &["-c", "2", "-W", "3", "-M", "dont", "-s", "1450", B4]);
     assert!(out.contains("2 received"), "{out}");
+    let out = ping(&t.a, &["-c", "1", "-W", "2", "-M", "do", "-s", "1450", B4]);
+    assert!(out.contains("mtu = 1400"), "frag needed with the next-hop MTU: {out}");
 
     let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "-t", "1", B6]);
     assert!(out.contains("From 2001:db8:a::1") && out.contains("Time exceeded: Hop limit"), "{out}");
@@ -146,7 +147,9 @@ eth4 = Ether(dst=dst, src=src, type=0x0800)
 eth6 = Ether(dst=dst, src=src, type=0x86dd)
 good = raw(IP(src="192.0.2.2", dst="203.0.113.2") / ICMP())
 frames = {
-  "runt": raw(Ether(dst=dst, src=src))[:10],
+  # A frame shorter than 14 bytes cannot leave a Linux AF_PACKET socket (the kernel pads
+  # it); runts are covered by the memory-backend tests. LLDP stands in for "not IP/ARP".
+  "unsupported_ethertype": raw(Ether(dst=dst, src=src, type=0x88cc)) + b"\x00" * 46,
   "ipv4_truncated": raw(eth4) + good[:12],
   "ipv4_bad_version": raw(eth4) + bytes([0x65]) + good[1:],
   "ipv4_bad_ihl": raw(eth4) + bytes([0x43]) + good[1:],
