@@ -25,15 +25,25 @@ fn pin(core: usize) {
 
 fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
     let mut rng = Rng(41);
-    let in_table: Vec<Ipv4Addr> = data::v4_keys(table, KEYS * 2, &mut rng).into_iter().step_by(2).collect();
-    let uniform = (0..KEYS).map(|_| Ipv4Addr::from_bits(rng.next() as u32)).collect();
+    let in_table: Vec<Ipv4Addr> = data::v4_keys(table, KEYS * 2, &mut rng)
+        .into_iter()
+        .step_by(2)
+        .collect();
+    let uniform = (0..KEYS)
+        .map(|_| Ipv4Addr::from_bits(rng.next_u64() as u32))
+        .collect();
     [("in-table", in_table), ("uniform", uniform)]
 }
 
 fn v6_sets(table: &[Ipv6Net]) -> [(&'static str, Vec<Ipv6Addr>); 2] {
     let mut rng = Rng(61);
-    let in_table: Vec<Ipv6Addr> = data::v6_keys(table, KEYS * 2, &mut rng).into_iter().step_by(2).collect();
-    let uniform = (0..KEYS).map(|_| Ipv6Addr::from_bits((0x2u128 << 124) | (rng.u128() >> 3))).collect();
+    let in_table: Vec<Ipv6Addr> = data::v6_keys(table, KEYS * 2, &mut rng)
+        .into_iter()
+        .step_by(2)
+        .collect();
+    let uniform = (0..KEYS)
+        .map(|_| Ipv6Addr::from_bits((0x2u128 << 124) | (rng.u128() >> 3)))
+        .collect();
     [("in-table", in_table), ("uniform", uniform)]
 }
 
@@ -43,8 +53,12 @@ fn build<F: Family>(routes: &[(F::Net, u32)]) -> Fib<F> {
     fib
 }
 
-fn lookups<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)], sets: &[(&str, Vec<F::Addr>)])
-where
+fn lookups<F: Family>(
+    c: &mut Criterion,
+    family: &str,
+    routes: &[(F::Net, u32)],
+    sets: &[(&str, Vec<F::Addr>)],
+) where
     F::Net: prefix_trie::Prefix + From<F::Addr>,
 {
     let fib = build::<F>(routes);
@@ -81,7 +95,8 @@ where
             b.iter(|| {
                 let mut acc = 0u32;
                 for &k in keys {
-                    acc = acc.wrapping_add(reference.get_lpm(&F::Net::from(k)).map_or(0, |(_, &nh)| nh));
+                    acc = acc
+                        .wrapping_add(reference.get_lpm(&F::Net::from(k)).map_or(0, |(_, &nh)| nh));
                 }
                 black_box(acc)
             })
@@ -92,17 +107,32 @@ where
 
 fn build_time<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)]) {
     let mut group = c.benchmark_group(format!("{family}/build"));
-    group.sample_size(10).throughput(Throughput::Elements(routes.len() as u64));
-    group.bench_function("bulk-load", |b| b.iter_batched(|| (), |_| build::<F>(routes), BatchSize::PerIteration));
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(routes.len() as u64));
+    group.bench_function("bulk-load", |b| {
+        b.iter_batched(|| (), |_| build::<F>(routes), BatchSize::PerIteration)
+    });
     group.finish();
 }
 
 /// Replays the 24 h stream once per iteration on a freshly loaded table (load not timed).
-fn replay<F: Family>(c: &mut Criterion, family: &str, routes: &[(F::Net, u32)], updates: &[(bool, F::Net)]) {
+fn replay<F: Family>(
+    c: &mut Criterion,
+    family: &str,
+    routes: &[(F::Net, u32)],
+    updates: &[(bool, F::Net)],
+) {
     let mut group = c.benchmark_group(format!("{family}/update-replay"));
-    group.sample_size(10).throughput(Throughput::Elements(updates.len() as u64));
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(updates.len() as u64));
     group.bench_function("24h-stream", |b| {
-        b.iter_batched(|| build::<F>(routes), |mut fib| apply_stream(&mut fib, updates, 0), BatchSize::PerIteration)
+        b.iter_batched(
+            || build::<F>(routes),
+            |mut fib| apply_stream(&mut fib, updates, 0),
+            BatchSize::PerIteration,
+        )
     });
     group.finish();
 }
@@ -134,7 +164,7 @@ fn lookups_under_churn<F: Family>(
     let mut group = c.benchmark_group(format!("{family}/lookup-under-churn"));
     group.throughput(Throughput::Elements(keys.len() as u64));
     let mut guard = qsbr.register();
-    let mut run = |guard: &mut lpm::QsbrThread, iters: u64| {
+    let run = |guard: &mut lpm::QsbrThread, iters: u64| {
         let start = Instant::now();
         for _ in 0..iters {
             let mut acc = 0u32;
@@ -146,10 +176,15 @@ fn lookups_under_churn<F: Family>(
         }
         start.elapsed()
     };
-    group.bench_function("writer-idle", |b| b.iter_custom(|iters| run(&mut guard, iters)));
+    group.bench_function("writer-idle", |b| {
+        b.iter_custom(|iters| run(&mut guard, iters))
+    });
     // Flat out, the writer is a worst case far beyond any real feed (the RIS stream averages
     // 16 updates/s); 100k/s paced is a full-table-churn storm.
-    for (name, pace) in [("writer-replaying-flat-out", None), ("writer-replaying-100k-per-s", Some(100_000u64))] {
+    for (name, pace) in [
+        ("writer-replaying-flat-out", None),
+        ("writer-replaying-100k-per-s", Some(100_000u64)),
+    ] {
         let stop = AtomicBool::new(false);
         let updates_done = std::thread::scope(|s| {
             let writer = s.spawn(|| {
@@ -179,7 +214,10 @@ fn lookups_under_churn<F: Family>(
             writer.join().expect("writer")
         });
         let (n, took) = updates_done;
-        println!("{family}: {name}: the writer applied {n} updates in {took:.1?} ({:.0}/s)", n as f64 / took.as_secs_f64());
+        println!(
+            "{family}: {name}: the writer applied {n} updates in {took:.1?} ({:.0}/s)",
+            n as f64 / took.as_secs_f64()
+        );
     }
     group.finish();
 }

@@ -20,7 +20,12 @@ pub struct Frame {
 
 impl Frame {
     fn new() -> Box<Frame> {
-        Box::new(Frame { port: 0, head: HEADROOM as u16, len: 0, buf: [0; BUF_SIZE] })
+        Box::new(Frame {
+            port: 0,
+            head: HEADROOM as u16,
+            len: 0,
+            buf: [0; BUF_SIZE],
+        })
     }
 
     #[inline(always)]
@@ -103,7 +108,10 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(size: usize) -> Pool {
-        Pool { free: (0..size).map(|_| Frame::new()).collect(), size }
+        Pool {
+            free: (0..size).map(|_| Frame::new()).collect(),
+            size,
+        }
     }
 
     #[inline(always)]

@@ -76,7 +76,11 @@ impl std::fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)
         } else {
-            write!(f, "{}:{}: {}: {}", self.file, self.line, self.field, self.message)
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.field, self.message
+            )
         }
     }
 }
@@ -173,14 +177,28 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            ConfigError { file: file.to_string(), line, field: String::new(), message: e.message().to_string() }
+            ConfigError {
+                file: file.to_string(),
+                line,
+                field: String::new(),
+                message: e.message().to_string(),
+            }
         })?;
 
-        let int = |v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64| -> Result<i64, ConfigError> {
+        let int = |v: &Option<Spanned<i64>>,
+                   field: &str,
+                   min: i64,
+                   max: i64,
+                   default: i64|
+         -> Result<i64, ConfigError> {
             match v {
                 None => Ok(default),
                 Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-                Some(s) => Err(at(s.span(), field, format!("{} is outside {min}..={max}", s.get_ref()))),
+                Some(s) => Err(at(
+                    s.span(),
+                    field,
+                    format!("{} is outside {min}..={max}", s.get_ref()),
+                )),
             }
         };
         let d = &raw.dataplane;
@@ -188,12 +206,22 @@ impl Config {
         let cores = match &d.cores {
             None => None,
             Some(c) => {
-                let available = core_affinity::get_core_ids().map(|ids| ids.len()).unwrap_or(1) as i64;
+                let available = core_affinity::get_core_ids()
+                    .map(|ids| ids.len())
+                    .unwrap_or(1) as i64;
                 if c.get_ref().len() != workers {
-                    return Err(at(c.span(), "dataplane.cores", format!("{} cores for {workers} workers", c.get_ref().len())));
+                    return Err(at(
+                        c.span(),
+                        "dataplane.cores",
+                        format!("{} cores for {workers} workers", c.get_ref().len()),
+                    ));
                 }
                 if let Some(bad) = c.get_ref().iter().find(|&&n| n < 0 || n >= available) {
-                    return Err(at(c.span(), "dataplane.cores", format!("core {bad} does not exist (this machine has {available})")));
+                    return Err(at(
+                        c.span(),
+                        "dataplane.cores",
+                        format!("core {bad} does not exist (this machine has {available})"),
+                    ));
                 }
                 Some(c.get_ref().iter().map(|&n| n as usize).collect())
             }
@@ -202,32 +230,65 @@ impl Config {
         let pool = int(&d.pool, "dataplane.pool", 256, 1 << 20, 4096)? as usize;
         if pool < burst * 8 {
             let span = d.pool.as_ref().map(|p| p.span()).unwrap_or(0..0);
-            return Err(at(span, "dataplane.pool", format!("{pool} frames is less than 8 bursts of {burst}")));
+            return Err(at(
+                span,
+                "dataplane.pool",
+                format!("{pool} frames is less than 8 bursts of {burst}"),
+            ));
         }
         let icmp_rate = int(&d.icmp_rate, "dataplane.icmp_rate", 0, 1_000_000, 100)? as u32;
         let icmp_burst = int(&d.icmp_burst, "dataplane.icmp_burst", 1, 1_000_000, 50)? as u32;
-        let neighbor_timeout = Duration::from_secs(int(&d.neighbor_timeout, "dataplane.neighbor_timeout", 5, 86_400, 300)? as u64);
+        let neighbor_timeout = Duration::from_secs(int(
+            &d.neighbor_timeout,
+            "dataplane.neighbor_timeout",
+            5,
+            86_400,
+            300,
+        )? as u64);
 
         let mut interfaces: Vec<Interface> = Vec::new();
         for (i, r) in raw.interface.iter().enumerate() {
             let field = |f: &str| format!("interface[{i}].{f}");
             let name = r.name.get_ref().clone();
-            if name.is_empty() || name.len() > 15 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(at(r.name.span(), &field("name"), format!("{name:?} is not a Linux interface name (1-15 of A-Z a-z 0-9 - _ .)")));
+            if name.is_empty()
+                || name.len() > 15
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(at(
+                    r.name.span(),
+                    &field("name"),
+                    format!("{name:?} is not a Linux interface name (1-15 of A-Z a-z 0-9 - _ .)"),
+                ));
             }
             if interfaces.iter().any(|other| other.name == name) {
-                return Err(at(r.name.span(), &field("name"), format!("{name:?} is configured twice")));
+                return Err(at(
+                    r.name.span(),
+                    &field("name"),
+                    format!("{name:?} is configured twice"),
+                ));
             }
             let backend = match r.backend.as_ref().map(|b| b.get_ref().as_str()) {
                 None | Some("tap") => Backend::Tap,
                 Some("memory") => Backend::Memory,
                 Some(other) => {
                     let span = r.backend.as_ref().map(|b| b.span()).unwrap_or(0..0);
-                    return Err(at(span, &field("backend"), format!("{other:?} is not a backend (tap, memory)")));
+                    return Err(at(
+                        span,
+                        &field("backend"),
+                        format!("{other:?} is not a backend (tap, memory)"),
+                    ));
                 }
             };
             let mac = match &r.mac {
-                Some(m) => parse_mac(m.get_ref()).ok_or_else(|| at(m.span(), &field("mac"), format!("{:?} is not a unicast MAC address", m.get_ref())))?,
+                Some(m) => parse_mac(m.get_ref()).ok_or_else(|| {
+                    at(
+                        m.span(),
+                        &field("mac"),
+                        format!("{:?} is not a unicast MAC address", m.get_ref()),
+                    )
+                })?,
                 None => derived_mac(&name),
             };
             let max_mtu = (MAX_FRAME - crate::wire::eth::LEN) as i64;
@@ -238,64 +299,138 @@ impl Config {
                     Ok(IpNet::V4(n)) => v4.push(n),
                     Ok(IpNet::V6(n)) => {
                         if mtu < 1280 {
-                            return Err(at(a.span(), &format!("interface[{i}].addresses[{j}]"), format!("IPv6 needs an MTU of at least 1280, the interface has {mtu}")));
+                            return Err(at(
+                                a.span(),
+                                &format!("interface[{i}].addresses[{j}]"),
+                                format!(
+                                    "IPv6 needs an MTU of at least 1280, the interface has {mtu}"
+                                ),
+                            ));
                         }
                         v6.push(n)
                     }
                     Err(_) => {
-                        return Err(at(a.span(), &format!("interface[{i}].addresses[{j}]"), format!("{:?} is not an address with a prefix length (like 192.0.2.1/24)", a.get_ref())))
+                        return Err(at(
+                            a.span(),
+                            &format!("interface[{i}].addresses[{j}]"),
+                            format!(
+                                "{:?} is not an address with a prefix length (like 192.0.2.1/24)",
+                                a.get_ref()
+                            ),
+                        ))
                     }
                 }
             }
-            interfaces.push(Interface { name, backend, mac, mtu, v4, v6 });
+            interfaces.push(Interface {
+                name,
+                backend,
+                mac,
+                mtu,
+                v4,
+                v6,
+            });
         }
         if interfaces.is_empty() {
-            return Err(ConfigError { file: file.to_string(), line: 1, field: "interface".into(), message: "no [[interface]] is configured".into() });
+            return Err(ConfigError {
+                file: file.to_string(),
+                line: 1,
+                field: "interface".into(),
+                message: "no [[interface]] is configured".into(),
+            });
         }
         let find_interface = |s: &Spanned<String>, field: &str| {
             interfaces
                 .iter()
                 .position(|i| &i.name == s.get_ref())
-                .ok_or_else(|| at(s.span(), field, format!("no interface is named {:?}", s.get_ref())))
+                .ok_or_else(|| {
+                    at(
+                        s.span(),
+                        field,
+                        format!("no interface is named {:?}", s.get_ref()),
+                    )
+                })
         };
 
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
-            let prefix: IpNet = r
-                .prefix
-                .get_ref()
-                .parse()
-                .map_err(|_| at(r.prefix.span(), &format!("route[{i}].prefix"), format!("{:?} is not a prefix", r.prefix.get_ref())))?;
+            let prefix: IpNet = r.prefix.get_ref().parse().map_err(|_| {
+                at(
+                    r.prefix.span(),
+                    &format!("route[{i}].prefix"),
+                    format!("{:?} is not a prefix", r.prefix.get_ref()),
+                )
+            })?;
             if prefix.trunc() != prefix {
-                return Err(at(r.prefix.span(), &format!("route[{i}].prefix"), format!("{prefix} has host bits set (did you mean {}?)", prefix.trunc())));
+                return Err(at(
+                    r.prefix.span(),
+                    &format!("route[{i}].prefix"),
+                    format!(
+                        "{prefix} has host bits set (did you mean {}?)",
+                        prefix.trunc()
+                    ),
+                ));
             }
             let via = match &r.via {
                 None => None,
                 Some(v) => {
-                    let addr: IpAddr = v.get_ref().parse().map_err(|_| at(v.span(), &format!("route[{i}].via"), format!("{:?} is not an address", v.get_ref())))?;
+                    let addr: IpAddr = v.get_ref().parse().map_err(|_| {
+                        at(
+                            v.span(),
+                            &format!("route[{i}].via"),
+                            format!("{:?} is not an address", v.get_ref()),
+                        )
+                    })?;
                     if addr.is_ipv4() != prefix.addr().is_ipv4() {
-                        return Err(at(v.span(), &format!("route[{i}].via"), format!("{addr} is not of the same family as {prefix}")));
+                        return Err(at(
+                            v.span(),
+                            &format!("route[{i}].via"),
+                            format!("{addr} is not of the same family as {prefix}"),
+                        ));
                     }
                     Some(addr)
                 }
             };
-            let interface = r.interface.as_ref().map(|s| find_interface(s, &format!("route[{i}].interface"))).transpose()?;
+            let interface = r
+                .interface
+                .as_ref()
+                .map(|s| find_interface(s, &format!("route[{i}].interface")))
+                .transpose()?;
             if via.is_none() && interface.is_none() {
-                return Err(at(r.prefix.span(), &format!("route[{i}]"), "needs `via` (a gateway) or `interface` (on-link)".into()));
+                return Err(at(
+                    r.prefix.span(),
+                    &format!("route[{i}]"),
+                    "needs `via` (a gateway) or `interface` (on-link)".into(),
+                ));
             }
-            routes.push(StaticRoute { prefix, via, interface });
+            routes.push(StaticRoute {
+                prefix,
+                via,
+                interface,
+            });
         }
 
         let mut neighbors = Vec::new();
         for (i, n) in raw.neighbor.iter().enumerate() {
             let interface = find_interface(&n.interface, &format!("neighbor[{i}].interface"))?;
-            let address = n
-                .address
-                .get_ref()
-                .parse()
-                .map_err(|_| at(n.address.span(), &format!("neighbor[{i}].address"), format!("{:?} is not an address", n.address.get_ref())))?;
-            let mac = parse_mac(n.mac.get_ref()).ok_or_else(|| at(n.mac.span(), &format!("neighbor[{i}].mac"), format!("{:?} is not a unicast MAC address", n.mac.get_ref())))?;
-            neighbors.push(StaticNeighbor { interface, address, mac });
+            let address = n.address.get_ref().parse().map_err(|_| {
+                at(
+                    n.address.span(),
+                    &format!("neighbor[{i}].address"),
+                    format!("{:?} is not an address", n.address.get_ref()),
+                )
+            })?;
+            let mac = parse_mac(n.mac.get_ref()).ok_or_else(|| {
+                at(
+                    n.mac.span(),
+                    &format!("neighbor[{i}].mac"),
+                    format!("{:?} is not a unicast MAC address", n.mac.get_ref()),
+                )
+            })?;
+            neighbors.push(StaticNeighbor {
+                interface,
+                address,
+                mac,
+            });
         }
 
         Ok(Config {
@@ -309,13 +444,21 @@ impl Config {
             interfaces,
             routes,
             neighbors,
-            socket: raw.control.socket.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
+            socket: raw
+                .control
+                .socket
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
         })
     }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`; refuses multicast (and broadcast) addresses.
@@ -336,12 +479,17 @@ pub fn parse_mac(s: &str) -> Option<Mac> {
 }
 
 pub fn format_mac(m: &Mac) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 /// A stable locally administered MAC from the interface name (FNV-1a).
 fn derived_mac(name: &str) -> Mac {
-    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let h = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     let b = h.to_be_bytes();
     [0x02, b[0], b[1], b[2], b[3], b[4]]
 }
@@ -354,7 +502,10 @@ mod tests {
     fn embedded_default_is_valid() {
         let c = Config::default_config();
         assert_eq!(c.interfaces.len(), 2);
-        assert!(c.interfaces.iter().all(|i| !i.v4.is_empty() && !i.v6.is_empty()));
+        assert!(c
+            .interfaces
+            .iter()
+            .all(|i| !i.v4.is_empty() && !i.v6.is_empty()));
     }
 
     fn error(text: &str) -> String {
@@ -367,7 +518,10 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let base = "[[interface]]\nname = \"a0\"\naddresses = [\"192.0.2.1/24\"]\n";
-        assert_eq!(error(&format!("{base}mtu = 9000\n")), "t.toml:4: interface[0].mtu: 9000 is outside 68..=2034");
+        assert_eq!(
+            error(&format!("{base}mtu = 9000\n")),
+            "t.toml:4: interface[0].mtu: 9000 is outside 68..=2034"
+        );
         assert_eq!(
             error("[[interface]]\nname = \"a0\"\naddresses = [\"192.0.2.1\"]\n"),
             "t.toml:3: interface[0].addresses[0]: \"192.0.2.1\" is not an address with a prefix length (like 192.0.2.1/24)"
@@ -377,7 +531,9 @@ mod tests {
             "t.toml:7: route[0].prefix: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"
         );
         assert_eq!(
-            error(&format!("{base}\n[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"2001:db8::1\"\n")),
+            error(&format!(
+                "{base}\n[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"2001:db8::1\"\n"
+            )),
             "t.toml:8: route[0].via: 2001:db8::1 is not of the same family as 198.51.100.0/24"
         );
         assert_eq!(
@@ -388,7 +544,11 @@ mod tests {
             error(&format!("{base}\n[[neighbor]]\ninterface = \"a0\"\naddress = \"192.0.2.2\"\nmac = \"01:00:00:00:00:01\"\n")),
             "t.toml:9: neighbor[0].mac: \"01:00:00:00:00:01\" is not a unicast MAC address"
         );
-        assert!(error(&format!("{base}bogus = 1\n")).starts_with("t.toml:4: unknown field `bogus`"), "{}", error(&format!("{base}bogus = 1\n")));
+        assert!(
+            error(&format!("{base}bogus = 1\n")).starts_with("t.toml:4: unknown field `bogus`"),
+            "{}",
+            error(&format!("{base}bogus = 1\n"))
+        );
         assert!(error("[dataplane]\nworkers = 1\n").contains("no [[interface]]"));
     }
 }

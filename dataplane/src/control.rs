@@ -42,19 +42,39 @@ const TICK: Duration = Duration::from_millis(100);
 
 pub enum ControlMsg {
     /// A routed packet (TTL already decremented, source MAC set) waiting for `ip`'s MAC.
-    Resolve { port: u16, ip: IpAddr, frame: Vec<u8> },
+    Resolve {
+        port: u16,
+        ip: IpAddr,
+        frame: Vec<u8>,
+    },
     /// A neighbour heard from (ARP, NDP).
-    Learned { port: u16, ip: IpAddr, mac: Mac },
+    Learned {
+        port: u16,
+        ip: IpAddr,
+        mac: Mac,
+    },
     /// A `tern ctl` request; the words after `tern ctl`.
-    Ctl { words: Vec<String>, reply: Sender<Result<Value, String>> },
+    Ctl {
+        words: Vec<String>,
+        reply: Sender<Result<Value, String>>,
+    },
     Stop,
 }
 
 #[derive(Debug)]
 enum State {
-    Incomplete { tries: u32, next_try: Instant, held: VecDeque<Vec<u8>> },
-    Reachable { mac: Mac, heard: Instant },
-    Static { mac: Mac },
+    Incomplete {
+        tries: u32,
+        next_try: Instant,
+        held: VecDeque<Vec<u8>>,
+    },
+    Reachable {
+        mac: Mac,
+        heard: Instant,
+    },
+    Static {
+        mac: Mac,
+    },
 }
 
 #[derive(Debug)]
@@ -131,16 +151,32 @@ impl Control {
             c.glean.push(glean);
             for net in &port.v4 {
                 c.add(IpNet::V4(net.trunc()), Source::Connected, glean)?;
-                c.add(IpNet::V4(Ipv4Net::from(net.addr())), Source::Local, adjacency::LOCAL)?;
+                c.add(
+                    IpNet::V4(Ipv4Net::from(net.addr())),
+                    Source::Local,
+                    adjacency::LOCAL,
+                )?;
                 if net.prefix_len() < 31 {
-                    c.add(IpNet::V4(Ipv4Net::from(net.broadcast())), Source::Local, adjacency::BROADCAST)?;
+                    c.add(
+                        IpNet::V4(Ipv4Net::from(net.broadcast())),
+                        Source::Local,
+                        adjacency::BROADCAST,
+                    )?;
                 }
             }
             for net in &port.v6 {
                 c.add(IpNet::V6(net.trunc()), Source::Connected, glean)?;
-                c.add(IpNet::V6(Ipv6Net::from(net.addr())), Source::Local, adjacency::LOCAL)?;
+                c.add(
+                    IpNet::V6(Ipv6Net::from(net.addr())),
+                    Source::Local,
+                    adjacency::LOCAL,
+                )?;
             }
-            c.add(IpNet::V6(Ipv6Net::from(port.link_local)), Source::Local, adjacency::LOCAL)?;
+            c.add(
+                IpNet::V6(Ipv6Net::from(port.link_local)),
+                Source::Local,
+                adjacency::LOCAL,
+            )?;
         }
         for n in &config.neighbors {
             c.set_static_neighbor(n.interface as u16, n.address, n.mac)?;
@@ -202,8 +238,22 @@ impl Control {
     fn add(&mut self, net: IpNet, source: Source, adjacency: u32) -> Result<(), String> {
         let distance = source.default_distance();
         let result = match net {
-            IpNet::V4(n) => self.rib4.add(n, Route { source, distance, via: Via::NextHop(adjacency) }),
-            IpNet::V6(n) => self.rib6.add(n, Route { source, distance, via: Via::NextHop(adjacency) }),
+            IpNet::V4(n) => self.rib4.add(
+                n,
+                Route {
+                    source,
+                    distance,
+                    via: Via::NextHop(adjacency),
+                },
+            ),
+            IpNet::V6(n) => self.rib6.add(
+                n,
+                Route {
+                    source,
+                    distance,
+                    via: Via::NextHop(adjacency),
+                },
+            ),
         };
         result.map_err(|e| e.to_string())
     }
@@ -231,22 +281,40 @@ impl Control {
     fn neighbor(&mut self, port: u16, ip: IpAddr) -> Result<&mut Neighbor, String> {
         if !self.neighbors.contains_key(&ip) {
             let adjacency = self.allocate(Adjacency::Incomplete { port, ip })?;
-            let state = State::Incomplete { tries: 0, next_try: Instant::now(), held: VecDeque::new() };
-            self.neighbors.insert(ip, Neighbor { port, adjacency, state, host_route: false, gateway_of: 0 });
+            let state = State::Incomplete {
+                tries: 0,
+                next_try: Instant::now(),
+                held: VecDeque::new(),
+            };
+            self.neighbors.insert(
+                ip,
+                Neighbor {
+                    port,
+                    adjacency,
+                    state,
+                    host_route: false,
+                    gateway_of: 0,
+                },
+            );
         }
-        self.neighbors.get_mut(&ip).ok_or_else(|| "neighbour vanished".to_string())
+        self.neighbors
+            .get_mut(&ip)
+            .ok_or_else(|| "neighbour vanished".to_string())
     }
 
     fn set_static_neighbor(&mut self, port: u16, ip: IpAddr, mac: Mac) -> Result<(), String> {
         let n = self.neighbor(port, ip)?;
         n.state = State::Static { mac };
         let adjacency = n.adjacency;
-        self.adjacencies.set(adjacency, Adjacency::Neighbor { port, ip, mac });
+        self.adjacencies
+            .set(adjacency, Adjacency::Neighbor { port, ip, mac });
         self.ensure_host_route(ip)
     }
 
     fn ensure_host_route(&mut self, ip: IpAddr) -> Result<(), String> {
-        let Some(n) = self.neighbors.get_mut(&ip) else { return Ok(()) };
+        let Some(n) = self.neighbors.get_mut(&ip) else {
+            return Ok(());
+        };
         if n.host_route {
             return Ok(());
         }
@@ -258,7 +326,11 @@ impl Control {
     fn add_static(&mut self, route: StaticRoute) -> Result<(), String> {
         let adjacency = match (route.via, route.interface) {
             (Some(gw), _) => {
-                let port = route.interface.map(|p| p as u16).or_else(|| self.port_for(gw)).ok_or_else(|| format!("gateway {gw} is not on a connected network"))?;
+                let port = route
+                    .interface
+                    .map(|p| p as u16)
+                    .or_else(|| self.port_for(gw))
+                    .ok_or_else(|| format!("gateway {gw} is not on a connected network"))?;
                 let n = self.neighbor(port, gw)?;
                 n.gateway_of += 1;
                 let adjacency = n.adjacency;
@@ -275,7 +347,9 @@ impl Control {
     }
 
     fn remove_static(&mut self, prefix: IpNet) -> Result<bool, String> {
-        let Some(at) = self.statics.iter().position(|r| r.prefix == prefix) else { return Ok(false) };
+        let Some(at) = self.statics.iter().position(|r| r.prefix == prefix) else {
+            return Ok(false);
+        };
         let route = self.statics.remove(at);
         self.remove(prefix, Source::Static)?;
         if let Some(n) = route.via.and_then(|gw| self.neighbors.get_mut(&gw)) {
@@ -285,7 +359,9 @@ impl Control {
     }
 
     fn resolve(&mut self, port: u16, ip: IpAddr, frame: Vec<u8>) {
-        let Ok(n) = self.neighbor(port, ip) else { return };
+        let Ok(n) = self.neighbor(port, ip) else {
+            return;
+        };
         let mut send_now = None;
         let mut request = false;
         let mut overflow = false;
@@ -314,7 +390,10 @@ impl Control {
         }
         if request {
             self.solicit(ip, None);
-            if let Some(State::Incomplete { tries, next_try, .. }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state) {
+            if let Some(State::Incomplete {
+                tries, next_try, ..
+            }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state)
+            {
                 *tries = 1;
                 *next_try = Instant::now() + RETRY;
             }
@@ -343,15 +422,20 @@ impl Control {
             },
             None => {
                 // Learn from a request to us or an unsolicited answer: the host is talking to us.
-                let Ok(n) = self.neighbor(port, ip) else { return };
+                let Ok(n) = self.neighbor(port, ip) else {
+                    return;
+                };
                 n.state = State::Reachable { mac, heard: now };
                 let _ = self.ensure_host_route(ip);
                 VecDeque::new()
             }
         };
-        let Some(n) = self.neighbors.get(&ip) else { return };
+        let Some(n) = self.neighbors.get(&ip) else {
+            return;
+        };
         let (adjacency, port) = (n.adjacency, n.port);
-        self.adjacencies.set(adjacency, Adjacency::Neighbor { port, ip, mac });
+        self.adjacencies
+            .set(adjacency, Adjacency::Neighbor { port, ip, mac });
         for frame in held {
             self.send_held(port, mac, frame);
         }
@@ -376,20 +460,29 @@ impl Control {
         let mut probe = Vec::new();
         for (ip, n) in &self.neighbors {
             match &n.state {
-                State::Incomplete { tries, next_try, .. } if *tries > 0 && *next_try <= now => {
+                State::Incomplete {
+                    tries, next_try, ..
+                } if *tries > 0 && *next_try <= now => {
                     if *tries >= TRIES {
                         failed.push(*ip);
                     } else {
                         retry.push(*ip);
                     }
                 }
-                State::Reachable { heard, mac } if now.duration_since(*heard) >= self.neighbor_timeout => probe.push((*ip, *mac)),
+                State::Reachable { heard, mac }
+                    if now.duration_since(*heard) >= self.neighbor_timeout =>
+                {
+                    probe.push((*ip, *mac))
+                }
                 _ => {}
             }
         }
         for ip in retry {
             self.solicit(ip, None);
-            if let Some(State::Incomplete { tries, next_try, .. }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state) {
+            if let Some(State::Incomplete {
+                tries, next_try, ..
+            }) = self.neighbors.get_mut(&ip).map(|n| &mut n.state)
+            {
                 *tries += 1;
                 *next_try = now + RETRY;
             }
@@ -398,7 +491,11 @@ impl Control {
             // Unicast probe to the MAC we have; the adjacency keeps it meanwhile.
             self.solicit(ip, Some(mac));
             if let Some(n) = self.neighbors.get_mut(&ip) {
-                n.state = State::Incomplete { tries: 1, next_try: now + RETRY, held: VecDeque::new() };
+                n.state = State::Incomplete {
+                    tries: 1,
+                    next_try: now + RETRY,
+                    held: VecDeque::new(),
+                };
             }
         }
         for ip in failed {
@@ -410,19 +507,27 @@ impl Control {
     /// routes use it as their gateway, stays incomplete for the next packet to retry).
     fn give_up(&mut self, ip: IpAddr) {
         self.stats.failed += 1;
-        let Some(n) = self.neighbors.get_mut(&ip) else { return };
+        let Some(n) = self.neighbors.get_mut(&ip) else {
+            return;
+        };
         let held = match &mut n.state {
             State::Incomplete { held, .. } => std::mem::take(held),
             _ => VecDeque::new(),
         };
-        let (port, adjacency, gateway, host_route) = (n.port, n.adjacency, n.gateway_of > 0, n.host_route);
+        let (port, adjacency, gateway, host_route) =
+            (n.port, n.adjacency, n.gateway_of > 0, n.host_route);
         for frame in held {
             self.host_unreachable(port, &frame);
         }
         if gateway {
-            self.adjacencies.set(adjacency, Adjacency::Incomplete { port, ip });
+            self.adjacencies
+                .set(adjacency, Adjacency::Incomplete { port, ip });
             if let Some(n) = self.neighbors.get_mut(&ip) {
-                n.state = State::Incomplete { tries: 0, next_try: Instant::now(), held: VecDeque::new() };
+                n.state = State::Incomplete {
+                    tries: 0,
+                    next_try: Instant::now(),
+                    held: VecDeque::new(),
+                };
             }
             return;
         }
@@ -447,15 +552,37 @@ impl Control {
                 return;
             }
             let back = self.rib4.fib().lookup(ipv4::src(ip));
-            let src = self.port_of_adjacency(back).and_then(|p| self.ports[p as usize].v4_source()).or_else(|| self.ports[port as usize].v4_source());
-            src.and_then(|src| icmp::error_v4(&mut self.pool, src, ip, icmp4::DEST_UNREACHABLE, icmp4::CODE_HOST_UNREACHABLE, [0; 4]))
+            let src = self
+                .port_of_adjacency(back)
+                .and_then(|p| self.ports[p as usize].v4_source())
+                .or_else(|| self.ports[port as usize].v4_source());
+            src.and_then(|src| {
+                icmp::error_v4(
+                    &mut self.pool,
+                    src,
+                    ip,
+                    icmp4::DEST_UNREACHABLE,
+                    icmp4::CODE_HOST_UNREACHABLE,
+                    [0; 4],
+                )
+            })
         } else {
             if !icmp::may_answer_v6(ip) {
                 return;
             }
             let back = self.rib6.fib().lookup(ipv6::src(ip));
-            let src = self.port_of_adjacency(back).map(|p| self.ports[p as usize].v6_source()).unwrap_or(self.ports[port as usize].v6_source());
-            icmp::error_v6(&mut self.pool, src, ip, icmp6::DEST_UNREACHABLE, icmp6::CODE_ADDR_UNREACHABLE, [0; 4])
+            let src = self
+                .port_of_adjacency(back)
+                .map(|p| self.ports[p as usize].v6_source())
+                .unwrap_or(self.ports[port as usize].v6_source());
+            icmp::error_v6(
+                &mut self.pool,
+                src,
+                ip,
+                icmp6::DEST_UNREACHABLE,
+                icmp6::CODE_ADDR_UNREACHABLE,
+                [0; 4],
+            )
         };
         let Some(reply) = reply else { return };
         let bytes = reply.data().to_vec();
@@ -465,7 +592,9 @@ impl Control {
 
     fn port_of_adjacency(&self, adjacency: Option<u32>) -> Option<u16> {
         match self.adjacencies.get(adjacency?)? {
-            Adjacency::Glean { port } | Adjacency::Incomplete { port, .. } | Adjacency::Neighbor { port, .. } => Some(*port),
+            Adjacency::Glean { port }
+            | Adjacency::Incomplete { port, .. }
+            | Adjacency::Neighbor { port, .. } => Some(*port),
             _ => None,
         }
     }
@@ -478,7 +607,9 @@ impl Control {
         } else {
             self.rib6.fib().lookup(ipv6::dst(ip))
         };
-        if let Some(Adjacency::Neighbor { port, mac, .. }) = adjacency.and_then(|a| self.adjacencies.get(a)).cloned() {
+        if let Some(Adjacency::Neighbor { port, mac, .. }) =
+            adjacency.and_then(|a| self.adjacencies.get(a)).cloned()
+        {
             eth::set_addrs(&mut frame, &mac, &self.ports[port as usize].mac);
             if let Some(tx) = self.tx.get(port as usize) {
                 let _ = tx.send(&frame);
@@ -489,16 +620,39 @@ impl Control {
     /// Sends an ARP request or an NDP neighbour solicitation for `ip` (unicast to `mac`
     /// when refreshing a known neighbour).
     fn solicit(&mut self, ip: IpAddr, mac: Option<Mac>) {
-        let Some(n) = self.neighbors.get(&ip) else { return };
+        let Some(n) = self.neighbors.get(&ip) else {
+            return;
+        };
         let port = &self.ports[n.port as usize];
         let frame = match ip {
             IpAddr::V4(target) => {
-                let Some(src) = port.v4.iter().find(|net| net.contains(&target)).or(port.v4.first()).map(|n| n.addr()) else { return };
+                let Some(src) = port
+                    .v4
+                    .iter()
+                    .find(|net| net.contains(&target))
+                    .or(port.v4.first())
+                    .map(|n| n.addr())
+                else {
+                    return;
+                };
                 self.stats.arp_requests += 1;
-                arp_frame(port.mac, mac.unwrap_or(BROADCAST), arp::OP_REQUEST, src, port.mac, target, [0; 6])
+                arp_frame(
+                    port.mac,
+                    mac.unwrap_or(BROADCAST),
+                    arp::OP_REQUEST,
+                    src,
+                    port.mac,
+                    target,
+                    [0; 6],
+                )
             }
             IpAddr::V6(target) => {
-                let src = port.v6.iter().find(|net| net.contains(&target)).map(|n| n.addr()).unwrap_or(port.link_local);
+                let src = port
+                    .v6
+                    .iter()
+                    .find(|net| net.contains(&target))
+                    .map(|n| n.addr())
+                    .unwrap_or(port.link_local);
                 self.stats.ns_sent += 1;
                 ns_frame(port.mac, src, target, mac)
             }
@@ -511,10 +665,20 @@ impl Control {
     /// Gratuitous ARP and unsolicited neighbour advertisements for every address.
     fn announce(&self) {
         for (index, port) in self.ports.iter().enumerate() {
-            let Some(tx) = self.tx.get(index) else { continue };
+            let Some(tx) = self.tx.get(index) else {
+                continue;
+            };
             for net in &port.v4 {
                 let a = net.addr();
-                let _ = tx.send(&arp_frame(port.mac, BROADCAST, arp::OP_REQUEST, a, port.mac, a, [0; 6]));
+                let _ = tx.send(&arp_frame(
+                    port.mac,
+                    BROADCAST,
+                    arp::OP_REQUEST,
+                    a,
+                    port.mac,
+                    a,
+                    [0; 6],
+                ));
             }
             for a in port.v6.iter().map(|n| n.addr()).chain([port.link_local]) {
                 let _ = tx.send(&na_frame(port.mac, a));
@@ -547,25 +711,45 @@ impl Control {
     }
 
     fn parse_route(&self, prefix: &str, rest: &[&str]) -> Result<StaticRoute, String> {
-        let prefix: IpNet = prefix.parse().map_err(|_| format!("{prefix:?} is not a prefix"))?;
+        let prefix: IpNet = prefix
+            .parse()
+            .map_err(|_| format!("{prefix:?} is not a prefix"))?;
         if prefix.trunc() != prefix {
-            return Err(format!("{prefix} has host bits set (did you mean {}?)", prefix.trunc()));
+            return Err(format!(
+                "{prefix} has host bits set (did you mean {}?)",
+                prefix.trunc()
+            ));
         }
-        let mut route = StaticRoute { prefix, via: None, interface: None };
+        let mut route = StaticRoute {
+            prefix,
+            via: None,
+            interface: None,
+        };
         let mut it = rest.iter();
         while let Some(word) = it.next() {
             match (*word, it.next()) {
                 ("via", Some(gw)) => {
-                    let gw: IpAddr = gw.parse().map_err(|_| format!("{gw:?} is not an address"))?;
+                    let gw: IpAddr = gw
+                        .parse()
+                        .map_err(|_| format!("{gw:?} is not an address"))?;
                     if gw.is_ipv4() != prefix.addr().is_ipv4() {
                         return Err(format!("{gw} is not of the same family as {prefix}"));
                     }
                     route.via = Some(gw);
                 }
                 ("dev", Some(name)) => {
-                    route.interface = Some(self.ports.iter().position(|p| p.name == *name).ok_or_else(|| format!("no interface {name:?}"))?);
+                    route.interface = Some(
+                        self.ports
+                            .iter()
+                            .position(|p| p.name == *name)
+                            .ok_or_else(|| format!("no interface {name:?}"))?,
+                    );
                 }
-                (other, _) => return Err(format!("unexpected {other:?}: expected `via ADDR` or `dev IFNAME`")),
+                (other, _) => {
+                    return Err(format!(
+                        "unexpected {other:?}: expected `via ADDR` or `dev IFNAME`"
+                    ))
+                }
             }
         }
         Ok(route)
@@ -590,13 +774,21 @@ impl Control {
     }
 
     fn describe(&self, adjacency: Option<u32>) -> Value {
-        let Some(a) = adjacency else { return json!({"state": "unresolved"}) };
+        let Some(a) = adjacency else {
+            return json!({"state": "unresolved"});
+        };
         match self.adjacencies.get(a) {
             Some(Adjacency::Local) => json!({"type": "local"}),
             Some(Adjacency::Broadcast) => json!({"type": "broadcast"}),
-            Some(Adjacency::Glean { port }) => json!({"type": "connected", "interface": self.ports[*port as usize].name}),
-            Some(Adjacency::Incomplete { port, ip }) => json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "state": "incomplete"}),
-            Some(Adjacency::Neighbor { port, ip, mac }) => json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "mac": format_mac(mac)}),
+            Some(Adjacency::Glean { port }) => {
+                json!({"type": "connected", "interface": self.ports[*port as usize].name})
+            }
+            Some(Adjacency::Incomplete { port, ip }) => {
+                json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "state": "incomplete"})
+            }
+            Some(Adjacency::Neighbor { port, ip, mac }) => {
+                json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "mac": format_mac(mac)})
+            }
             Some(Adjacency::Ecmp(m)) => json!({"type": "ecmp", "members": m}),
             None => json!({"type": "missing"}),
         }
@@ -632,8 +824,16 @@ impl Control {
 
     fn show_counters(&self) -> Value {
         let t = counters::sum(&self.counters, self.ports.len());
-        let drops: serde_json::Map<String, Value> = t.drops.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        let events: serde_json::Map<String, Value> = t.events.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let drops: serde_json::Map<String, Value> = t
+            .drops
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let events: serde_json::Map<String, Value> = t
+            .events
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         let interfaces: serde_json::Map<String, Value> = self
             .ports
             .iter()
@@ -652,10 +852,27 @@ impl Control {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn arp_frame(src_mac: Mac, dst_mac: Mac, op: u16, sender_ip: Ipv4Addr, sender_mac: Mac, target_ip: Ipv4Addr, target_mac: Mac) -> Vec<u8> {
+fn arp_frame(
+    src_mac: Mac,
+    dst_mac: Mac,
+    op: u16,
+    sender_ip: Ipv4Addr,
+    sender_mac: Mac,
+    target_ip: Ipv4Addr,
+    target_mac: Mac,
+) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     eth::write(&mut f, &dst_mac, &src_mac, eth::TYPE_ARP);
-    arp::write(&mut f[eth::LEN..], &arp::Arp { op, sender_mac, sender_ip, target_mac, target_ip });
+    arp::write(
+        &mut f[eth::LEN..],
+        &arp::Arp {
+            op,
+            sender_mac,
+            sender_ip,
+            target_mac,
+            target_ip,
+        },
+    );
     f
 }
 
@@ -664,7 +881,10 @@ fn arp_frame(src_mac: Mac, dst_mac: Mac, op: u16, sender_ip: Ipv4Addr, sender_ma
 fn ns_frame(port_mac: Mac, src: Ipv6Addr, target: Ipv6Addr, mac: Option<Mac>) -> Vec<u8> {
     let (dst, dst_mac) = match mac {
         Some(m) => (target, m),
-        None => (ipv6::solicited_node(target), ipv6::multicast_mac(ipv6::solicited_node(target))),
+        None => (
+            ipv6::solicited_node(target),
+            ipv6::multicast_mac(ipv6::solicited_node(target)),
+        ),
     };
     let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
     eth::write(&mut f, &dst_mac, &port_mac, eth::TYPE_IPV6);
@@ -684,8 +904,20 @@ fn ns_frame(port_mac: Mac, src: Ipv6Addr, target: Ipv6Addr, mac: Option<Mac>) ->
 fn na_frame(port_mac: Mac, addr: Ipv6Addr) -> Vec<u8> {
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
     let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
-    eth::write(&mut f, &ipv6::multicast_mac(all_nodes), &port_mac, eth::TYPE_IPV6);
-    ipv6::write(&mut f[eth::LEN..], 32, ipv6::NEXT_ICMP, 255, addr, all_nodes);
+    eth::write(
+        &mut f,
+        &ipv6::multicast_mac(all_nodes),
+        &port_mac,
+        eth::TYPE_IPV6,
+    );
+    ipv6::write(
+        &mut f[eth::LEN..],
+        32,
+        ipv6::NEXT_ICMP,
+        255,
+        addr,
+        all_nodes,
+    );
     let m = &mut f[eth::LEN + ipv6::LEN..];
     m[0] = icmp6::NEIGHBOR_ADVERT;
     m[4] = 0xa0;
@@ -700,7 +932,17 @@ fn na_frame(port_mac: Mac, addr: Ipv6Addr) -> Vec<u8> {
 
 impl Control {
     /// Readers for the workers.
-    pub fn readers(&self) -> (lpm::Fib4Reader, lpm::Fib6Reader, lpm::nexthop::NextHopView<Adjacency>) {
-        (self.rib4.fib().reader(), self.rib6.fib().reader(), self.adjacencies.view())
+    pub fn readers(
+        &self,
+    ) -> (
+        lpm::Fib4Reader,
+        lpm::Fib6Reader,
+        lpm::nexthop::NextHopView<Adjacency>,
+    ) {
+        (
+            self.rib4.fib().reader(),
+            self.rib6.fib().reader(),
+            self.adjacencies.view(),
+        )
     }
 }

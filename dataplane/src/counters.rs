@@ -186,7 +186,11 @@ pub struct Local {
 
 impl Local {
     pub fn new(ports: usize) -> Local {
-        Local { drops: [0; DROP_REASONS], events: [0; EVENTS], ports: vec![PortCounts::default(); ports] }
+        Local {
+            drops: [0; DROP_REASONS],
+            events: [0; EVENTS],
+            ports: vec![PortCounts::default(); ports],
+        }
     }
     #[inline(always)]
     pub fn drop(&mut self, port: u16, reason: Drop) {
@@ -213,7 +217,9 @@ impl WorkerCounters {
         WorkerCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
-            ports: (0..ports).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            ports: (0..ports)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
         }
     }
 

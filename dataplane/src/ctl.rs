@@ -18,8 +18,11 @@ use crate::control::ControlMsg;
 
 pub fn ask(control: &SyncSender<ControlMsg>, words: Vec<String>) -> Result<Value, String> {
     let (tx, rx) = mpsc::channel();
-    control.send(ControlMsg::Ctl { words, reply: tx }).map_err(|_| "the control plane has stopped".to_string())?;
-    rx.recv_timeout(Duration::from_secs(10)).map_err(|_| "the control plane did not answer".to_string())?
+    control
+        .send(ControlMsg::Ctl { words, reply: tx })
+        .map_err(|_| "the control plane has stopped".to_string())?;
+    rx.recv_timeout(Duration::from_secs(10))
+        .map_err(|_| "the control plane did not answer".to_string())?
 }
 
 pub struct Server {
@@ -34,11 +37,15 @@ impl Server {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         if UnixStream::connect(path).is_ok() {
-            return Err(format!("{} is in use: is another tern running?", path.display()));
+            return Err(format!(
+                "{} is in use: is another tern running?",
+                path.display()
+            ));
         }
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -53,7 +60,11 @@ impl Server {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(Server { path: path.to_path_buf(), stop, thread })
+        Ok(Server {
+            path: path.to_path_buf(),
+            stop,
+            thread,
+        })
     }
 
     pub fn stop(self) {
@@ -84,11 +95,20 @@ fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>) {
 
 /// Client side: sends `words`, returns the answer.
 pub fn request(path: &Path, words: &[String]) -> Result<Value, String> {
-    let mut stream = UnixStream::connect(path).map_err(|e| format!("cannot connect to {}: {e} (is tern running?)", path.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+    let mut stream = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot connect to {}: {e} (is tern running?)",
+            path.display()
+        )
+    })?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
     writeln!(stream, "{}", json!(words)).map_err(|e| e.to_string())?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).map_err(|e| e.to_string())?;
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))?;
     match (v.get("ok"), v.get("error")) {
         (Some(ok), _) => Ok(ok.clone()),

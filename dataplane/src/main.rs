@@ -11,7 +11,11 @@ use dataplane::router::Router;
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "tern", about = "a userspace packet-forwarding router dataplane", version)]
+#[command(
+    name = "tern",
+    about = "a userspace packet-forwarding router dataplane",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +51,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -55,7 +61,13 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
-                println!("{}: ok ({} interfaces, {} routes, {} neighbors)", file.display(), c.interfaces.len(), c.routes.len(), c.neighbors.len());
+                println!(
+                    "{}: ok ({} interfaces, {} routes, {} neighbors)",
+                    file.display(),
+                    c.interfaces.len(),
+                    c.routes.len(),
+                    c.neighbors.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -63,7 +75,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Ctl { socket, json, mut words } => {
+        Command::Ctl {
+            socket,
+            json,
+            mut words,
+        } => {
             // `--json` may also come last, as in `tern ctl show counters --json`.
             let json = json || words.iter().any(|w| w == "--json");
             words.retain(|w| w != "--json");
@@ -125,10 +141,27 @@ fn render(words: &[String], v: &Value) -> String {
     let mut out = String::new();
     match words.get(1).map(|w| w.as_str()) {
         Some("interfaces") => {
-            out += &format!("{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  addresses\n", "name", "mac", "mtu", "rx", "tx", "drops");
+            out += &format!(
+                "{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  addresses\n",
+                "name", "mac", "mtu", "rx", "tx", "drops"
+            );
             for i in v.as_array().into_iter().flatten() {
-                let addrs: Vec<String> = i["addresses"].as_array().into_iter().flatten().map(s).collect();
-                out += &format!("{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  {}\n", s(&i["name"]), s(&i["mac"]), s(&i["mtu"]), s(&i["rx_packets"]), s(&i["tx_packets"]), s(&i["drops"]), addrs.join(" "));
+                let addrs: Vec<String> = i["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect();
+                out += &format!(
+                    "{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  {}\n",
+                    s(&i["name"]),
+                    s(&i["mac"]),
+                    s(&i["mtu"]),
+                    s(&i["rx_packets"]),
+                    s(&i["tx_packets"]),
+                    s(&i["drops"]),
+                    addrs.join(" ")
+                );
             }
         }
         Some("routes") => {
@@ -136,7 +169,12 @@ fn render(words: &[String], v: &Value) -> String {
             for r in v["routes"].as_array().into_iter().flatten() {
                 let nh = &r["next_hop"];
                 let desc = match nh["type"].as_str() {
-                    Some("neighbor") => format!("via {} dev {} {}", s(&nh["via"]), s(&nh["interface"]), nh["mac"].as_str().or(nh["state"].as_str()).unwrap_or("")),
+                    Some("neighbor") => format!(
+                        "via {} dev {} {}",
+                        s(&nh["via"]),
+                        s(&nh["interface"]),
+                        nh["mac"].as_str().or(nh["state"].as_str()).unwrap_or("")
+                    ),
                     Some("connected") => format!("dev {}", s(&nh["interface"])),
                     Some(t) => t.to_string(),
                     None => "unresolved".into(),
@@ -145,9 +183,18 @@ fn render(words: &[String], v: &Value) -> String {
             }
         }
         Some("neighbors") => {
-            out += &format!("{:<40} {:<12} {:<12} {}\n", "address", "interface", "state", "mac");
+            out += &format!(
+                "{:<40} {:<12} {:<12} {}\n",
+                "address", "interface", "state", "mac"
+            );
             for n in v.as_array().into_iter().flatten() {
-                out += &format!("{:<40} {:<12} {:<12} {}\n", s(&n["address"]), s(&n["interface"]), s(&n["state"]), s(&n["mac"]));
+                out += &format!(
+                    "{:<40} {:<12} {:<12} {}\n",
+                    s(&n["address"]),
+                    s(&n["interface"]),
+                    s(&n["state"]),
+                    s(&n["mac"])
+                );
             }
         }
         Some("counters") => {
@@ -155,7 +202,12 @@ fn render(words: &[String], v: &Value) -> String {
                 out += &format!("{section}:\n");
                 for (k, val) in values.as_object().into_iter().flatten() {
                     if val.is_object() {
-                        let parts: Vec<String> = val.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+                        let parts: Vec<String> = val
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
                         out += &format!("  {k:<28} {}\n", parts.join(" "));
                     } else if val.as_u64() != Some(0) {
                         out += &format!("  {k:<28} {val}\n");

@@ -34,13 +34,15 @@ impl Router {
     pub fn start(config: &Config, serve_ctl: bool) -> Result<Router, String> {
         let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
         // queues[worker][port]
-        let mut queues: Vec<Vec<Box<dyn PortQueue>>> = (0..config.workers).map(|_| Vec::new()).collect();
+        let mut queues: Vec<Vec<Box<dyn PortQueue>>> =
+            (0..config.workers).map(|_| Vec::new()).collect();
         let mut senders: Vec<Arc<dyn PortTx>> = Vec::new();
         let mut memory = Vec::new();
         for iface in &config.interfaces {
             match iface.backend {
                 Backend::Tap => {
-                    let qs = tap::open(&iface.name, config.workers, iface.mtu).map_err(|e| format!("cannot open TAP device {}: {e}", iface.name))?;
+                    let qs = tap::open(&iface.name, config.workers, iface.mtu)
+                        .map_err(|e| format!("cannot open TAP device {}: {e}", iface.name))?;
                     let tx = qs[0].sender().map_err(|e| format!("{}: {e}", iface.name))?;
                     senders.push(Arc::new(tx));
                     for (w, q) in qs.into_iter().enumerate() {
@@ -60,8 +62,16 @@ impl Router {
             }
         }
         let qsbr = Qsbr::new();
-        let counters: Vec<Arc<WorkerCounters>> = (0..config.workers).map(|_| Arc::new(WorkerCounters::new(ports.len()))).collect();
-        let control = Control::new(config, ports.clone(), senders, qsbr.clone(), counters.clone())?;
+        let counters: Vec<Arc<WorkerCounters>> = (0..config.workers)
+            .map(|_| Arc::new(WorkerCounters::new(ports.len())))
+            .collect();
+        let control = Control::new(
+            config,
+            ports.clone(),
+            senders,
+            qsbr.clone(),
+            counters.clone(),
+        )?;
         let (fib4, fib6, adjacencies) = control.readers();
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -104,9 +114,26 @@ impl Router {
                 .spawn(move || control.run(control_rx))
                 .map_err(|e| e.to_string())?,
         );
-        let ctl_server = if serve_ctl { Some(crate::ctl::Server::start(&config.socket, control_tx.clone())?) } else { None };
-        tracing::info!(workers = config.workers, ports = ports.len(), "tern is forwarding");
-        Ok(Router { stop, control: control_tx, threads, memory, ctl_server })
+        let ctl_server = if serve_ctl {
+            Some(crate::ctl::Server::start(
+                &config.socket,
+                control_tx.clone(),
+            )?)
+        } else {
+            None
+        };
+        tracing::info!(
+            workers = config.workers,
+            ports = ports.len(),
+            "tern is forwarding"
+        );
+        Ok(Router {
+            stop,
+            control: control_tx,
+            threads,
+            memory,
+            ctl_server,
+        })
     }
 
     /// Sends a ctl request to the control plane and waits for the answer.

@@ -153,7 +153,17 @@ pub mod ipv4 {
 
     /// Writes a 20-byte header (no options) with a fresh checksum.
     #[allow(clippy::too_many_arguments)]
-    pub fn write(h: &mut [u8], tos: u8, total: u16, ident: u16, flags_frag: u16, ttl: u8, proto: u8, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn write(
+        h: &mut [u8],
+        tos: u8,
+        total: u16,
+        ident: u16,
+        flags_frag: u16,
+        ttl: u8,
+        proto: u8,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) {
         h[0] = 0x45;
         h[1] = tos;
         h[2..4].copy_from_slice(&total.to_be_bytes());
@@ -217,7 +227,14 @@ pub mod ipv6 {
         a.copy_from_slice(&h[24..40]);
         u128::from_be_bytes(a)
     }
-    pub fn write(h: &mut [u8], payload: u16, next: u8, hop_limit: u8, src: Ipv6Addr, dst: Ipv6Addr) {
+    pub fn write(
+        h: &mut [u8],
+        payload: u16,
+        next: u8,
+        hop_limit: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+    ) {
         h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
         h[4..6].copy_from_slice(&payload.to_be_bytes());
         h[6] = next;
@@ -228,7 +245,16 @@ pub mod ipv6 {
     /// The solicited-node multicast address of `a` (RFC 4291 §2.7.1).
     pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
         let o = a.octets();
-        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | o[13] as u16, u16::from_be_bytes([o[14], o[15]]))
+        Ipv6Addr::new(
+            0xff02,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0xff00 | o[13] as u16,
+            u16::from_be_bytes([o[14], o[15]]),
+        )
     }
     /// The Ethernet multicast MAC of an IPv6 multicast address (RFC 2464 §7).
     pub fn multicast_mac(a: Ipv6Addr) -> super::Mac {
@@ -330,8 +356,8 @@ mod tests {
 
     /// The example header of RFC 1071 §3 / the classic 20-byte header from Wikipedia.
     const HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
-        0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
+        0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
 
     #[test]
@@ -362,8 +388,14 @@ mod tests {
     #[test]
     fn solicited_node_address_and_mac() {
         let a: Ipv6Addr = "2001:db8::1:2:a3b4:c5d6".parse().expect("addr");
-        assert_eq!(ipv6::solicited_node(a), "ff02::1:ffb4:c5d6".parse::<Ipv6Addr>().expect("addr"));
-        assert_eq!(ipv6::multicast_mac(ipv6::solicited_node(a)), [0x33, 0x33, 0xff, 0xb4, 0xc5, 0xd6]);
+        assert_eq!(
+            ipv6::solicited_node(a),
+            "ff02::1:ffb4:c5d6".parse::<Ipv6Addr>().expect("addr")
+        );
+        assert_eq!(
+            ipv6::multicast_mac(ipv6::solicited_node(a)),
+            [0x33, 0x33, 0xff, 0xb4, 0xc5, 0xd6]
+        );
     }
 
     #[test]

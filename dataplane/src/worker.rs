@@ -28,9 +28,15 @@ use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
 enum Hop {
     Local,
     Broadcast,
-    Send { port: u16, mac: Mac },
+    Send {
+        port: u16,
+        mac: Mac,
+    },
     /// Needs resolution of `ip` (`None`: the packet's own destination, a glean).
-    Resolve { port: u16, ip: Option<IpAddr> },
+    Resolve {
+        port: u16,
+        ip: Option<IpAddr>,
+    },
     Missing,
 }
 
@@ -137,14 +143,24 @@ impl Worker {
             .queues
             .iter()
             .filter_map(|q| q.poll_fd())
-            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
         self.qsbr.offline();
         if fds.is_empty() {
             std::thread::sleep(Duration::from_micros(50));
         } else {
             // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, SLEEP.as_millis() as libc::c_int) };
+            unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    SLEEP.as_millis() as libc::c_int,
+                )
+            };
         }
         self.qsbr.online();
     }
@@ -213,23 +229,34 @@ impl Worker {
             Adjacency::Neighbor { port, mac, .. } => Some(Hop::Send { port, mac }),
             Adjacency::Ecmp(_) => None,
         };
-        let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else { return Hop::Missing };
+        let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else {
+            return Hop::Missing;
+        };
         if let Some(hop) = summarize(adj) {
             return hop;
         }
-        let Adjacency::Ecmp(members) = adj else { return Hop::Missing };
+        let Adjacency::Ecmp(members) = adj else {
+            return Hop::Missing;
+        };
         if members.is_empty() {
             return Hop::Missing;
         }
         let member = members[(flow_hash(frame.data()) % members.len() as u32) as usize];
-        self.adjacencies.get(&self.qsbr, member).and_then(summarize).unwrap_or(Hop::Missing)
+        self.adjacencies
+            .get(&self.qsbr, member)
+            .and_then(summarize)
+            .unwrap_or(Hop::Missing)
     }
 
     /// TTL, MTU, then transmit (`Ok(mac)`) or hand to the control plane to resolve
     /// (`Err(ip)`).
     fn forward(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
         let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
-        let alive = if v4 { ttl::decrement_v4(frame.data_mut()) } else { ttl::decrement_v6(frame.data_mut()) };
+        let alive = if v4 {
+            ttl::decrement_v4(frame.data_mut())
+        } else {
+            ttl::decrement_v6(frame.data_mut())
+        };
         if !alive {
             if v4 {
                 self.icmp_error(&frame, icmp4::TIME_EXCEEDED, 0, [0; 4]);
@@ -246,7 +273,12 @@ impl Worker {
             }
             if mtu::dont_fragment(&frame) {
                 let [hi, lo] = mtu.to_be_bytes();
-                self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED, [0, 0, hi, lo]);
+                self.icmp_error(
+                    &frame,
+                    icmp4::DEST_UNREACHABLE,
+                    icmp4::CODE_FRAG_NEEDED,
+                    [0, 0, hi, lo],
+                );
                 return self.drop(frame, Drop::TooBig);
             }
             let mut fragments = Vec::new();
@@ -266,7 +298,9 @@ impl Worker {
 
     /// Rewrites and queues a frame on `out`, or punts it for neighbour resolution.
     fn emit(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
-        let Some(port) = self.ports.get(out as usize) else { return self.drop(frame, Drop::BadAdjacency) };
+        let Some(port) = self.ports.get(out as usize) else {
+            return self.drop(frame, Drop::BadAdjacency);
+        };
         match target {
             Ok(mac) => {
                 rewrite::macs(frame.data_mut(), &mac, &port.mac);
@@ -277,7 +311,11 @@ impl Worker {
                 let ip = ip.unwrap_or_else(|| destination(frame.data()));
                 let mac = port.mac;
                 frame.data_mut()[6..12].copy_from_slice(&mac);
-                let msg = ControlMsg::Resolve { port: out, ip, frame: frame.data().to_vec() };
+                let msg = ControlMsg::Resolve {
+                    port: out,
+                    ip,
+                    frame: frame.data().to_vec(),
+                };
                 if self.control.try_send(msg).is_ok() {
                     self.stats.event(Event::Punted);
                     self.pool.free(frame);
@@ -292,7 +330,11 @@ impl Worker {
         match outcome {
             Outcome::ReplyOnPort => {
                 let port = frame.port;
-                let e = if eth::ethertype(frame.data()) == eth::TYPE_ARP { Event::ArpReplied } else { Event::NdpReplied };
+                let e = if eth::ethertype(frame.data()) == eth::TYPE_ARP {
+                    Event::ArpReplied
+                } else {
+                    Event::NdpReplied
+                };
                 self.stats.event(e);
                 self.tx[port as usize].push(frame);
             }
@@ -302,9 +344,19 @@ impl Worker {
             }
             Outcome::PortUnreachable => {
                 if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
-                    self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE, [0; 4]);
+                    self.icmp_error(
+                        &frame,
+                        icmp4::DEST_UNREACHABLE,
+                        icmp4::CODE_PORT_UNREACHABLE,
+                        [0; 4],
+                    );
                 } else {
-                    self.icmp_error(&frame, icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE, [0; 4]);
+                    self.icmp_error(
+                        &frame,
+                        icmp6::DEST_UNREACHABLE,
+                        icmp6::CODE_PORT_UNREACHABLE,
+                        [0; 4],
+                    );
                 }
                 self.pool.free(frame);
             }
@@ -315,9 +367,19 @@ impl Worker {
 
     fn no_route(&mut self, frame: Box<Frame>) {
         if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
-            self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, icmp4::CODE_NET_UNREACHABLE, [0; 4]);
+            self.icmp_error(
+                &frame,
+                icmp4::DEST_UNREACHABLE,
+                icmp4::CODE_NET_UNREACHABLE,
+                [0; 4],
+            );
         } else {
-            self.icmp_error(&frame, icmp6::DEST_UNREACHABLE, icmp6::CODE_NO_ROUTE, [0; 4]);
+            self.icmp_error(
+                &frame,
+                icmp6::DEST_UNREACHABLE,
+                icmp6::CODE_NO_ROUTE,
+                [0; 4],
+            );
         }
         self.drop(frame, Drop::NoRoute);
     }
@@ -328,7 +390,11 @@ impl Worker {
         let ip = &about.data()[eth::LEN..];
         let port = &self.ports[about.port as usize];
         let v4 = eth::ethertype(about.data()) == eth::TYPE_IPV4;
-        let allowed = if v4 { icmp::may_answer_v4(ip) } else { icmp::may_answer_v6(ip) };
+        let allowed = if v4 {
+            icmp::may_answer_v4(ip)
+        } else {
+            icmp::may_answer_v6(ip)
+        };
         if !allowed {
             return;
         }
@@ -337,7 +403,8 @@ impl Worker {
             return;
         }
         let built = if v4 {
-            port.v4_source().and_then(|src| icmp::error_v4(&mut self.pool, src, ip, kind, code, rest))
+            port.v4_source()
+                .and_then(|src| icmp::error_v4(&mut self.pool, src, ip, kind, code, rest))
         } else {
             icmp::error_v6(&mut self.pool, port.v6_source(), ip, kind, code, rest)
         };
@@ -359,7 +426,9 @@ impl Worker {
         } else {
             self.fib6.lookup(ipv6::dst(&data[eth::LEN..]))
         };
-        let Some(next_hop) = next_hop else { return self.drop(frame, Drop::NoRoute) };
+        let Some(next_hop) = next_hop else {
+            return self.drop(frame, Drop::NoRoute);
+        };
         match self.hop(next_hop, &frame) {
             Hop::Send { port, mac } => self.emit(frame, port, Ok(mac)),
             Hop::Resolve { port, ip } => self.emit(frame, port, Err(ip)),
@@ -413,10 +482,18 @@ fn flow_hash(frame: &[u8]) -> u32 {
     let ip = &frame[eth::LEN..];
     let (addrs, proto, l4) = if eth::ethertype(frame) == eth::TYPE_IPV4 {
         let ihl = ipv4::header_len(ip);
-        let l4 = if ipv4::flags_frag(ip) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) == 0 { ip.get(ihl..ihl + 4) } else { None };
+        let l4 = if ipv4::flags_frag(ip) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) == 0 {
+            ip.get(ihl..ihl + 4)
+        } else {
+            None
+        };
         (&ip[12..20], ipv4::proto(ip), l4)
     } else {
-        (&ip[8..40], ipv6::next_header(ip), ip.get(ipv6::LEN..ipv6::LEN + 4))
+        (
+            &ip[8..40],
+            ipv6::next_header(ip),
+            ip.get(ipv6::LEN..ipv6::LEN + 4),
+        )
     };
     let mut h: u32 = 0x811c9dc5 ^ proto as u32;
     for &b in addrs.iter().chain(l4.unwrap_or(&[])) {

@@ -62,7 +62,10 @@ impl std::fmt::Display for FibError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FibError::NextHopTooLarge { next_hop } => {
-                write!(f, "next-hop index {next_hop} is larger than the maximum {MAX_NEXT_HOP}")
+                write!(
+                    f,
+                    "next-hop index {next_hop} is larger than the maximum {MAX_NEXT_HOP}"
+                )
             }
             FibError::GroupsExhausted { capacity } => {
                 write!(f, "all {capacity} FIB groups are in use (raise max_groups)")
@@ -158,12 +161,18 @@ impl<F: Family> Fib<F> {
     /// An empty FIB whose pool holds `max_groups` 256-entry groups (1 KiB each, committed
     /// only when first used).
     pub fn with_groups(qsbr: Arc<Qsbr>, max_groups: u32) -> Result<Self, FibError> {
-        Ok(Fib { writer: Writer::new(F::FIRST, max_groups, qsbr)?, _family: PhantomData })
+        Ok(Fib {
+            writer: Writer::new(F::FIRST, max_groups, qsbr)?,
+            _family: PhantomData,
+        })
     }
 
     /// A new reader handle for a worker.
     pub fn reader(&self) -> FibReader<F> {
-        FibReader { tables: self.writer.tables().clone(), _family: PhantomData }
+        FibReader {
+            tables: self.writer.tables().clone(),
+            _family: PhantomData,
+        }
     }
 
     /// Inserts or replaces a route; returns the next hop it replaced. Host bits of `net`
@@ -206,7 +215,10 @@ impl<F: Family> Fib<F> {
     /// Loads a whole table into the FIB, shortest prefixes first so every entry is written
     /// once per covering prefix and never restored. Meant for an empty FIB (a cold start or
     /// a table being built before it is published), but correct on any.
-    pub fn bulk_load(&mut self, routes: impl IntoIterator<Item = (F::Net, u32)>) -> Result<(), FibError> {
+    pub fn bulk_load(
+        &mut self,
+        routes: impl IntoIterator<Item = (F::Net, u32)>,
+    ) -> Result<(), FibError> {
         let mut routes: Vec<(F::Key, u8, u32)> = routes
             .into_iter()
             .map(|(net, nh)| {
@@ -251,7 +263,9 @@ impl<F: Family> Fib<F> {
 
     /// Every installed route, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (F::Net, u32)> + '_ {
-        self.writer.iter().map(|(key, len, nh)| (F::key_net(key, len), nh))
+        self.writer
+            .iter()
+            .map(|(key, len, nh)| (F::key_net(key, len), nh))
     }
 
     /// Returns groups whose grace period is over to the pool. Writes do this when they
@@ -282,7 +296,10 @@ pub struct FibReader<F: Family> {
 
 impl<F: Family> Clone for FibReader<F> {
     fn clone(&self) -> Self {
-        FibReader { tables: self.tables.clone(), _family: PhantomData }
+        FibReader {
+            tables: self.tables.clone(),
+            _family: PhantomData,
+        }
     }
 }
 

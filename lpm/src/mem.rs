@@ -44,7 +44,11 @@ impl AtomicRegion {
             unsafe { libc::madvise(addr, mapped_bytes, libc::MADV_HUGEPAGE) };
         }
         let base = NonNull::new(addr.cast::<AtomicU32>()).ok_or(std::io::ErrorKind::OutOfMemory)?;
-        Ok(AtomicRegion { base, entries, mapped_bytes })
+        Ok(AtomicRegion {
+            base,
+            entries,
+            mapped_bytes,
+        })
     }
 
     #[inline(always)]

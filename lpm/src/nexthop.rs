@@ -47,23 +47,32 @@ pub struct NextHopView<T> {
 
 impl<T> Clone for NextHopView<T> {
     fn clone(&self) -> Self {
-        NextHopView { shared: self.shared.clone() }
+        NextHopView {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<T: Send + Sync + 'static> NextHopTable<T> {
     /// A table of `capacity` empty slots.
     pub fn new(qsbr: Arc<Qsbr>, capacity: u32) -> Self {
-        let slots = (0..capacity).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
+        let slots = (0..capacity)
+            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            .collect();
         NextHopTable {
-            shared: Arc::new(Slots { slots, graveyard: Mutex::new(Vec::new()) }),
+            shared: Arc::new(Slots {
+                slots,
+                graveyard: Mutex::new(Vec::new()),
+            }),
             qsbr,
             retired: Retired::default(),
         }
     }
 
     pub fn view(&self) -> NextHopView<T> {
-        NextHopView { shared: self.shared.clone() }
+        NextHopView {
+            shared: self.shared.clone(),
+        }
     }
 
     pub fn capacity(&self) -> u32 {
@@ -72,7 +81,9 @@ impl<T: Send + Sync + 'static> NextHopTable<T> {
 
     /// Publishes `value` at `index` (one pointer store); returns false if out of range.
     pub fn set(&mut self, index: u32, value: T) -> bool {
-        let Some(slot) = self.shared.slots.get(index as usize) else { return false };
+        let Some(slot) = self.shared.slots.get(index as usize) else {
+            return false;
+        };
         let old = slot.swap(Box::into_raw(Box::new(value)), Release);
         self.retire(old);
         true
@@ -112,8 +123,13 @@ impl<T: Send + Sync + 'static> Drop for NextHopTable<T> {
     fn drop(&mut self) {
         // Readers may still be inside a grace period: hand what is pending to the shared
         // part, which is dropped with the last reader.
-        let mut graveyard = self.shared.graveyard.lock().unwrap_or_else(|p| p.into_inner());
-        self.retired.drain_safe(u64::MAX, |value| graveyard.push(value));
+        let mut graveyard = self
+            .shared
+            .graveyard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.retired
+            .drain_safe(u64::MAX, |value| graveyard.push(value));
     }
 }
 
@@ -144,10 +160,18 @@ mod tests {
         let seen = view.get(&reader, 1).map(|v| **v);
         assert_eq!(seen, Some(7));
         table.set(1, Arc::new(8));
-        assert_eq!(Arc::strong_count(&value), 2, "the replaced value waits for the reader");
+        assert_eq!(
+            Arc::strong_count(&value),
+            2,
+            "the replaced value waits for the reader"
+        );
         reader.quiescent();
         table.reclaim();
-        assert_eq!(Arc::strong_count(&value), 1, "dropped after the grace period");
+        assert_eq!(
+            Arc::strong_count(&value),
+            1,
+            "dropped after the grace period"
+        );
         assert_eq!(view.get(&reader, 1).map(|v| **v), Some(8));
         assert!(view.get(&reader, 9).is_none());
         assert!(!table.set(9, Arc::new(1)));

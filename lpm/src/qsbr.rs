@@ -34,7 +34,10 @@ pub struct Qsbr {
 
 impl Default for Qsbr {
     fn default() -> Self {
-        Qsbr { epoch: AtomicU64::new(1), slots: Mutex::new(Vec::new()) }
+        Qsbr {
+            epoch: AtomicU64::new(1),
+            slots: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -45,9 +48,14 @@ impl Qsbr {
 
     /// Registers the calling reader thread; it starts online.
     pub fn register(self: &Arc<Self>) -> QsbrThread {
-        let slot = Arc::new(Slot { seen: AtomicU64::new(self.epoch.load(Ordering::Acquire)) });
+        let slot = Arc::new(Slot {
+            seen: AtomicU64::new(self.epoch.load(Ordering::Acquire)),
+        });
         self.lock_slots().push(slot.clone());
-        QsbrThread { domain: self.clone(), slot }
+        QsbrThread {
+            domain: self.clone(),
+            slot,
+        }
     }
 
     /// Starts a new epoch and returns it. Memory detached (made unreachable by a Release
@@ -75,7 +83,9 @@ impl Qsbr {
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
         // The list is only pushed to and filtered; a panic elsewhere cannot leave it torn.
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -114,7 +124,9 @@ impl QsbrThread {
 impl Drop for QsbrThread {
     fn drop(&mut self) {
         let mine = Arc::as_ptr(&self.slot);
-        self.domain.lock_slots().retain(|slot| Arc::as_ptr(slot) != mine);
+        self.domain
+            .lock_slots()
+            .retain(|slot| Arc::as_ptr(slot) != mine);
     }
 }
 
@@ -127,7 +139,9 @@ pub(crate) struct Retired<T> {
 
 impl<T> Default for Retired<T> {
     fn default() -> Self {
-        Retired { items: Default::default() }
+        Retired {
+            items: Default::default(),
+        }
     }
 }
 
@@ -138,7 +152,11 @@ impl<T> Retired<T> {
 
     /// Pops every item whose grace period is over (epochs are pushed in order).
     pub(crate) fn drain_safe(&mut self, safe_epoch: u64, mut release: impl FnMut(T)) {
-        while self.items.front().is_some_and(|(epoch, _)| *epoch <= safe_epoch) {
+        while self
+            .items
+            .front()
+            .is_some_and(|(epoch, _)| *epoch <= safe_epoch)
+        {
             if let Some((_, item)) = self.items.pop_front() {
                 release(item);
             }
@@ -160,13 +178,22 @@ mod tests {
         let mut a = domain.register();
         let mut b = domain.register();
         let retired_at = domain.advance();
-        assert!(domain.safe_epoch() < retired_at, "nobody has passed a quiescent state yet");
+        assert!(
+            domain.safe_epoch() < retired_at,
+            "nobody has passed a quiescent state yet"
+        );
         a.quiescent();
-        assert!(domain.safe_epoch() < retired_at, "b is still online in the old epoch");
+        assert!(
+            domain.safe_epoch() < retired_at,
+            "b is still online in the old epoch"
+        );
         b.offline();
         assert!(domain.safe_epoch() >= retired_at, "a passed, b is offline");
         b.online();
-        assert!(domain.safe_epoch() >= retired_at, "b came back in the new epoch");
+        assert!(
+            domain.safe_epoch() >= retired_at,
+            "b came back in the new epoch"
+        );
         drop(a);
         drop(b);
         assert_eq!(domain.readers(), 0);

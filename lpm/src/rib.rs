@@ -78,13 +78,16 @@ pub struct Installed<N, A> {
     pub next_hop: Option<u32>,
 }
 
+/// The prefixes routed through one gateway, and what the gateway resolves to now.
+type GatewayUsers<F> = (BTreeSet<<F as Family>::Net>, Option<u32>);
+
 pub struct Rib<F: Family>
 where
     F::Addr: Ord,
 {
     candidates: BTreeMap<F::Net, Vec<Route<F::Addr>>>,
     /// Gateway → the prefixes whose winner resolves through it, and its resolution.
-    gateways: BTreeMap<F::Addr, (BTreeSet<F::Net>, Option<u32>)>,
+    gateways: BTreeMap<F::Addr, GatewayUsers<F>>,
     fib: Fib<F>,
 }
 
@@ -93,7 +96,11 @@ where
     F::Addr: Ord,
 {
     pub fn new(fib: Fib<F>) -> Self {
-        Rib { candidates: BTreeMap::new(), gateways: BTreeMap::new(), fib }
+        Rib {
+            candidates: BTreeMap::new(),
+            gateways: BTreeMap::new(),
+            fib,
+        }
     }
 
     pub fn fib(&self) -> &Fib<F> {
@@ -114,7 +121,9 @@ where
     /// Withdraws `source`'s route for `net`; returns whether there was one.
     pub fn remove(&mut self, net: F::Net, source: Source) -> Result<bool, FibError> {
         let before = self.winner(&net);
-        let Some(list) = self.candidates.get_mut(&net) else { return Ok(false) };
+        let Some(list) = self.candidates.get_mut(&net) else {
+            return Ok(false);
+        };
         let len = list.len();
         list.retain(|r| r.source != source);
         let removed = list.len() != len;
@@ -131,7 +140,11 @@ where
             .keys()
             .filter_map(|net| {
                 let route = self.winner(net)?;
-                Some(Installed { net: *net, route, next_hop: self.fib.get(net) })
+                Some(Installed {
+                    net: *net,
+                    route,
+                    next_hop: self.fib.get(net),
+                })
             })
             .collect()
     }
@@ -146,7 +159,11 @@ where
         if before == after {
             return Ok(());
         }
-        if let Some(Route { via: Via::Recursive(gw), .. }) = before {
+        if let Some(Route {
+            via: Via::Recursive(gw),
+            ..
+        }) = before
+        {
             if let Some((users, _)) = self.gateways.get_mut(&gw) {
                 users.remove(&net);
                 if users.is_empty() {
@@ -158,12 +175,21 @@ where
             None => {
                 self.fib.remove(net)?;
             }
-            Some(Route { via: Via::NextHop(nh), .. }) => {
+            Some(Route {
+                via: Via::NextHop(nh),
+                ..
+            }) => {
                 self.fib.insert(net, nh)?;
             }
-            Some(Route { via: Via::Recursive(gw), .. }) => {
+            Some(Route {
+                via: Via::Recursive(gw),
+                ..
+            }) => {
                 let resolved = self.resolve(gw);
-                let (users, cached) = self.gateways.entry(gw).or_insert_with(|| (BTreeSet::new(), resolved));
+                let (users, cached) = self
+                    .gateways
+                    .entry(gw)
+                    .or_insert_with(|| (BTreeSet::new(), resolved));
                 users.insert(net);
                 *cached = resolved;
                 match resolved {
@@ -172,8 +198,19 @@ where
                 };
             }
         }
-        let direct_changed = matches!(before, Some(Route { via: Via::NextHop(_), .. }))
-            || matches!(after, Some(Route { via: Via::NextHop(_), .. }));
+        let direct_changed = matches!(
+            before,
+            Some(Route {
+                via: Via::NextHop(_),
+                ..
+            })
+        ) || matches!(
+            after,
+            Some(Route {
+                via: Via::NextHop(_),
+                ..
+            })
+        );
         if direct_changed {
             self.reresolve()?;
         }
@@ -197,7 +234,9 @@ where
         let gateways: Vec<F::Addr> = self.gateways.keys().copied().collect();
         for gw in gateways {
             let resolved = self.resolve(gw);
-            let Some((users, cached)) = self.gateways.get_mut(&gw) else { continue };
+            let Some((users, cached)) = self.gateways.get_mut(&gw) else {
+                continue;
+            };
             if *cached == resolved {
                 continue;
             }
@@ -221,7 +260,11 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn route(source: Source, via: Via<Ipv4Addr>) -> Route<Ipv4Addr> {
-        Route { source, distance: source.default_distance(), via }
+        Route {
+            source,
+            distance: source.default_distance(),
+            via,
+        }
     }
 
     #[test]
@@ -232,22 +275,46 @@ mod tests {
         let gw = Ipv4Addr::new(192, 0, 2, 1);
         let probe = Ipv4Addr::new(198, 19, 1, 1);
 
-        rib.add(far, route(Source::Ebgp, Via::Recursive(gw))).expect("add");
-        assert_eq!(rib.fib().lookup(probe), None, "gateway does not resolve yet");
+        rib.add(far, route(Source::Ebgp, Via::Recursive(gw)))
+            .expect("add");
+        assert_eq!(
+            rib.fib().lookup(probe),
+            None,
+            "gateway does not resolve yet"
+        );
 
-        rib.add(lan, route(Source::Connected, Via::NextHop(3))).expect("add");
-        assert_eq!(rib.fib().lookup(probe), Some(3), "resolved through the connected route");
+        rib.add(lan, route(Source::Connected, Via::NextHop(3)))
+            .expect("add");
+        assert_eq!(
+            rib.fib().lookup(probe),
+            Some(3),
+            "resolved through the connected route"
+        );
 
-        rib.add(far, route(Source::Static, Via::NextHop(9))).expect("add");
-        assert_eq!(rib.fib().lookup(probe), Some(9), "static (1) beats eBGP (20)");
+        rib.add(far, route(Source::Static, Via::NextHop(9)))
+            .expect("add");
+        assert_eq!(
+            rib.fib().lookup(probe),
+            Some(9),
+            "static (1) beats eBGP (20)"
+        );
         rib.remove(far, Source::Static).expect("remove");
         assert_eq!(rib.fib().lookup(probe), Some(3), "eBGP takes over again");
 
-        rib.add(lan, route(Source::Connected, Via::NextHop(4))).expect("add");
-        assert_eq!(rib.fib().lookup(probe), Some(4), "re-resolved when the route under it changed");
+        rib.add(lan, route(Source::Connected, Via::NextHop(4)))
+            .expect("add");
+        assert_eq!(
+            rib.fib().lookup(probe),
+            Some(4),
+            "re-resolved when the route under it changed"
+        );
 
         rib.remove(lan, Source::Connected).expect("remove");
-        assert_eq!(rib.fib().lookup(probe), None, "gateway gone: route leaves the FIB");
+        assert_eq!(
+            rib.fib().lookup(probe),
+            None,
+            "gateway gone: route leaves the FIB"
+        );
         let shown = rib.installed();
         assert_eq!(shown.len(), 1);
         assert_eq!(shown[0].next_hop, None);

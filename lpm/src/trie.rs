@@ -271,7 +271,10 @@ impl<K: Key> Writer<K> {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, u8, u32)> + '_ {
-        self.routes.iter().enumerate().flat_map(|(len, map)| map.iter().map(move |(&k, &nh)| (k, len as u8, nh)))
+        self.routes
+            .iter()
+            .enumerate()
+            .flat_map(|(len, map)| map.iter().map(move |(&k, &nh)| (k, len as u8, nh)))
     }
 
     /// Groups linked into the tables or waiting out a grace period.
@@ -285,14 +288,26 @@ impl<K: Key> Writer<K> {
 
     /// Inserts or replaces `key/len → next_hop`; returns the previous next hop.
     /// The caller has masked `key` and checked `len` and `next_hop`.
-    pub(crate) fn insert(&mut self, key: K, len: u8, next_hop: u32) -> Result<Option<u32>, FibError> {
+    pub(crate) fn insert(
+        &mut self,
+        key: K,
+        len: u8,
+        next_hop: u32,
+    ) -> Result<Option<u32>, FibError> {
         self.ensure_groups(len, REMOVE_RESERVE)?;
         let previous = self.routes[len as usize].insert(key, next_hop);
         if previous.is_none() {
             self.route_count += 1;
         }
         if previous != Some(next_hop) {
-            self.write_range(Table::Root, 0, key, len, entry::leaf(len, next_hop), Rule::Insert);
+            self.write_range(
+                Table::Root,
+                0,
+                key,
+                len,
+                entry::leaf(len, next_hop),
+                Rule::Insert,
+            );
         }
         Ok(previous)
     }
@@ -303,10 +318,21 @@ impl<K: Key> Writer<K> {
             return Ok(None);
         }
         self.ensure_groups(len, 0)?;
-        let Some(next_hop) = self.routes[len as usize].remove(&key) else { return Ok(None) };
+        let Some(next_hop) = self.routes[len as usize].remove(&key) else {
+            return Ok(None);
+        };
         self.route_count -= 1;
         let successor = self.covering(key, len);
-        self.write_range(Table::Root, 0, key, len, successor, Rule::Remove { depth1: len as u32 + 1 });
+        self.write_range(
+            Table::Root,
+            0,
+            key,
+            len,
+            successor,
+            Rule::Remove {
+                depth1: len as u32 + 1,
+            },
+        );
         Ok(Some(next_hop))
     }
 
@@ -321,7 +347,9 @@ impl<K: Key> Writer<K> {
         if self.available_groups() < needed {
             self.reclaim();
             if self.available_groups() < needed {
-                return Err(FibError::GroupsExhausted { capacity: self.capacity });
+                return Err(FibError::GroupsExhausted {
+                    capacity: self.capacity,
+                });
             }
         }
         Ok(())
@@ -413,7 +441,9 @@ impl<K: Key> Writer<K> {
             return;
         }
         // `ensure_groups` guaranteed one group per level on this path.
-        let Some(child) = self.allocate_group() else { return };
+        let Some(child) = self.allocate_group() else {
+            return;
+        };
         for slot in &self.tables.groups.slice()[child * GROUP..(child + 1) * GROUP] {
             slot.store(e, Relaxed);
         }
@@ -424,7 +454,9 @@ impl<K: Key> Writer<K> {
                 self.slot(table, index).store(leaf, Release);
                 self.free.push(child as u32);
             }
-            None => self.slot(table, index).store(entry::link(child as u32), Release),
+            None => self
+                .slot(table, index)
+                .store(entry::link(child as u32), Release),
         }
     }
 
@@ -452,7 +484,8 @@ impl<K: Key> Writer<K> {
     fn uniform_leaf(&self, group: usize) -> Option<u32> {
         let entries = &self.tables.groups.slice()[group * GROUP..(group + 1) * GROUP];
         let first = entries[0].load(Relaxed);
-        (!entry::is_link(first) && entries.iter().all(|e| e.load(Relaxed) == first)).then_some(first)
+        (!entry::is_link(first) && entries.iter().all(|e| e.load(Relaxed) == first))
+            .then_some(first)
     }
 
     fn collapse_if_uniform(&mut self, table: Table, index: usize, child: usize) {

@@ -24,8 +24,13 @@ struct Timeline {
 impl Timeline {
     fn legal(&self, addr: usize, from: usize, to: usize) -> impl Iterator<Item = Option<u32>> + '_ {
         let changes = &self.changes[addr];
-        let start = changes.partition_point(|&(state, _)| state <= from).saturating_sub(1);
-        changes[start..].iter().take_while(move |&&(state, _)| state <= to).map(|&(_, nh)| nh)
+        let start = changes
+            .partition_point(|&(state, _)| state <= from)
+            .saturating_sub(1);
+        changes[start..]
+            .iter()
+            .take_while(move |&&(state, _)| state <= to)
+            .map(|&(_, nh)| nh)
     }
 }
 
@@ -42,8 +47,18 @@ struct Replay<F: Family> {
     sample_of_update: Vec<u32>,
 }
 
-fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128, u8), addr_key: impl Fn(F::Addr) -> u128) {
-    let Replay { table, updates, samples, sample_of_update } = replay;
+fn replay<F: Family>(
+    replay: Replay<F>,
+    bits: u8,
+    key: impl Fn(&F::Net) -> (u128, u8),
+    addr_key: impl Fn(F::Addr) -> u128,
+) {
+    let Replay {
+        table,
+        updates,
+        samples,
+        sample_of_update,
+    } = replay;
     // Precompute every sample's timeline with the oracle.
     let started = std::time::Instant::now();
     let mut oracle = Oracle::new(bits);
@@ -53,9 +68,16 @@ fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128
     }
     let sample_keys: Vec<u128> = samples.iter().map(|&a| addr_key(a)).collect();
     // Samples sorted by key: the ones an update can change are a contiguous run.
-    let mut by_key: Vec<(u128, usize)> = sample_keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+    let mut by_key: Vec<(u128, usize)> = sample_keys
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (k, i))
+        .collect();
     by_key.sort_unstable();
-    let mut changes: Vec<Vec<(usize, Option<u32>)>> = sample_keys.iter().map(|&k| vec![(0, oracle.lookup(k))]).collect();
+    let mut changes: Vec<Vec<(usize, Option<u32>)>> = sample_keys
+        .iter()
+        .map(|&k| vec![(0, oracle.lookup(k))])
+        .collect();
     for (i, (announce, net)) in updates.iter().enumerate() {
         let (k, len) = key(net);
         if *announce {
@@ -63,9 +85,15 @@ fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128
         } else {
             oracle.remove(k, len);
         }
-        let last = k | (u128::MAX >> (128 - bits as u32)).checked_shr(len as u32).unwrap_or(0);
+        let last = k
+            | (u128::MAX >> (128 - bits as u32))
+                .checked_shr(len as u32)
+                .unwrap_or(0);
         let first_covered = by_key.partition_point(|&(sk, _)| sk < k);
-        for &(sk, s) in by_key[first_covered..].iter().take_while(|&&(sk, _)| sk <= last) {
+        for &(sk, s) in by_key[first_covered..]
+            .iter()
+            .take_while(|&&(sk, _)| sk <= last)
+        {
             let now = oracle.lookup(sk);
             if changes[s].last().map(|&(_, nh)| nh) != Some(now) {
                 changes[s].push((i + 1, now));
@@ -73,9 +101,16 @@ fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128
         }
     }
     let timeline = Timeline { changes };
-    eprintln!("timelines of {} samples computed in {:?}", samples.len(), started.elapsed());
+    eprintln!(
+        "timelines of {} samples computed in {:?}",
+        samples.len(),
+        started.elapsed()
+    );
     let changing = timeline.changes.iter().filter(|c| c.len() > 1).count();
-    assert!(changing > samples.len() / 4, "the samples must see churn ({changing} change)");
+    assert!(
+        changing > samples.len() / 4,
+        "the samples must see churn ({changing} change)"
+    );
 
     let qsbr = Qsbr::new();
     let mut fib = Fib::<F>::new(qsbr.clone()).expect("fib");
@@ -136,7 +171,8 @@ fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128
         for (i, (announce, net)) in updates.iter().enumerate() {
             let (k, len) = key(net);
             if *announce {
-                fib.insert(*net, announced_next_hop(k, len, i)).expect("insert");
+                fib.insert(*net, announced_next_hop(k, len, i))
+                    .expect("insert");
             } else {
                 fib.remove(*net).expect("remove");
             }
@@ -150,14 +186,21 @@ fn replay<F: Family>(replay: Replay<F>, bits: u8, key: impl Fn(&F::Net) -> (u128
     assert!(lookups >= 1_000_000);
     // And the final state is exactly the oracle's.
     for (s, &k) in sample_keys.iter().enumerate() {
-        let last = timeline.changes[s].last().map(|&(_, nh)| nh).flatten();
-        assert_eq!(fib.reader().lookup(samples[s]), last, "final answer for sample {s} ({k:x})");
+        let last = timeline.changes[s].last().and_then(|&(_, nh)| nh);
+        assert_eq!(
+            fib.reader().lookup(samples[s]),
+            last,
+            "final answer for sample {s} ({k:x})"
+        );
     }
 }
 
 /// One sample address inside each distinct prefix the stream touches (so the reader can
 /// aim at the update in flight), then 1024 more from the table and uniformly random ones.
-fn sample_plan<N: Copy + Ord, A: Copy>(updates: &[(bool, N)], mut pick: impl FnMut(N) -> A) -> (Vec<A>, Vec<u32>) {
+fn sample_plan<N: Copy + Ord, A: Copy>(
+    updates: &[(bool, N)],
+    mut pick: impl FnMut(N) -> A,
+) -> (Vec<A>, Vec<u32>) {
     let mut index = std::collections::BTreeMap::new();
     let mut samples = Vec::new();
     let sample_of_update = updates
@@ -176,10 +219,16 @@ fn ipv4_stream() {
     let table = data::table(data::RIS_V4);
     let updates = data::updates(data::RIS_V4_UPDATES);
     let mut rng = Rng(0x5a_3b1e_5004);
-    let (mut samples, sample_of_update) = sample_plan(&updates, |n| data::v4_keys(&[n], 1, &mut rng)[0]);
+    let (mut samples, sample_of_update) =
+        sample_plan(&updates, |n| data::v4_keys(&[n], 1, &mut rng)[0]);
     samples.extend(data::v4_keys(&table, 1024, &mut rng));
     replay::<lpm::V4>(
-        Replay { table, updates, samples, sample_of_update },
+        Replay {
+            table,
+            updates,
+            samples,
+            sample_of_update,
+        },
         32,
         |n| (n.network().to_bits() as u128, n.prefix_len()),
         |a| a.to_bits() as u128,
@@ -190,10 +239,16 @@ fn ipv6_stream() {
     let table = data::table(data::RIS_V6);
     let updates = data::updates(data::RIS_V6_UPDATES);
     let mut rng = Rng(0x5a_3b1e_5006);
-    let (mut samples, sample_of_update) = sample_plan(&updates, |n| data::v6_keys(&[n], 1, &mut rng)[0]);
+    let (mut samples, sample_of_update) =
+        sample_plan(&updates, |n| data::v6_keys(&[n], 1, &mut rng)[0]);
     samples.extend(data::v6_keys(&table, 1024, &mut rng));
     replay::<lpm::V6>(
-        Replay { table, updates, samples, sample_of_update },
+        Replay {
+            table,
+            updates,
+            samples,
+            sample_of_update,
+        },
         128,
         |n| (n.network().to_bits(), n.prefix_len()),
         |a| a.to_bits(),

@@ -20,12 +20,14 @@ fn random_v4_net(rng: &mut Rng) -> Ipv4Net {
         _ => [7, 8, 12, 16, 20, 22, 23, 24, 24, 25, 26, 28, 30, 31, 32, 32][rng.below(16) as usize],
     };
     // Cluster addresses in a few /12s so prefixes overlap a lot.
-    let base = (rng.below(4) as u32) << 28 | (rng.next() as u32 & 0x00ff_ffff);
+    let base = (rng.below(4) as u32) << 28 | (rng.next_u64() as u32 & 0x00ff_ffff);
     Ipv4Net::new_assert(Ipv4Addr::from_bits(base), len).trunc()
 }
 
 fn random_v6_net(rng: &mut Rng) -> Ipv6Net {
-    let len = [0, 3, 15, 16, 17, 24, 29, 32, 40, 44, 47, 48, 56, 64, 96, 127, 128][rng.below(17) as usize];
+    let len = [
+        0, 3, 15, 16, 17, 24, 29, 32, 40, 44, 47, 48, 56, 64, 96, 127, 128,
+    ][rng.below(17) as usize];
     let base = (0x2001_0db8u128 << 96) | ((rng.below(4) as u128) << 92) | (rng.u128() >> 40);
     Ipv6Net::new_assert(Ipv6Addr::from_bits(base), len).trunc()
 }
@@ -58,9 +60,17 @@ fn random_v4_churn_matches_oracle_and_prefix_trie() {
             .map(|i| {
                 if i % 2 == 0 && !live.is_empty() {
                     let net = live[rng.below(live.len() as u64) as usize];
-                    Ipv4Addr::from_bits(net.network().to_bits() | (rng.next() as u32 & !u32::MAX.checked_shl(32 - net.prefix_len() as u32).unwrap_or(0)))
+                    Ipv4Addr::from_bits(
+                        net.network().to_bits()
+                            | (rng.next_u64() as u32
+                                & !u32::MAX
+                                    .checked_shl(32 - net.prefix_len() as u32)
+                                    .unwrap_or(0)),
+                    )
                 } else {
-                    Ipv4Addr::from_bits((rng.below(4) as u32) << 28 | (rng.next() as u32 & 0x00ff_ffff))
+                    Ipv4Addr::from_bits(
+                        (rng.below(4) as u32) << 28 | (rng.next_u64() as u32 & 0x00ff_ffff),
+                    )
                 }
             })
             .collect();
@@ -70,8 +80,16 @@ fn random_v4_churn_matches_oracle_and_prefix_trie() {
             let expected = oracle.lookup(addr.to_bits() as u128);
             let trie = reference.get_lpm(&Ipv4Net::from(*addr)).map(|(_, &nh)| nh);
             assert_eq!(expected, trie, "oracle and prefix-trie disagree at {addr}");
-            assert_eq!(reader.lookup(*addr), expected, "round {round} single lookup {addr}");
-            assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "round {round} batch lookup {addr}");
+            assert_eq!(
+                reader.lookup(*addr),
+                expected,
+                "round {round} single lookup {addr}"
+            );
+            assert_eq!(
+                *got,
+                expected.unwrap_or(NO_ROUTE),
+                "round {round} batch lookup {addr}"
+            );
         }
         assert_eq!(fib.len(), reference.len(), "route count");
     }
@@ -114,8 +132,16 @@ fn random_v6_churn_matches_oracle_and_prefix_trie() {
             let expected = oracle.lookup(addr.to_bits());
             let trie = reference.get_lpm(&Ipv6Net::from(*addr)).map(|(_, &nh)| nh);
             assert_eq!(expected, trie, "oracle and prefix-trie disagree at {addr}");
-            assert_eq!(reader.lookup(*addr), expected, "round {round} single lookup {addr}");
-            assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "round {round} batch lookup {addr}");
+            assert_eq!(
+                reader.lookup(*addr),
+                expected,
+                "round {round} single lookup {addr}"
+            );
+            assert_eq!(
+                *got,
+                expected.unwrap_or(NO_ROUTE),
+                "round {round} batch lookup {addr}"
+            );
         }
     }
     let all: Vec<Change<Ipv6Net>> = fib.iter().map(|(net, _)| Change::Remove(net)).collect();
@@ -129,8 +155,10 @@ fn random_v6_churn_matches_oracle_and_prefix_trie() {
 fn real_table_v4(file: &str) {
     let table: Vec<Ipv4Net> = data::table(file);
     let mut fib = Fib4::new(Qsbr::new()).expect("fib");
-    fib.bulk_load(table.iter().map(|n| (*n, data::v4_next_hop(n)))).expect("load");
-    let mut reference: PrefixMap<Ipv4Net, u32> = table.iter().map(|n| (*n, data::v4_next_hop(n))).collect();
+    fib.bulk_load(table.iter().map(|n| (*n, data::v4_next_hop(n))))
+        .expect("load");
+    let mut reference: PrefixMap<Ipv4Net, u32> =
+        table.iter().map(|n| (*n, data::v4_next_hop(n))).collect();
     assert_eq!(fib.len(), reference.len());
     let mut rng = Rng(0x7ab1e4);
     let check = |fib: &Fib4, reference: &PrefixMap<Ipv4Net, u32>, rng: &mut Rng, what: &str| {
@@ -144,11 +172,19 @@ fn real_table_v4(file: &str) {
             misses += expected.is_none() as usize;
             assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "{file} {what}: {addr}");
         }
-        assert_eq!(fib.lookup(addrs[0]), reference.get_lpm(&Ipv4Net::from(addrs[0])).map(|(_, &nh)| nh));
+        assert_eq!(
+            fib.lookup(addrs[0]),
+            reference
+                .get_lpm(&Ipv4Net::from(addrs[0]))
+                .map(|(_, &nh)| nh)
+        );
         misses
     };
     let misses = check(&fib, &reference, &mut rng, "no default");
-    assert!(misses > 10_000, "the uniform half must include addresses outside every prefix ({misses})");
+    assert!(
+        misses > 10_000,
+        "the uniform half must include addresses outside every prefix ({misses})"
+    );
     let default: Ipv4Net = "0.0.0.0/0".parse().expect("net");
     fib.insert(default, 511).expect("default");
     reference.insert(default, 511);
@@ -162,14 +198,21 @@ fn real_table_v4(file: &str) {
     fib.remove(default).expect("remove default");
     reference.remove(&default);
     assert_eq!(fib.len(), reference.len());
-    check(&fib, &reference, &mut rng, "after removing every tenth route");
+    check(
+        &fib,
+        &reference,
+        &mut rng,
+        "after removing every tenth route",
+    );
 }
 
 fn real_table_v6(file: &str) {
     let table: Vec<Ipv6Net> = data::table(file);
     let mut fib = Fib6::new(Qsbr::new()).expect("fib");
-    fib.bulk_load(table.iter().map(|n| (*n, data::v6_next_hop(n)))).expect("load");
-    let mut reference: PrefixMap<Ipv6Net, u32> = table.iter().map(|n| (*n, data::v6_next_hop(n))).collect();
+    fib.bulk_load(table.iter().map(|n| (*n, data::v6_next_hop(n))))
+        .expect("load");
+    let mut reference: PrefixMap<Ipv6Net, u32> =
+        table.iter().map(|n| (*n, data::v6_next_hop(n))).collect();
     assert_eq!(fib.len(), reference.len());
     let mut rng = Rng(0x7ab1e6);
     let check = |fib: &Fib6, reference: &PrefixMap<Ipv6Net, u32>, rng: &mut Rng, what: &str| {
@@ -186,7 +229,10 @@ fn real_table_v6(file: &str) {
         misses
     };
     let misses = check(&fib, &reference, &mut rng, "no default");
-    assert!(misses > 10_000, "the uniform half must include addresses outside every prefix ({misses})");
+    assert!(
+        misses > 10_000,
+        "the uniform half must include addresses outside every prefix ({misses})"
+    );
     let default: Ipv6Net = "::/0".parse().expect("net");
     fib.insert(default, 511).expect("default");
     reference.insert(default, 511);
@@ -199,7 +245,12 @@ fn real_table_v6(file: &str) {
     }
     fib.remove(default).expect("remove default");
     reference.remove(&default);
-    check(&fib, &reference, &mut rng, "after removing every tenth route");
+    check(
+        &fib,
+        &reference,
+        &mut rng,
+        "after removing every tenth route",
+    );
 }
 
 #[test]
@@ -228,9 +279,13 @@ fn refused_writes_change_nothing() {
     let err = fib.insert("192.0.2.0/24".parse().expect("net"), lpm::MAX_NEXT_HOP + 1);
     assert!(matches!(err, Err(lpm::FibError::NextHopTooLarge { .. })));
     // 17 groups, 16 kept back for removes: one /25 fits, a second /24's /25 does not.
-    fib.insert("192.0.2.0/25".parse().expect("net"), 1).expect("first group");
+    fib.insert("192.0.2.0/25".parse().expect("net"), 1)
+        .expect("first group");
     let err = fib.insert("198.51.100.128/25".parse().expect("net"), 2);
-    assert!(matches!(err, Err(lpm::FibError::GroupsExhausted { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(lpm::FibError::GroupsExhausted { .. })),
+        "{err:?}"
+    );
     assert_eq!(fib.len(), 1);
     assert_eq!(fib.lookup("198.51.100.200".parse().expect("addr")), None);
     assert_eq!(fib.lookup("192.0.2.1".parse().expect("addr")), Some(1));

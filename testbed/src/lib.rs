@@ -22,7 +22,9 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     out
 }
 
@@ -30,7 +32,11 @@ fn run(cmd: &mut Command) -> Output {
 pub fn sh(args: &[&str]) -> String {
     let out = run(Command::new(args[0]).args(&args[1..]));
     if !out.status.success() {
-        panic!("{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -64,13 +70,22 @@ impl Netns {
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.exec(args);
         if !out.status.success() {
-            panic!("[{}] {args:?} failed: {}{}", self.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "[{}] {args:?} failed: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot spawn {args:?}: {e}"))
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {args:?}: {e}"))
     }
 
     /// Moves a host-side interface into this namespace.
@@ -81,12 +96,17 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -101,7 +121,11 @@ pub fn tern_binary() -> PathBuf {
         dir.pop();
     }
     let bin = dir.join("tern");
-    assert!(bin.exists(), "{} not built: run `cargo build --release -p dataplane` (or set TERN_BIN)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build --release -p dataplane` (or set TERN_BIN)",
+        bin.display()
+    );
     bin
 }
 
@@ -130,13 +154,21 @@ impl Tern {
             .stderr(log)
             .spawn()
             .expect("spawn tern");
-        let mut t = Tern { child: Some(child), socket, dir };
+        let mut t = Tern {
+            child: Some(child),
+            socket,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while t.try_ctl(&["show", "interfaces"]).is_err() {
             if let Some(Ok(Some(status))) = t.child.as_mut().map(|c| c.try_wait()) {
                 panic!("tern exited with {status}: {}", t.log());
             }
-            assert!(Instant::now() < deadline, "tern did not come up: {}", t.log());
+            assert!(
+                Instant::now() < deadline,
+                "tern did not come up: {}",
+                t.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         t
@@ -148,7 +180,8 @@ impl Tern {
     }
 
     pub fn ctl(&self, words: &[&str]) -> Value {
-        self.try_ctl(words).unwrap_or_else(|e| panic!("tern ctl {words:?}: {e}"))
+        self.try_ctl(words)
+            .unwrap_or_else(|e| panic!("tern ctl {words:?}: {e}"))
     }
 
     pub fn log(&self) -> String {
@@ -157,7 +190,9 @@ impl Tern {
 
     /// A drop counter by its stable name.
     pub fn drop_count(&self, reason: &str) -> u64 {
-        self.ctl(&["show", "counters"])["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason}"))
+        self.ctl(&["show", "counters"])["drops"][reason]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no drop counter {reason}"))
     }
 
     /// Stops tern with SIGTERM and waits (at most 10 s) for it to exit.
@@ -222,20 +257,50 @@ impl TwoHosts {
         let b = Netns::new("hb");
         let tern = Tern::start(&config);
         for (ns, tap, v4, v6, gw4, gw6, mtu) in [
-            (&a, &tap_a, "192.0.2.2/24", "2001:db8:a::2/64", TERN_A4, TERN_A6, 1500),
-            (&b, &tap_b, "203.0.113.2/24", "2001:db8:b::2/64", TERN_B4, "2001:db8:b::1", mtu_b),
+            (
+                &a,
+                &tap_a,
+                "192.0.2.2/24",
+                "2001:db8:a::2/64",
+                TERN_A4,
+                TERN_A6,
+                1500,
+            ),
+            (
+                &b,
+                &tap_b,
+                "203.0.113.2/24",
+                "2001:db8:b::2/64",
+                TERN_B4,
+                "2001:db8:b::1",
+                mtu_b,
+            ),
         ] {
             ns.adopt(tap);
-            ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", &format!("net.ipv6.conf.{tap}.accept_dad=0")]);
+            ns.ok(&[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                &format!("net.ipv6.conf.{tap}.accept_dad=0"),
+            ]);
             ns.ok(&["ip", "link", "set", tap, "mtu", &mtu.to_string(), "up"]);
             ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
             ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
             ns.ok(&["ip", "route", "add", "default", "via", gw4]);
             ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
             // Offloads off: with them on, captured checksums look wrong and bad ones pass.
-            let _ = ns.exec(&["ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+            let _ = ns.exec(&[
+                "ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
+                "off",
+            ]);
         }
-        TwoHosts { a, b, tern, tap_a, tap_b }
+        TwoHosts {
+            a,
+            b,
+            tern,
+            tap_a,
+            tap_b,
+        }
     }
 }
 
@@ -249,18 +314,36 @@ impl Capture {
     pub fn start(ns: &Netns, ifname: &str, filter: &str) -> Capture {
         let path = std::env::temp_dir().join(format!("{}.pcap", unique("cap")));
         let p = path.display().to_string();
-        let mut args = vec!["tcpdump", "-Z", "root", "-i", ifname, "-U", "--immediate-mode", "-w", &p];
+        let mut args = vec![
+            "tcpdump",
+            "-Z",
+            "root",
+            "-i",
+            ifname,
+            "-U",
+            "--immediate-mode",
+            "-w",
+            &p,
+        ];
         if !filter.is_empty() {
             args.push(filter);
         }
-        let child = ns.command(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("tcpdump");
+        let child = ns
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
         // tcpdump has no ready signal: wait for the file to appear.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !path.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(200));
-        Capture { child: Some(child), path }
+        Capture {
+            child: Some(child),
+            path,
+        }
     }
 
     /// Stops tcpdump (SIGINT, so it flushes) and returns the pcap path.
@@ -285,12 +368,29 @@ impl Drop for Capture {
 /// Dissects a pcap with tshark: one row per packet matching `filter`, the `fields` in order.
 pub fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let p = pcap.display().to_string();
-    let mut args = vec!["tshark", "-n", "-r", &p, "-o", "ip.check_checksum:TRUE", "-Y", filter, "-T", "fields", "-E", "separator=|"];
+    let mut args = vec![
+        "tshark",
+        "-n",
+        "-r",
+        &p,
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ];
     for f in fields {
         args.push("-e");
         args.push(f);
     }
-    sh(&args).lines().filter(|l| !l.is_empty()).map(|l| l.split('|').map(str::to_string).collect()).collect()
+    sh(&args)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
 }
 
 /// Runs a scapy script (Debian's python3 has scapy) with `args` in `sys.argv`.

@@ -7,13 +7,20 @@ fn ping(ns: &Netns, args: &[&str]) -> String {
     let mut a = vec!["ping", "-n"];
     a.extend_from_slice(args);
     let out = ns.exec(&a);
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
     let t = TwoHosts::new("", 1500);
-    let b_mac = t.b.ok(&["cat", &format!("/sys/class/net/{}/address", t.tap_b)]).trim().to_string();
+    let b_mac =
+        t.b.ok(&["cat", &format!("/sys/class/net/{}/address", t.tap_b)])
+            .trim()
+            .to_string();
     let mut cap = Capture::start(&t.b, &t.tap_b, "icmp or icmp6");
     // Cold caches everywhere: the first echo waits in tern for B's ARP/NDP answer.
     let v4 = ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);
@@ -22,15 +29,26 @@ fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
     assert!(v6.contains("3 received"), "{v6}");
     let pcap = cap.stop().to_path_buf();
 
-    let rows = tshark(&pcap, "icmp.type == 8", &["ip.ttl", "eth.src", "eth.dst", "ip.checksum.status"]);
+    let rows = tshark(
+        &pcap,
+        "icmp.type == 8",
+        &["ip.ttl", "eth.src", "eth.dst", "ip.checksum.status"],
+    );
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!(r[0], "63", "TTL decremented exactly once (A sends 64)");
         assert_eq!(r[1], "02:00:00:00:0b:01", "source MAC is tern's B port");
         assert_eq!(r[2], b_mac, "destination MAC is B's");
-        assert_eq!(r[3], "1", "IPv4 header checksum good (tshark: 0 bad, 1 good, 2 unverified)");
+        assert_eq!(
+            r[3], "1",
+            "IPv4 header checksum good (tshark: 0 bad, 1 good, 2 unverified)"
+        );
     }
-    let rows = tshark(&pcap, "icmpv6.type == 128", &["ipv6.hlim", "eth.src", "eth.dst"]);
+    let rows = tshark(
+        &pcap,
+        "icmpv6.type == 128",
+        &["ipv6.hlim", "eth.src", "eth.dst"],
+    );
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!(r[0], "63", "hop limit decremented once");
@@ -38,10 +56,22 @@ fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
         assert_eq!(r[2], b_mac);
     }
     let neighbors = t.tern.ctl(&["show", "neighbors"]);
-    let reachable: Vec<&str> = neighbors.as_array().expect("list").iter().filter(|n| n["state"] == "reachable").filter_map(|n| n["address"].as_str()).collect();
-    assert!(reachable.contains(&B4) && reachable.contains(&B6), "{neighbors}");
+    let reachable: Vec<&str> = neighbors
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|n| n["state"] == "reachable")
+        .filter_map(|n| n["address"].as_str())
+        .collect();
+    assert!(
+        reachable.contains(&B4) && reachable.contains(&B6),
+        "{neighbors}"
+    );
     let counters = t.tern.ctl(&["show", "counters"]);
-    assert!(counters["control"]["held_sent"].as_u64().unwrap_or(0) >= 2, "packets that waited for resolution were delivered: {counters}");
+    assert!(
+        counters["control"]["held_sent"].as_u64().unwrap_or(0) >= 2,
+        "packets that waited for resolution were delivered: {counters}"
+    );
     // Echo to tern itself.
     assert!(ping(&t.a, &["-c", "1", "-W", "2", TERN_A4]).contains("1 received"));
     assert!(ping(&t.a, &["-6", "-c", "1", "-W", "2", TERN_A6]).contains("1 received"));
@@ -55,18 +85,33 @@ fn icmp_errors_time_exceeded_unreachable_and_too_big() {
     assert!(ping(&t.a, &["-6", "-c", "1", "-W", "3", B6]).contains("1 received"));
 
     let out = ping(&t.a, &["-c", "1", "-W", "2", "-t", "1", B4]);
-    assert!(out.contains("From 192.0.2.1") && out.contains("Time to live exceeded"), "{out}");
+    assert!(
+        out.contains("From 192.0.2.1") && out.contains("Time to live exceeded"),
+        "{out}"
+    );
     let out = ping(&t.a, &["-c", "1", "-W", "2", "198.51.100.7"]);
-    assert!(out.contains("From 192.0.2.1") && out.contains("Destination Net Unreachable"), "{out}");
+    assert!(
+        out.contains("From 192.0.2.1") && out.contains("Destination Net Unreachable"),
+        "{out}"
+    );
     // DF clear first (once A has learned the path MTU it would fragment by itself): tern
     // fragments, B reassembles and answers (its reply is fragmented by B's own kernel).
-    let out = ping(&t.a, &["-c", "2", "-W", "3", "-M", "dont", "-s", "1450", B4]);
+    let out = ping(
+        &t.a,
+        &["-c", "2", "-W", "3", "-M", "dont", "-s", "1450", B4],
+    );
     assert!(out.contains("2 received"), "{out}");
     let out = ping(&t.a, &["-c", "1", "-W", "2", "-M", "do", "-s", "1450", B4]);
-    assert!(out.contains("mtu = 1400"), "frag needed with the next-hop MTU: {out}");
+    assert!(
+        out.contains("mtu = 1400"),
+        "frag needed with the next-hop MTU: {out}"
+    );
 
     let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "-t", "1", B6]);
-    assert!(out.contains("From 2001:db8:a::1") && out.contains("Time exceeded: Hop limit"), "{out}");
+    assert!(
+        out.contains("From 2001:db8:a::1") && out.contains("Time exceeded: Hop limit"),
+        "{out}"
+    );
     let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "2001:db8:ff::7"]);
     assert!(out.contains("Destination unreachable: No route"), "{out}");
     let out = ping(&t.a, &["-6", "-c", "1", "-W", "2", "-s", "1450", B6]);
@@ -75,7 +120,10 @@ fn icmp_errors_time_exceeded_unreachable_and_too_big() {
     let c = t.tern.ctl(&["show", "counters"]);
     assert!(c["events"]["fragmented"].as_u64().unwrap_or(0) >= 2, "{c}");
     for reason in ["ttl_exceeded", "no_route", "too_big"] {
-        assert!(c["drops"][reason].as_u64().unwrap_or(0) >= 2, "{reason}: {c}");
+        assert!(
+            c["drops"][reason].as_u64().unwrap_or(0) >= 2,
+            "{reason}: {c}"
+        );
     }
 }
 
@@ -109,10 +157,18 @@ for i in range(100):
 s.close()
 print(100 * len(data), h.hexdigest())
 "#;
-    let mut srv = t.b.command(&["/usr/bin/python3", "-c", server]).stdout(std::process::Stdio::piped()).spawn().expect("server");
+    let mut srv =
+        t.b.command(&["/usr/bin/python3", "-c", server])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("server");
     let sent = scapy(&t.a, client, &[B4]);
     let out = srv.wait_with_output_compat();
-    assert_eq!(out.trim(), sent.trim(), "bytes and sha256 received equal those sent");
+    assert_eq!(
+        out.trim(),
+        sent.trim(),
+        "bytes and sha256 received equal those sent"
+    );
     assert!(sent.starts_with("104857600 "), "{sent}");
 }
 
@@ -169,5 +225,8 @@ print(" ".join(frames))
         let n = counters["drops"][name].as_u64().unwrap_or(0);
         assert!(n >= 5, "drop counter {name} = {n}: {counters}");
     }
-    assert!(ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "2", B4]).contains("3 received"), "still forwarding");
+    assert!(
+        ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "2", B4]).contains("3 received"),
+        "still forwarding"
+    );
 }

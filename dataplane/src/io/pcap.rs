@@ -8,7 +8,11 @@ pub fn write(path: &Path, frames: &[Vec<u8>]) -> Result<(), pcap_file::PcapError
     let file = std::fs::File::create(path).map_err(pcap_file::PcapError::IoError)?;
     let mut w = PcapWriter::new(file)?;
     for (i, f) in frames.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(i as u64), f.len() as u32, f))?;
+        w.write_packet(&PcapPacket::new(
+            std::time::Duration::from_micros(i as u64),
+            f.len() as u32,
+            f,
+        ))?;
     }
     Ok(())
 }

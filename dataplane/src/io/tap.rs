@@ -36,7 +36,10 @@ struct IfReqInt {
 fn ifname(name: &str) -> std::io::Result<[u8; libc::IFNAMSIZ]> {
     let mut n = [0u8; libc::IFNAMSIZ];
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
     }
     n[..name.len()].copy_from_slice(name.as_bytes());
     Ok(n)
@@ -47,8 +50,16 @@ fn ifname(name: &str) -> std::io::Result<[u8; libc::IFNAMSIZ]> {
 pub fn open(name: &str, queues: usize, mtu: u16) -> std::io::Result<Vec<TapQueue>> {
     let mut out = Vec::with_capacity(queues);
     for _ in 0..queues {
-        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open("/dev/net/tun")?;
-        let mut req = IfReqFlags { name: ifname(name)?, flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, _pad: [0; 22] };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")?;
+        let mut req = IfReqFlags {
+            name: ifname(name)?,
+            flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE,
+            _pad: [0; 22],
+        };
         // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is laid out as.
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
             return Err(std::io::Error::last_os_error());
@@ -67,12 +78,20 @@ fn configure(name: &str, mtu: u16) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     let result = (|| {
-        let mut req = IfReqInt { name: ifname(name)?, value: mtu as libc::c_int, _pad: [0; 20] };
+        let mut req = IfReqInt {
+            name: ifname(name)?,
+            value: mtu as libc::c_int,
+            _pad: [0; 20],
+        };
         // SAFETY: SIOCSIFMTU takes an ifreq with ifr_mtu, laid out as `req`.
         if unsafe { libc::ioctl(sock, libc::SIOCSIFMTU, &mut req) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let mut flags = IfReqFlags { name: ifname(name)?, flags: 0, _pad: [0; 22] };
+        let mut flags = IfReqFlags {
+            name: ifname(name)?,
+            flags: 0,
+            _pad: [0; 22],
+        };
         // SAFETY: SIOCGIFFLAGS / SIOCSIFFLAGS take an ifreq with ifr_flags.
         if unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut flags) } < 0 {
             return Err(std::io::Error::last_os_error());
@@ -96,7 +115,9 @@ pub struct TapQueue {
 impl TapQueue {
     /// A second handle on the same queue, for the control plane's occasional sends.
     pub fn sender(&self) -> std::io::Result<TapTx> {
-        Ok(TapTx { file: self.file.try_clone()? })
+        Ok(TapTx {
+            file: self.file.try_clone()?,
+        })
     }
 }
 

@@ -21,12 +21,18 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(rate: u32, burst: u32) -> Limiter {
-        Limiter { rate: rate as f64, burst: burst as f64, tokens: burst as f64, last: Instant::now() }
+        Limiter {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: Instant::now(),
+        }
     }
 
     pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -40,7 +46,11 @@ impl Limiter {
 /// Whether an IPv4 packet (from its IP header) may be answered with an ICMP error.
 pub fn may_answer_v4(ip: &[u8]) -> bool {
     let src = ipv4::src(ip);
-    if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || ipv4::is_later_fragment(ip) {
+    if src.is_unspecified()
+        || src.is_broadcast()
+        || src.is_multicast()
+        || ipv4::is_later_fragment(ip)
+    {
         return false;
     }
     if ipv4::proto(ip) == ipv4::PROTO_ICMP {
@@ -65,7 +75,14 @@ pub fn may_answer_v6(ip: &[u8]) -> bool {
 
 /// Builds an ICMPv4 error about `ip` (the offending packet from its IP header) from `src`.
 /// The Ethernet addresses are left for the routing step.
-pub fn error_v4(pool: &mut Pool, src: Ipv4Addr, ip: &[u8], kind: u8, code: u8, rest: [u8; 4]) -> Option<Box<Frame>> {
+pub fn error_v4(
+    pool: &mut Pool,
+    src: Ipv4Addr,
+    ip: &[u8],
+    kind: u8,
+    code: u8,
+    rest: [u8; 4],
+) -> Option<Box<Frame>> {
     const MAX_IP: usize = 576;
     let quoted = ip.len().min(MAX_IP - 20 - 8);
     let total = 20 + 8 + quoted;
@@ -73,7 +90,17 @@ pub fn error_v4(pool: &mut Pool, src: Ipv4Addr, ip: &[u8], kind: u8, code: u8, r
     let mut bytes = [0u8; eth::LEN + MAX_IP];
     let f = &mut bytes[..eth::LEN + total];
     f[12..14].copy_from_slice(&eth::TYPE_IPV4.to_be_bytes());
-    ipv4::write(&mut f[eth::LEN..], 0xc0, total as u16, 0, 0, 64, ipv4::PROTO_ICMP, src, ipv4::src(ip));
+    ipv4::write(
+        &mut f[eth::LEN..],
+        0xc0,
+        total as u16,
+        0,
+        0,
+        64,
+        ipv4::PROTO_ICMP,
+        src,
+        ipv4::src(ip),
+    );
     let m = &mut f[eth::LEN + 20..];
     m[0] = kind;
     m[1] = code;
@@ -86,7 +113,14 @@ pub fn error_v4(pool: &mut Pool, src: Ipv4Addr, ip: &[u8], kind: u8, code: u8, r
 }
 
 /// Builds an ICMPv6 error about `ip` from `src`.
-pub fn error_v6(pool: &mut Pool, src: Ipv6Addr, ip: &[u8], kind: u8, code: u8, rest: [u8; 4]) -> Option<Box<Frame>> {
+pub fn error_v6(
+    pool: &mut Pool,
+    src: Ipv6Addr,
+    ip: &[u8],
+    kind: u8,
+    code: u8,
+    rest: [u8; 4],
+) -> Option<Box<Frame>> {
     const MAX_IP: usize = ipv6::MIN_MTU;
     let quoted = ip.len().min(MAX_IP - 40 - 8);
     let payload = 8 + quoted;
@@ -95,7 +129,14 @@ pub fn error_v6(pool: &mut Pool, src: Ipv6Addr, ip: &[u8], kind: u8, code: u8, r
     let mut bytes = [0u8; eth::LEN + MAX_IP];
     let f = &mut bytes[..eth::LEN + 40 + payload];
     f[12..14].copy_from_slice(&eth::TYPE_IPV6.to_be_bytes());
-    ipv6::write(&mut f[eth::LEN..], payload as u16, ipv6::NEXT_ICMP, 64, src, dst);
+    ipv6::write(
+        &mut f[eth::LEN..],
+        payload as u16,
+        ipv6::NEXT_ICMP,
+        64,
+        src,
+        dst,
+    );
     let m = &mut f[eth::LEN + 40..];
     m[0] = kind;
     m[1] = code;

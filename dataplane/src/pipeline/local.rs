@@ -35,7 +35,13 @@ pub fn arp(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
     if a.op != arp::OP_REQUEST || !port.owns_v4(a.target_ip) {
         return (Outcome::Consumed, learned);
     }
-    let reply = arp::Arp { op: arp::OP_REPLY, sender_mac: port.mac, sender_ip: a.target_ip, target_mac: a.sender_mac, target_ip: a.sender_ip };
+    let reply = arp::Arp {
+        op: arp::OP_REPLY,
+        sender_mac: port.mac,
+        sender_ip: a.target_ip,
+        target_mac: a.sender_mac,
+        target_ip: a.sender_ip,
+    };
     let f = frame.data_mut();
     eth::write(f, &a.sender_mac, &port.mac, eth::TYPE_ARP);
     arp::write(&mut f[eth::LEN..], &reply);
@@ -100,8 +106,19 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
     match msg[0] {
         icmp6::ECHO_REQUEST => {
             // Reply from the address that was pinged; a multicast ping is answered from ours.
-            let from = if dst.is_multicast() { port.v6_source() } else { dst };
-            ipv6::write(ip, (total - ipv6::LEN) as u16, ipv6::NEXT_ICMP, 64, from, src);
+            let from = if dst.is_multicast() {
+                port.v6_source()
+            } else {
+                dst
+            };
+            ipv6::write(
+                ip,
+                (total - ipv6::LEN) as u16,
+                ipv6::NEXT_ICMP,
+                64,
+                from,
+                src,
+            );
             let msg = &mut ip[ipv6::LEN..total];
             msg[0] = icmp6::ECHO_REPLY;
             msg[2..4].copy_from_slice(&[0, 0]);
@@ -125,7 +142,13 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
     }
 }
 
-fn neighbor_solicit(frame: &mut Frame, port: &PortInfo, src: Ipv6Addr, eth_src: Mac, total: usize) -> (Outcome, Learned) {
+fn neighbor_solicit(
+    frame: &mut Frame,
+    port: &PortInfo,
+    src: Ipv6Addr,
+    eth_src: Mac,
+    total: usize,
+) -> (Outcome, Learned) {
     let f = frame.data_mut();
     let ip = &mut f[eth::LEN..];
     let msg = &ip[ipv6::LEN..total];
@@ -144,8 +167,16 @@ fn neighbor_solicit(frame: &mut Frame, port: &PortInfo, src: Ipv6Addr, eth_src: 
         return (Outcome::Consumed, learned);
     }
     // Neighbor Advertisement: Router + Solicited (unless DAD) + Override, target LL option.
-    let (dst, flags) = if src.is_unspecified() { (ALL_NODES, 0xa0u8) } else { (src, 0xe0u8) };
-    let dst_mac = if src.is_unspecified() { ipv6::multicast_mac(ALL_NODES) } else { source_ll.unwrap_or(eth_src) };
+    let (dst, flags) = if src.is_unspecified() {
+        (ALL_NODES, 0xa0u8)
+    } else {
+        (src, 0xe0u8)
+    };
+    let dst_mac = if src.is_unspecified() {
+        ipv6::multicast_mac(ALL_NODES)
+    } else {
+        source_ll.unwrap_or(eth_src)
+    };
     let len = 32;
     let bytes_needed = eth::LEN + ipv6::LEN + len;
     let f = frame.rx_space();
@@ -153,7 +184,14 @@ fn neighbor_solicit(frame: &mut Frame, port: &PortInfo, src: Ipv6Addr, eth_src: 
         return (Outcome::Drop(Drop::NoBuffer), learned);
     }
     eth::write(f, &dst_mac, &port.mac, eth::TYPE_IPV6);
-    ipv6::write(&mut f[eth::LEN..], len as u16, ipv6::NEXT_ICMP, 255, target, dst);
+    ipv6::write(
+        &mut f[eth::LEN..],
+        len as u16,
+        ipv6::NEXT_ICMP,
+        255,
+        target,
+        dst,
+    );
     let m = &mut f[eth::LEN + ipv6::LEN..bytes_needed];
     m.fill(0);
     m[0] = icmp6::NEIGHBOR_ADVERT;

@@ -31,8 +31,12 @@ pub enum Class {
     Drop(Drop),
     Arp,
     /// IPv4 with its destination (host order) and header offset.
-    V4 { dst: u32 },
-    V6 { dst: u128 },
+    V4 {
+        dst: u32,
+    },
+    V6 {
+        dst: u128,
+    },
     /// IPv6 to a multicast group we listen to (all-nodes, solicited-node): local only.
     V6Multicast,
 }
@@ -47,7 +51,10 @@ pub struct Meta {
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta { class: Class::Drop(Drop::Runt), next_hop: lpm::NO_ROUTE }
+        Meta {
+            class: Class::Drop(Drop::Runt),
+            next_hop: lpm::NO_ROUTE,
+        }
     }
 }
 
@@ -65,7 +72,14 @@ pub struct PortInfo {
 
 impl PortInfo {
     pub fn new(i: &crate::config::Interface) -> PortInfo {
-        PortInfo { name: i.name.clone(), mac: i.mac, mtu: i.mtu, v4: i.v4.clone(), v6: i.v6.clone(), link_local: link_local(&i.mac) }
+        PortInfo {
+            name: i.name.clone(),
+            mac: i.mac,
+            mtu: i.mtu,
+            v4: i.v4.clone(),
+            v6: i.v6.clone(),
+            link_local: link_local(&i.mac),
+        }
     }
     pub fn v4_source(&self) -> Option<Ipv4Addr> {
         self.v4.first().map(|n| n.addr())

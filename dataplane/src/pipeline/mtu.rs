@@ -19,7 +19,12 @@ pub fn dont_fragment(frame: &Frame) -> bool {
 /// Splits the IPv4 packet in `frame` into fragments of at most `mtu` bytes, appended to
 /// `out` with the original Ethernet header. Options are copied into every fragment.
 /// Returns the number of fragments, or `None` if the pool ran dry (nothing is appended).
-pub fn fragment_v4(frame: &Frame, mtu: u16, pool: &mut Pool, out: &mut Vec<Box<Frame>>) -> Option<usize> {
+pub fn fragment_v4(
+    frame: &Frame,
+    mtu: u16,
+    pool: &mut Pool,
+    out: &mut Vec<Box<Frame>>,
+) -> Option<usize> {
     let f = frame.data();
     let ip = &f[eth::LEN..];
     let ihl = ipv4::header_len(ip);
@@ -46,7 +51,11 @@ pub fn fragment_v4(frame: &Frame, mtu: u16, pool: &mut Pool, out: &mut Vec<Box<F
         let h = &mut frag.data_mut()[eth::LEN..];
         let last = i == count - 1;
         let offset = ((base_offset + i * chunk) / 8) as u16;
-        let mf = if !last || more_after { ipv4::FLAG_MF } else { 0 };
+        let mf = if !last || more_after {
+            ipv4::FLAG_MF
+        } else {
+            0
+        };
         h[2..4].copy_from_slice(&((ihl + piece.len()) as u16).to_be_bytes());
         h[6..8].copy_from_slice(&(offset | mf).to_be_bytes());
         ipv4::fill_checksum(h);

@@ -102,14 +102,25 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
     if dst.is_multicast() {
         let ours = dst == std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
             || dst == ipv6::solicited_node(port.link_local)
-            || port.v6.iter().any(|n| dst == ipv6::solicited_node(n.addr()));
-        return if ours { Ok((Class::V6Multicast, total)) } else { Err(Drop::Ipv6NotForwardable) };
+            || port
+                .v6
+                .iter()
+                .any(|n| dst == ipv6::solicited_node(n.addr()));
+        return if ours {
+            Ok((Class::V6Multicast, total))
+        } else {
+            Err(Drop::Ipv6NotForwardable)
+        };
     }
     if dst.is_loopback() || dst.is_unspecified() {
         return Err(Drop::Ipv6NotForwardable);
     }
     if dst.is_unicast_link_local() {
-        return if dst == port.link_local { Ok((Class::V6Multicast, total)) } else { Err(Drop::Ipv6NotForwardable) };
+        return if dst == port.link_local {
+            Ok((Class::V6Multicast, total))
+        } else {
+            Err(Drop::Ipv6NotForwardable)
+        };
     }
     Ok((Class::V6 { dst: dst.to_bits() }, total))
 }

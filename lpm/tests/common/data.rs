@@ -16,7 +16,10 @@ pub fn data_dir() -> PathBuf {
     let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     while !dir.join("../shared/data").is_dir() {
         if !dir.pop() {
-            panic!("../shared/data not found above {}; set TERN_DATA", env!("CARGO_MANIFEST_DIR"));
+            panic!(
+                "../shared/data not found above {}; set TERN_DATA",
+                env!("CARGO_MANIFEST_DIR")
+            );
         }
     }
     dir.join("../shared/data")
@@ -33,7 +36,8 @@ pub fn lines(file: &str) -> Vec<String> {
 }
 
 pub fn parse<N: std::str::FromStr>(file: &str, text: &str) -> N {
-    text.parse().unwrap_or_else(|_| panic!("{file}: bad prefix {text:?}"))
+    text.parse()
+        .unwrap_or_else(|_| panic!("{file}: bad prefix {text:?}"))
 }
 
 pub fn table<N: std::str::FromStr>(file: &str) -> Vec<N> {
@@ -45,7 +49,9 @@ pub fn updates<N: std::str::FromStr>(file: &str) -> Vec<(bool, N)> {
     lines(file)
         .iter()
         .map(|l| {
-            let (op, net) = l.split_once(' ').unwrap_or_else(|| panic!("{file}: bad line {l:?}"));
+            let (op, net) = l
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{file}: bad line {l:?}"));
             (op == "A", parse(file, net.trim()))
         })
         .collect()
@@ -81,15 +87,15 @@ fn mix(mut z: u64) -> u64 {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
         mix(self.0)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn u128(&mut self) -> u128 {
-        ((self.next() as u128) << 64) | self.next() as u128
+        ((self.next_u64() as u128) << 64) | self.next_u64() as u128
     }
 }
 
@@ -99,10 +105,13 @@ pub fn v4_keys(table: &[Ipv4Net], count: usize, rng: &mut Rng) -> Vec<std::net::
         .map(|i| {
             if i % 2 == 0 && !table.is_empty() {
                 let net = table[rng.below(table.len() as u64) as usize];
-                let host = (rng.next() as u32) & !u32::MAX.checked_shl(32 - net.prefix_len() as u32).unwrap_or(0);
+                let host = (rng.next_u64() as u32)
+                    & !u32::MAX
+                        .checked_shl(32 - net.prefix_len() as u32)
+                        .unwrap_or(0);
                 std::net::Ipv4Addr::from_bits(net.network().to_bits() | host)
             } else {
-                std::net::Ipv4Addr::from_bits(rng.next() as u32)
+                std::net::Ipv4Addr::from_bits(rng.next_u64() as u32)
             }
         })
         .collect()
@@ -113,7 +122,10 @@ pub fn v6_keys(table: &[Ipv6Net], count: usize, rng: &mut Rng) -> Vec<std::net::
         .map(|i| {
             if i % 2 == 0 && !table.is_empty() {
                 let net = table[rng.below(table.len() as u64) as usize];
-                let host = rng.u128() & !u128::MAX.checked_shl(128 - net.prefix_len() as u32).unwrap_or(0);
+                let host = rng.u128()
+                    & !u128::MAX
+                        .checked_shl(128 - net.prefix_len() as u32)
+                        .unwrap_or(0);
                 std::net::Ipv6Addr::from_bits(net.network().to_bits() | host)
             } else {
                 std::net::Ipv6Addr::from_bits(rng.u128())

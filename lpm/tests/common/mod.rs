@@ -13,7 +13,10 @@ pub struct Oracle {
 
 impl Oracle {
     pub fn new(bits: u8) -> Oracle {
-        Oracle { bits, maps: (0..=bits).map(|_| HashMap::new()).collect() }
+        Oracle {
+            bits,
+            maps: (0..=bits).map(|_| HashMap::new()).collect(),
+        }
     }
     fn mask(&self, key: u128, len: u8) -> u128 {
         if len == 0 {
