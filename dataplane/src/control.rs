@@ -98,7 +98,7 @@ pub struct Control {
     next_adjacency: u32,
     glean: Vec<u32>,
     neighbors: HashMap<IpAddr, Neighbor>,
-    statics: Vec<StaticRoute>,
+    statics: std::collections::BTreeMap<IpNet, StaticRoute>,
     counters: Vec<Arc<WorkerCounters>>,
     neighbor_timeout: Duration,
     pool: Pool,
@@ -140,7 +140,7 @@ impl Control {
             next_adjacency: adjacency::FIRST_DYNAMIC,
             glean: Vec::new(),
             neighbors: HashMap::new(),
-            statics: Vec::new(),
+            statics: Default::default(),
             counters,
             neighbor_timeout: config.neighbor_timeout,
             pool: Pool::new(64),
@@ -323,7 +323,8 @@ impl Control {
         self.add(IpNet::from(ip), Source::Neighbor, adjacency)
     }
 
-    fn add_static(&mut self, route: StaticRoute) -> Result<(), String> {
+    /// Installs a static route (as `[[route]]` in the config or `tern ctl route add`).
+    pub fn add_static(&mut self, route: StaticRoute) -> Result<(), String> {
         let adjacency = match (route.via, route.interface) {
             (Some(gw), _) => {
                 let port = route
@@ -341,16 +342,23 @@ impl Control {
             (None, None) => return Err("a route needs a gateway or an interface".into()),
         };
         self.add(route.prefix, Source::Static, adjacency)?;
-        self.statics.retain(|r| r.prefix != route.prefix);
-        self.statics.push(route);
+        // A replaced route no longer holds its old gateway.
+        if let Some(gw) = self
+            .statics
+            .insert(route.prefix, route)
+            .and_then(|old| old.via)
+        {
+            if let Some(n) = self.neighbors.get_mut(&gw) {
+                n.gateway_of = n.gateway_of.saturating_sub(1);
+            }
+        }
         Ok(())
     }
 
     fn remove_static(&mut self, prefix: IpNet) -> Result<bool, String> {
-        let Some(at) = self.statics.iter().position(|r| r.prefix == prefix) else {
+        let Some(route) = self.statics.remove(&prefix) else {
             return Ok(false);
         };
-        let route = self.statics.remove(at);
         self.remove(prefix, Source::Static)?;
         if let Some(n) = route.via.and_then(|gw| self.neighbors.get_mut(&gw)) {
             n.gateway_of = n.gateway_of.saturating_sub(1);
