@@ -528,21 +528,21 @@ mod tests {
         );
         assert_eq!(
             error(&format!("{base}\n[[route]]\nprefix = \"198.51.100.1/24\"\nvia = \"192.0.2.2\"\n")),
-            "t.toml:7: route[0].prefix: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"
+            "t.toml:6: route[0].prefix: 198.51.100.1/24 has host bits set (did you mean 198.51.100.0/24?)"
         );
         assert_eq!(
             error(&format!(
                 "{base}\n[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"2001:db8::1\"\n"
             )),
-            "t.toml:8: route[0].via: 2001:db8::1 is not of the same family as 198.51.100.0/24"
+            "t.toml:7: route[0].via: 2001:db8::1 is not of the same family as 198.51.100.0/24"
         );
         assert_eq!(
             error(&format!("{base}\n[[neighbor]]\ninterface = \"b0\"\naddress = \"192.0.2.2\"\nmac = \"02:00:00:00:00:01\"\n")),
-            "t.toml:7: neighbor[0].interface: no interface is named \"b0\""
+            "t.toml:6: neighbor[0].interface: no interface is named \"b0\""
         );
         assert_eq!(
             error(&format!("{base}\n[[neighbor]]\ninterface = \"a0\"\naddress = \"192.0.2.2\"\nmac = \"01:00:00:00:00:01\"\n")),
-            "t.toml:9: neighbor[0].mac: \"01:00:00:00:00:01\" is not a unicast MAC address"
+            "t.toml:8: neighbor[0].mac: \"01:00:00:00:00:01\" is not a unicast MAC address"
         );
         assert!(
             error(&format!("{base}bogus = 1\n")).starts_with("t.toml:4: unknown field `bogus`"),
