@@ -370,26 +370,25 @@ impl Control {
         let Ok(n) = self.neighbor(port, ip) else {
             return;
         };
-        let mut send_now = None;
-        let mut request = false;
         let mut overflow = false;
-        match &mut n.state {
-            State::Reachable { mac, .. } | State::Static { mac } => send_now = Some(*mac),
+        let request = match &mut n.state {
+            State::Reachable { mac, .. } | State::Static { mac } => {
+                // Resolved while the packet was on its way here.
+                let mac = *mac;
+                self.send_held(port, mac, frame);
+                return;
+            }
             State::Incomplete { tries, held, .. } => {
                 if held.len() < HOLD {
-                    held.push_back(frame.clone());
+                    held.push_back(frame);
                 } else {
                     overflow = true;
                 }
-                request = *tries == 0;
+                *tries == 0
             }
-        }
+        };
         if overflow {
             self.stats.held_dropped += 1;
-        }
-        if let Some(mac) = send_now {
-            self.send_held(port, mac, frame);
-            return;
         }
         // A glean'd destination on a connected network gets its own host route right away,
         // so further packets come here with the neighbour named, not as new gleans.

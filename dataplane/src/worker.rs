@@ -74,6 +74,7 @@ pub struct Worker {
     rx: Vec<Box<Frame>>,
     meta: Vec<Meta>,
     tx: Vec<Vec<Box<Frame>>>,
+    fragments: Vec<Box<Frame>>,
 }
 
 /// Empty polls before the worker sleeps in `poll(2)`.
@@ -100,6 +101,7 @@ impl Worker {
             rx: Vec::with_capacity(256),
             meta: vec![Meta::default(); 256],
             tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
+            fragments: Vec::with_capacity(64),
         }
     }
 
@@ -281,16 +283,19 @@ impl Worker {
                 );
                 return self.drop(frame, Drop::TooBig);
             }
-            let mut fragments = Vec::new();
+            // A worker-owned scratch list: fragmenting allocates no Vec per packet.
+            let mut fragments = std::mem::take(&mut self.fragments);
             let Some(count) = mtu::fragment_v4(&frame, mtu, &mut self.pool, &mut fragments) else {
+                self.fragments = fragments;
                 return self.drop(frame, Drop::NoBuffer);
             };
             self.stats.event(Event::Fragmented);
             self.stats.events[Event::FragmentsSent as usize] += count as u64;
             self.pool.free(frame);
-            for f in fragments {
+            for f in fragments.drain(..) {
                 self.emit(f, out, target);
             }
+            self.fragments = fragments;
             return;
         }
         self.emit(frame, out, target);
