@@ -14,5 +14,7 @@ pub mod ctl;
 pub mod io;
 pub mod pipeline;
 pub mod router;
-pub mod wire;
 pub mod worker;
+
+/// Header views and checksums live in their own leaf crate so `nat` and `tunnels` share them.
+pub use wire;

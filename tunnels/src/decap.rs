@@ -1,0 +1,184 @@
+//! Decapsulation: checks an outer packet addressed to a tunnel endpoint of ours and finds
+//! the inner packet in it, or says exactly why not.
+//!
+//! Checks, in order: the outer packet is whole (not a fragment: tern does not reassemble
+//! outer packets, and never sends fragmented ones); the GRE header has version 0 and no
+//! flag tern does not know; a tunnel of this kind exists from this remote to this local
+//! address (anti-spoofing) with this key (Linux rules: a keyed tunnel takes only its key,
+//! an unkeyed one only unkeyed packets); the GRE checksum is present exactly when
+//! configured, and verifies; the sequence number is present when configured and after the
+//! last one accepted; the payload is an IP packet of a family the tunnel carries; and the
+//! RFC 6040 ECN combination is not the drop case. The inner ECN field is then rewritten
+//! as RFC 6040 says (with the IPv4 header checksum updated incrementally).
+
+use std::net::IpAddr;
+
+use crate::gre;
+use crate::table::{Miss, TunnelTable};
+use crate::tunnel::Kind;
+use crate::{ecn, PROTO_GRE, PROTO_IPIP, PROTO_IPV6};
+
+/// A decapsulated packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decap {
+    /// Index of the tunnel it came through.
+    pub tunnel: u16,
+    /// Offset of the inner IP header from the start of the outer one.
+    pub inner: usize,
+    pub inner_v6: bool,
+}
+
+/// Why a packet to a tunnel endpoint was dropped. Each has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Ends inside a header.
+    Truncated,
+    /// An outer IPv4 fragment.
+    OuterFragment,
+    /// No tunnel of this kind from this source to this destination.
+    UnknownRemote,
+    /// Tunnels between these endpoints exist, none with this key (or without a key).
+    KeyMismatch,
+    /// GRE checksum present but not configured, or configured but absent.
+    ChecksumMismatch,
+    /// GRE checksum does not verify.
+    BadChecksum,
+    /// Sequence number missing, duplicated or older than the last accepted.
+    BadSequence,
+    /// GRE version is not 0.
+    BadVersion,
+    /// A GRE flag other than C, K, S is set (routing, strict source route, recursion…).
+    BadFlags,
+    /// The payload is not IPv4/IPv6, or not a family this tunnel carries.
+    BadPayload,
+    /// RFC 6040: CE on the outer header of a Not-ECT inner packet.
+    EcnDrop,
+}
+
+impl From<Miss> for Error {
+    fn from(m: Miss) -> Error {
+        match m {
+            Miss::UnknownRemote => Error::UnknownRemote,
+            Miss::KeyMismatch => Error::KeyMismatch,
+        }
+    }
+}
+
+/// Whether an outer IPv4 header (validated by the caller) could be a tunnel packet for
+/// this table: the cheap test before [`decap`].
+#[inline(always)]
+pub fn is_candidate_v4(table: &TunnelTable, ip: &[u8]) -> bool {
+    matches!(ip[9], PROTO_IPIP | PROTO_IPV6 | PROTO_GRE)
+        && !table.is_empty()
+        && table.is_local(IpAddr::V4(wire::ipv4::dst(ip)))
+}
+
+/// The same for an IPv6 outer header.
+#[inline(always)]
+pub fn is_candidate_v6(table: &TunnelTable, ip: &[u8]) -> bool {
+    ip[6] == PROTO_GRE && !table.is_empty() && table.is_local(IpAddr::V6(wire::ipv6::dst(ip)))
+}
+
+/// Decapsulates the packet `ip` (the outer IP header onwards, exactly the packet's length;
+/// header fields already validated by the parse stage). May rewrite the inner ECN field.
+pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
+    let (kind, outer_len, local, remote, outer_ecn) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            if wire::ipv4::flags_frag(ip) & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK) != 0 {
+                return Err(Error::OuterFragment);
+            }
+            let kind = match ip[9] {
+                PROTO_IPIP => Kind::Ipip,
+                PROTO_IPV6 => Kind::SixInFour,
+                PROTO_GRE => Kind::Gre,
+                _ => return Err(Error::BadPayload),
+            };
+            let src = IpAddr::V4(wire::ipv4::src(ip));
+            let dst = IpAddr::V4(wire::ipv4::dst(ip));
+            (kind, wire::ipv4::header_len(ip), dst, src, ip[1])
+        }
+        Some(6) if ip.len() >= 40 => {
+            if ip[6] != PROTO_GRE {
+                return Err(Error::BadPayload);
+            }
+            let src = IpAddr::V6(wire::ipv6::src(ip));
+            let dst = IpAddr::V6(wire::ipv6::dst(ip));
+            (Kind::Gre6, 40, dst, src, ip[1] >> 4)
+        }
+        _ => return Err(Error::Truncated),
+    };
+
+    let (tunnel, inner, inner_v6) = if kind.is_gre() {
+        let payload = ip.get(outer_len..).ok_or(Error::Truncated)?;
+        let header = gre::Header::parse(payload).map_err(|e| match e {
+            gre::ParseError::Truncated => Error::Truncated,
+            gre::ParseError::BadVersion => Error::BadVersion,
+            gre::ParseError::UnknownFlags => Error::BadFlags,
+        })?;
+        let index = table.find(kind, local, remote, header.key)?;
+        let Some(tunnel) = table.get(index) else {
+            return Err(Error::UnknownRemote);
+        };
+        if header.has_checksum() != tunnel.spec.checksum {
+            return Err(Error::ChecksumMismatch);
+        }
+        if header.has_checksum() && !gre::checksum_ok(payload) {
+            return Err(Error::BadChecksum);
+        }
+        if tunnel.spec.sequence {
+            match header.sequence {
+                Some(s) if tunnel.accept_sequence(s) => {}
+                _ => return Err(Error::BadSequence),
+            }
+        }
+        let inner_v6 = match header.protocol {
+            gre::TYPE_IPV4 => false,
+            gre::TYPE_IPV6 => true,
+            _ => return Err(Error::BadPayload),
+        };
+        (index, outer_len + header.len, inner_v6)
+    } else {
+        let index = table.find(kind, local, remote, None)?;
+        (index, outer_len, kind == Kind::SixInFour)
+    };
+
+    let version = if inner_v6 { 6 } else { 4 };
+    let min = if inner_v6 { 40 } else { 20 };
+    let inner_ip = ip.get_mut(inner..).ok_or(Error::Truncated)?;
+    if inner_ip.len() < min {
+        return Err(Error::Truncated);
+    }
+    if inner_ip[0] >> 4 != version {
+        return Err(Error::BadPayload);
+    }
+    apply_ecn(outer_ecn, inner_ip, inner_v6)?;
+    Ok(Decap {
+        tunnel,
+        inner,
+        inner_v6,
+    })
+}
+
+/// RFC 6040 on the inner header; `outer_tos` is the outer TOS / traffic class byte.
+fn apply_ecn(outer_tos: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
+    let inner_ecn = if inner_v6 {
+        (inner[1] >> 4) & 0b11
+    } else {
+        inner[1] & 0b11
+    };
+    let out = ecn::decap(outer_tos, inner_ecn).ok_or(Error::EcnDrop)?;
+    if out == inner_ecn {
+        return Ok(());
+    }
+    if inner_v6 {
+        inner[1] = (inner[1] & 0xcf) | out << 4;
+    } else {
+        let old = u16::from_be_bytes([inner[0], inner[1]]);
+        inner[1] = (inner[1] & !0b11) | out;
+        let new = u16::from_be_bytes([inner[0], inner[1]]);
+        let sum = u16::from_be_bytes([inner[10], inner[11]]);
+        let sum = wire::checksum_update(sum, old, new);
+        inner[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+    Ok(())
+}

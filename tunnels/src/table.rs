@@ -1,0 +1,263 @@
+//! The tunnel table: the configured tunnels, found by index (from an adjacency) or by
+//! their outer endpoints and key (on receipt), with the little state a tunnel keeps:
+//! GRE sequence numbers and the path MTU learned from ICMP.
+//!
+//! The table itself is immutable once built and shared by every worker; the state is in
+//! atomics. The receive sequence check is a load and a store, not a compare-and-swap: a
+//! tunnel's packets all share one outer 5-tuple, so they reach one worker queue.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::tunnel::{Kind, Spec};
+
+/// One tunnel and its state.
+#[derive(Debug)]
+pub struct Tunnel {
+    pub spec: Spec,
+    tx_sequence: AtomicU32,
+    /// Bit 32 set once a sequence number was accepted; the low bits are that number.
+    rx_sequence: AtomicU64,
+    /// Path MTU towards the remote learned from ICMP (outer packet size); 0: none learned.
+    path_mtu: AtomicU32,
+}
+
+impl Tunnel {
+    pub fn new(spec: Spec) -> Tunnel {
+        Tunnel {
+            spec,
+            tx_sequence: AtomicU32::new(0),
+            rx_sequence: AtomicU64::new(0),
+            path_mtu: AtomicU32::new(0),
+        }
+    }
+
+    /// The largest inner packet the tunnel sends whole: the configured MTU, lowered by a
+    /// learned path MTU less the encapsulation overhead.
+    #[inline]
+    pub fn mtu(&self) -> u16 {
+        let learned = self.path_mtu.load(Relaxed) as usize;
+        if learned == 0 {
+            return self.spec.mtu;
+        }
+        let inner = learned.saturating_sub(self.spec.overhead()) as u16;
+        self.spec.mtu.min(inner)
+    }
+
+    /// Records an outer path MTU from an ICMP error; it only ever lowers. Values below the
+    /// IPv4 minimum (68) are ignored as bogus. Returns whether the tunnel MTU changed.
+    pub fn lower_path_mtu(&self, outer_mtu: u32) -> bool {
+        if outer_mtu < 68 {
+            return false;
+        }
+        let before = self.mtu();
+        let current = self.path_mtu.load(Relaxed);
+        if current == 0 || outer_mtu < current {
+            self.path_mtu.store(outer_mtu, Relaxed);
+        }
+        self.mtu() != before
+    }
+
+    /// The sequence number for the next packet sent (RFC 2890 §2.2: starts at 0).
+    #[inline]
+    pub fn next_tx_sequence(&self) -> u32 {
+        self.tx_sequence.fetch_add(1, Relaxed)
+    }
+
+    /// RFC 2890 §2.2 with serial number arithmetic (RFC 1982): a packet is accepted when its
+    /// number is after the last accepted one; duplicates and older packets are refused.
+    pub fn accept_sequence(&self, seq: u32) -> bool {
+        let last = self.rx_sequence.load(Relaxed);
+        if last >> 32 != 0 && (seq.wrapping_sub(last as u32) as i32) <= 0 {
+            return false;
+        }
+        self.rx_sequence.store(1 << 32 | seq as u64, Relaxed);
+        true
+    }
+}
+
+/// How received packets find their tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Endpoints {
+    kind: Kind,
+    local: IpAddr,
+    remote: IpAddr,
+}
+
+/// Why a lookup by endpoints found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No tunnel of this kind between these endpoints: spoofed or misdirected.
+    UnknownRemote,
+    /// Tunnels exist between the endpoints, but none with this key (or with no key).
+    KeyMismatch,
+}
+
+#[derive(Debug, Default)]
+pub struct TunnelTable {
+    tunnels: Vec<Tunnel>,
+    by_endpoints: HashMap<Endpoints, Vec<u16>>,
+    locals: Vec<IpAddr>,
+}
+
+impl TunnelTable {
+    /// Builds the table; refuses two tunnels a receiver could not tell apart.
+    pub fn new(specs: Vec<Spec>) -> Result<TunnelTable, String> {
+        let mut t = TunnelTable::default();
+        for spec in specs {
+            spec.validate()
+                .map_err(|e| format!("tunnel {}: {e}", spec.name))?;
+            let ends = Endpoints {
+                kind: spec.kind,
+                local: spec.local,
+                remote: spec.remote,
+            };
+            let same = t.by_endpoints.entry(ends).or_default();
+            if let Some(&other) = same
+                .iter()
+                .find(|&&i| t.tunnels[i as usize].spec.key == spec.key)
+            {
+                return Err(format!(
+                    "tunnel {}: same kind, endpoints and key as tunnel {}",
+                    spec.name, t.tunnels[other as usize].spec.name
+                ));
+            }
+            if t.tunnels.len() >= u16::MAX as usize {
+                return Err("too many tunnels".into());
+            }
+            same.push(t.tunnels.len() as u16);
+            if !t.locals.contains(&spec.local) {
+                t.locals.push(spec.local);
+            }
+            t.tunnels.push(Tunnel::new(spec));
+        }
+        Ok(t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tunnels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tunnels.is_empty()
+    }
+
+    #[inline]
+    pub fn get(&self, index: u16) -> Option<&Tunnel> {
+        self.tunnels.get(index as usize)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tunnel> {
+        self.tunnels.iter()
+    }
+
+    pub fn position(&self, name: &str) -> Option<u16> {
+        self.tunnels
+            .iter()
+            .position(|t| t.spec.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// Whether `a` is the local endpoint of some tunnel: the cheap pre-check before decap.
+    #[inline]
+    pub fn is_local(&self, a: IpAddr) -> bool {
+        self.locals.contains(&a)
+    }
+
+    /// The tunnel that takes a packet of `kind` from `remote` to `local` with `key`, with
+    /// Linux's key rule: a keyed tunnel takes only its key, an unkeyed one only unkeyed
+    /// packets.
+    pub fn find(
+        &self,
+        kind: Kind,
+        local: IpAddr,
+        remote: IpAddr,
+        key: Option<u32>,
+    ) -> Result<u16, Miss> {
+        let same = self
+            .by_endpoints
+            .get(&Endpoints {
+                kind,
+                local,
+                remote,
+            })
+            .ok_or(Miss::UnknownRemote)?;
+        same.iter()
+            .copied()
+            .find(|&i| self.tunnels[i as usize].spec.key == key)
+            .ok_or(Miss::KeyMismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::{Dscp, Ttl};
+
+    fn spec(name: &str, key: Option<u32>) -> Spec {
+        Spec {
+            name: name.into(),
+            kind: Kind::Gre,
+            local: "192.0.2.1".parse().expect("addr"),
+            remote: "192.0.2.2".parse().expect("addr"),
+            key,
+            sequence: false,
+            checksum: false,
+            ttl: Ttl::Fixed(64),
+            dscp: Dscp::Inherit,
+            mtu: 1476,
+        }
+    }
+
+    #[test]
+    fn keys_select_tunnels_like_linux() {
+        let t = TunnelTable::new(vec![spec("plain", None), spec("k7", Some(7))]).expect("table");
+        let (l, r) = (t.tunnels[0].spec.local, t.tunnels[0].spec.remote);
+        assert_eq!(t.find(Kind::Gre, l, r, None), Ok(0));
+        assert_eq!(t.find(Kind::Gre, l, r, Some(7)), Ok(1));
+        assert_eq!(t.find(Kind::Gre, l, r, Some(8)), Err(Miss::KeyMismatch));
+        assert_eq!(t.find(Kind::Gre, r, l, None), Err(Miss::UnknownRemote));
+        assert_eq!(t.find(Kind::Ipip, l, r, None), Err(Miss::UnknownRemote));
+        let only_keyed = TunnelTable::new(vec![spec("k7", Some(7))]).expect("table");
+        assert_eq!(
+            only_keyed.find(Kind::Gre, l, r, None),
+            Err(Miss::KeyMismatch),
+            "a keyed tunnel refuses unkeyed packets"
+        );
+        assert!(TunnelTable::new(vec![spec("a", Some(1)), spec("b", Some(1))]).is_err());
+    }
+
+    #[test]
+    fn sequence_numbers_use_serial_arithmetic() {
+        let t = Tunnel::new(spec("s", None));
+        assert!(
+            t.accept_sequence(u32::MAX - 1),
+            "first packet sets the window"
+        );
+        assert!(t.accept_sequence(u32::MAX));
+        assert!(t.accept_sequence(0), "wraps around");
+        assert!(!t.accept_sequence(0), "duplicate");
+        assert!(!t.accept_sequence(u32::MAX), "older");
+        assert!(
+            t.accept_sequence(5),
+            "a gap is accepted (loss, not reordering)"
+        );
+        assert!(!t.accept_sequence(3), "reordered behind the gap");
+    }
+
+    #[test]
+    fn path_mtu_only_lowers_and_bounds_the_tunnel_mtu() {
+        let t = Tunnel::new(spec("p", None));
+        assert_eq!(t.mtu(), 1476);
+        assert!(
+            !t.lower_path_mtu(1600),
+            "a larger path leaves the configured MTU"
+        );
+        assert!(t.lower_path_mtu(1400));
+        assert_eq!(t.mtu(), 1400 - 24);
+        assert!(!t.lower_path_mtu(1450), "never raised by ICMP");
+        assert!(!t.lower_path_mtu(10), "bogus values ignored");
+        assert_eq!(t.mtu(), 1376);
+    }
+}
