@@ -3,3 +3,5 @@
 
 #[path = "../../lpm/tests/common/data.rs"]
 pub mod data;
+
+pub mod pipeline;

@@ -21,6 +21,9 @@ pub enum Adjacency {
     Neighbor { port: u16, ip: IpAddr, mac: Mac },
     /// Equal-cost members (adjacency indices); a flow hash picks one.
     Ecmp(Vec<u32>),
+    /// Into a tunnel (index into the tunnel table): encapsulate, then route the outer
+    /// packet to the tunnel's remote endpoint.
+    Tunnel { tunnel: u16 },
 }
 
 /// Fixed indices: the first slots of the table.

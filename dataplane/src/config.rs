@@ -29,6 +29,7 @@ pub struct Config {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<StaticRoute>,
     pub neighbors: Vec<StaticNeighbor>,
+    pub tunnels: Vec<tunnels::Spec>,
     pub socket: PathBuf,
 }
 
@@ -54,6 +55,8 @@ pub struct StaticRoute {
     pub via: Option<IpAddr>,
     /// Index into `interfaces` for an on-link route.
     pub interface: Option<usize>,
+    /// Index into `tunnels` for a route into a tunnel.
+    pub tunnel: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +103,8 @@ struct RawConfig {
     route: Vec<RawRoute>,
     #[serde(default)]
     neighbor: Vec<RawNeighbor>,
+    #[serde(default)]
+    tunnel: Vec<RawTunnel>,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +142,25 @@ struct RawRoute {
     prefix: Spanned<String>,
     via: Option<Spanned<String>>,
     interface: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    local: Spanned<String>,
+    remote: Spanned<String>,
+    key: Option<Spanned<i64>>,
+    #[serde(default)]
+    sequence: bool,
+    #[serde(default)]
+    checksum: bool,
+    /// "inherit" or 1..=255.
+    ttl: Option<Spanned<toml::Value>>,
+    /// "inherit" or 0..=63.
+    dscp: Option<Spanned<toml::Value>>,
+    mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +375,119 @@ impl Config {
                 })
         };
 
+        let mut tunnels: Vec<tunnels::Spec> = Vec::new();
+        for (i, t) in raw.tunnel.iter().enumerate() {
+            let field = |f: &str| format!("tunnel[{i}].{f}");
+            let name = t.name.get_ref().clone();
+            if name.is_empty() || name.len() > 15 {
+                return Err(at(
+                    t.name.span(),
+                    &field("name"),
+                    format!("{name:?} is not 1-15 characters"),
+                ));
+            }
+            if interfaces.iter().any(|i| i.name == name) || tunnels.iter().any(|o| o.name == name) {
+                return Err(at(
+                    t.name.span(),
+                    &field("name"),
+                    format!("{name:?} is already an interface or tunnel name"),
+                ));
+            }
+            let kind = tunnels::Kind::parse(t.kind.get_ref()).ok_or_else(|| {
+                at(
+                    t.kind.span(),
+                    &field("kind"),
+                    format!(
+                        "{:?} is not a tunnel kind (ipip, gre, 6in4, gre6)",
+                        t.kind.get_ref()
+                    ),
+                )
+            })?;
+            let address = |s: &Spanned<String>, f: &str| -> Result<IpAddr, ConfigError> {
+                s.get_ref().parse().map_err(|_| {
+                    at(
+                        s.span(),
+                        &field(f),
+                        format!("{:?} is not an address", s.get_ref()),
+                    )
+                })
+            };
+            let local = address(&t.local, "local")?;
+            let remote = address(&t.remote, "remote")?;
+            let ours = interfaces.iter().any(|i| match local {
+                IpAddr::V4(a) => i.v4.iter().any(|n| n.addr() == a),
+                IpAddr::V6(a) => i.v6.iter().any(|n| n.addr() == a),
+            });
+            if !ours {
+                return Err(at(
+                    t.local.span(),
+                    &field("local"),
+                    format!("{local} is not an address of any interface"),
+                ));
+            }
+            let key = match &t.key {
+                None => None,
+                Some(k) => Some(u32::try_from(*k.get_ref()).map_err(|_| {
+                    at(
+                        k.span(),
+                        &field("key"),
+                        format!("{} is outside 0..=4294967295", k.get_ref()),
+                    )
+                })?),
+            };
+            let inherit_or = |v: &Option<Spanned<toml::Value>>,
+                              f: &str,
+                              max: i64,
+                              default: Option<u8>|
+             -> Result<Option<u8>, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(s) => match s.get_ref() {
+                        toml::Value::String(w) if w == "inherit" => Ok(None),
+                        toml::Value::Integer(n) if (0..=max).contains(n) => Ok(Some(*n as u8)),
+                        other => Err(at(
+                            s.span(),
+                            &field(f),
+                            format!("{other} is neither \"inherit\" nor a number in 0..={max}"),
+                        )),
+                    },
+                }
+            };
+            let ttl = match inherit_or(&t.ttl, "ttl", 255, Some(64))? {
+                None => tunnels::Ttl::Inherit,
+                Some(n) => tunnels::Ttl::Fixed(n),
+            };
+            let dscp = match inherit_or(&t.dscp, "dscp", 63, None)? {
+                None => tunnels::Dscp::Inherit,
+                Some(n) => tunnels::Dscp::Fixed(n),
+            };
+            let mut spec = tunnels::Spec {
+                name,
+                kind,
+                local,
+                remote,
+                key,
+                sequence: t.sequence,
+                checksum: t.checksum,
+                ttl,
+                dscp,
+                mtu: 0,
+            };
+            let default_mtu = 1500 - spec.overhead() as i64;
+            spec.mtu = int(&t.mtu, &field("mtu"), 68, 1500, default_mtu)? as u16;
+            spec.validate()
+                .map_err(|e| at(t.name.span(), &format!("tunnel[{i}]"), e))?;
+            tunnels.push(spec);
+        }
+        if let Err(e) = tunnels::TunnelTable::new(tunnels.clone()) {
+            return Err(ConfigError {
+                file: file.to_string(),
+                line: 1,
+                field: "tunnel".into(),
+                message: e,
+            });
+        }
+
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
             let prefix: IpNet = r.prefix.get_ref().parse().map_err(|_| {
@@ -390,12 +527,26 @@ impl Config {
                     Some(addr)
                 }
             };
-            let interface = r
+            let tunnel = r
                 .interface
                 .as_ref()
-                .map(|s| find_interface(s, &format!("route[{i}].interface")))
-                .transpose()?;
-            if via.is_none() && interface.is_none() {
+                .and_then(|s| tunnels.iter().position(|t| &t.name == s.get_ref()));
+            let interface = match tunnel {
+                Some(_) => None,
+                None => r
+                    .interface
+                    .as_ref()
+                    .map(|s| find_interface(s, &format!("route[{i}].interface")))
+                    .transpose()?,
+            };
+            if let (Some(t), Some(v)) = (tunnel, &r.via) {
+                return Err(at(
+                    v.span(),
+                    &format!("route[{i}].via"),
+                    format!("a route into tunnel {:?} has no gateway", tunnels[t].name),
+                ));
+            }
+            if via.is_none() && interface.is_none() && tunnel.is_none() {
                 return Err(at(
                     r.prefix.span(),
                     &format!("route[{i}]"),
@@ -406,6 +557,7 @@ impl Config {
                 prefix,
                 via,
                 interface,
+                tunnel,
             });
         }
 
@@ -444,6 +596,7 @@ impl Config {
             interfaces,
             routes,
             neighbors,
+            tunnels,
             socket: raw
                 .control
                 .socket

@@ -99,6 +99,9 @@ pub struct Control {
     glean: Vec<u32>,
     neighbors: HashMap<IpAddr, Neighbor>,
     statics: std::collections::BTreeMap<IpNet, StaticRoute>,
+    tunnels: Arc<tunnels::TunnelTable>,
+    /// The adjacency of each tunnel, by tunnel index.
+    tunnel_adjacency: Vec<u32>,
     counters: Vec<Arc<WorkerCounters>>,
     neighbor_timeout: Duration,
     pool: Pool,
@@ -127,6 +130,7 @@ impl Control {
     ) -> Result<Control, String> {
         let fib4 = Fib::<V4>::new(qsbr.clone()).map_err(|e| e.to_string())?;
         let fib6 = Fib::<V6>::new(qsbr.clone()).map_err(|e| e.to_string())?;
+        let tunnels = Arc::new(tunnels::TunnelTable::new(config.tunnels.clone())?);
         let mut adjacencies = NextHopTable::new(qsbr, adjacency::CAPACITY);
         adjacencies.set(adjacency::LOCAL, Adjacency::Local);
         adjacencies.set(adjacency::BROADCAST, Adjacency::Broadcast);
@@ -141,6 +145,8 @@ impl Control {
             glean: Vec::new(),
             neighbors: HashMap::new(),
             statics: Default::default(),
+            tunnels: tunnels.clone(),
+            tunnel_adjacency: Vec::new(),
             counters,
             neighbor_timeout: config.neighbor_timeout,
             pool: Pool::new(64),
@@ -177,6 +183,10 @@ impl Control {
                 Source::Local,
                 adjacency::LOCAL,
             )?;
+        }
+        for index in 0..tunnels.len() as u16 {
+            let adjacency = c.allocate(Adjacency::Tunnel { tunnel: index })?;
+            c.tunnel_adjacency.push(adjacency);
         }
         for n in &config.neighbors {
             c.set_static_neighbor(n.interface as u16, n.address, n.mac)?;
@@ -326,6 +336,10 @@ impl Control {
     /// Installs a static route (as `[[route]]` in the config or `tern ctl route add`).
     pub fn add_static(&mut self, route: StaticRoute) -> Result<(), String> {
         let adjacency = match (route.via, route.interface) {
+            _ if route.tunnel.is_some() => route
+                .tunnel
+                .and_then(|t| self.tunnel_adjacency.get(t).copied())
+                .ok_or("no such tunnel")?,
             (Some(gw), _) => {
                 let port = route
                     .interface
@@ -700,6 +714,7 @@ impl Control {
             ["show", "routes"] => Ok(self.show_routes()),
             ["show", "neighbors"] => Ok(self.show_neighbors()),
             ["show", "counters"] => Ok(self.show_counters()),
+            ["show", "tunnels"] => Ok(self.show_tunnels()),
             ["route", "add", prefix, rest @ ..] => {
                 let route = self.parse_route(prefix, rest)?;
                 self.add_static(route)?;
@@ -713,7 +728,7 @@ impl Control {
                     Err(format!("no static route for {prefix}"))
                 }
             }
-            _ => Err(format!("unknown command {:?}; try: show interfaces|routes|neighbors|counters, route add PREFIX via ADDR | dev IFNAME, route del PREFIX", words.join(" "))),
+            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|neighbors|counters, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
         }
     }
 
@@ -731,6 +746,7 @@ impl Control {
             prefix,
             via: None,
             interface: None,
+            tunnel: None,
         };
         let mut it = rest.iter();
         while let Some(word) = it.next() {
@@ -745,12 +761,16 @@ impl Control {
                     route.via = Some(gw);
                 }
                 ("dev", Some(name)) => {
-                    route.interface = Some(
-                        self.ports
-                            .iter()
-                            .position(|p| p.name == *name)
-                            .ok_or_else(|| format!("no interface {name:?}"))?,
-                    );
+                    if let Some(t) = self.tunnels.position(name) {
+                        route.tunnel = Some(t as usize);
+                    } else {
+                        route.interface = Some(
+                            self.ports
+                                .iter()
+                                .position(|p| p.name == *name)
+                                .ok_or_else(|| format!("no interface or tunnel {name:?}"))?,
+                        );
+                    }
                 }
                 (other, _) => {
                     return Err(format!(
@@ -759,20 +779,51 @@ impl Control {
                 }
             }
         }
+        if route.tunnel.is_some() && route.via.is_some() {
+            return Err("a route into a tunnel has no gateway: use `dev TUNNEL` alone".into());
+        }
         Ok(route)
     }
 
+    /// Physical ports, then tunnels: the order of the per-interface counters.
+    fn interface_count(&self) -> usize {
+        self.ports.len() + self.tunnels.len()
+    }
+
     fn show_interfaces(&self) -> Value {
-        let totals = counters::sum(&self.counters, self.ports.len());
+        let totals = counters::sum(&self.counters, self.interface_count());
+        let ports = self.ports.iter().zip(&totals.ports).map(|(p, c)| {
+            json!({
+                "name": p.name, "type": "ethernet", "mac": format_mac(&p.mac), "mtu": p.mtu,
+                "addresses": p.v4.iter().map(|n| n.to_string()).chain(p.v6.iter().map(|n| n.to_string())).collect::<Vec<_>>(),
+                "link_local": p.link_local.to_string(),
+                "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,
+            })
+        });
+        let tunnels = self.show_tunnels();
         Value::Array(
-            self.ports
+            ports
+                .chain(tunnels.as_array().cloned().unwrap_or_default())
+                .collect(),
+        )
+    }
+
+    fn show_tunnels(&self) -> Value {
+        let totals = counters::sum(&self.counters, self.interface_count());
+        let counts = totals.ports.get(self.ports.len()..).unwrap_or(&[]);
+        Value::Array(
+            self.tunnels
                 .iter()
-                .zip(&totals.ports)
-                .map(|(p, c)| {
+                .zip(counts)
+                .map(|(t, c)| {
+                    let s = &t.spec;
                     json!({
-                        "name": p.name, "mac": format_mac(&p.mac), "mtu": p.mtu,
-                        "addresses": p.v4.iter().map(|n| n.to_string()).chain(p.v6.iter().map(|n| n.to_string())).collect::<Vec<_>>(),
-                        "link_local": p.link_local.to_string(),
+                        "name": s.name, "type": "tunnel", "kind": s.kind.name(),
+                        "local": s.local.to_string(), "remote": s.remote.to_string(),
+                        "key": s.key, "sequence": s.sequence, "checksum": s.checksum,
+                        "ttl": match s.ttl { tunnels::Ttl::Inherit => json!("inherit"), tunnels::Ttl::Fixed(n) => json!(n) },
+                        "dscp": match s.dscp { tunnels::Dscp::Inherit => json!("inherit"), tunnels::Dscp::Fixed(n) => json!(n) },
+                        "mtu": t.mtu(), "configured_mtu": s.mtu, "overhead": s.overhead(),
                         "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,
                     })
                 })
@@ -797,6 +848,10 @@ impl Control {
                 json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "mac": format_mac(mac)})
             }
             Some(Adjacency::Ecmp(m)) => json!({"type": "ecmp", "members": m}),
+            Some(Adjacency::Tunnel { tunnel }) => {
+                let name = self.tunnels.get(*tunnel).map(|t| t.spec.name.clone());
+                json!({"type": "tunnel", "tunnel": name})
+            }
             None => json!({"type": "missing"}),
         }
     }
@@ -830,7 +885,7 @@ impl Control {
     }
 
     fn show_counters(&self) -> Value {
-        let t = counters::sum(&self.counters, self.ports.len());
+        let t = counters::sum(&self.counters, self.interface_count());
         let drops: serde_json::Map<String, Value> = t
             .drops
             .iter()
@@ -841,11 +896,14 @@ impl Control {
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        let interfaces: serde_json::Map<String, Value> = self
+        let names = self
             .ports
             .iter()
+            .map(|p| p.name.clone())
+            .chain(self.tunnels.iter().map(|t| t.spec.name.clone()));
+        let interfaces: serde_json::Map<String, Value> = names
             .zip(&t.ports)
-            .map(|(p, c)| (p.name.clone(), json!({"rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops})))
+            .map(|(name, c)| (name, json!({"rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops})))
             .collect();
         let s = &self.stats;
         json!({
@@ -939,6 +997,11 @@ fn na_frame(port_mac: Mac, addr: Ipv6Addr) -> Vec<u8> {
 
 impl Control {
     /// Readers for the workers.
+    /// The tunnel table the workers share.
+    pub fn tunnels(&self) -> Arc<tunnels::TunnelTable> {
+        self.tunnels.clone()
+    }
+
     pub fn readers(
         &self,
     ) -> (

@@ -58,10 +58,34 @@ pub enum Drop {
     TxError,
     /// Route points at a next hop that is not (or no longer) in the adjacency table.
     BadAdjacency,
+    /// Tunnel packet ends inside a header.
+    TunnelTruncated,
+    /// An outer IPv4 fragment to a tunnel endpoint (tern does not reassemble outer packets).
+    TunnelOuterFragment,
+    /// Tunnel packet from a source no tunnel of that kind has as its remote (anti-spoofing).
+    TunnelUnknownRemote,
+    /// GRE key missing, unexpected or wrong for the tunnels between the endpoints.
+    TunnelKeyMismatch,
+    /// GRE checksum present but not configured, or configured but absent.
+    GreChecksumMismatch,
+    /// GRE checksum does not verify.
+    GreBadChecksum,
+    /// GRE sequence number missing, duplicated or out of order.
+    GreBadSequence,
+    /// GRE version other than 0.
+    GreBadVersion,
+    /// GRE flags other than checksum, key, sequence (routing, strict source route, recursion).
+    GreBadFlags,
+    /// Tunnel payload that is not IPv4/IPv6 or not of a family the tunnel carries.
+    TunnelBadPayload,
+    /// RFC 6040: outer CE on a Not-ECT inner packet.
+    TunnelEcnDrop,
+    /// The route to a tunnel's remote endpoint points into a tunnel: the packet would loop.
+    TunnelLoop,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 25] = [
+    pub const ALL: [Drop; 37] = [
         Drop::Runt,
         Drop::UnsupportedEthertype,
         Drop::NotForUs,
@@ -87,6 +111,18 @@ impl Drop {
         Drop::NoBuffer,
         Drop::TxError,
         Drop::BadAdjacency,
+        Drop::TunnelTruncated,
+        Drop::TunnelOuterFragment,
+        Drop::TunnelUnknownRemote,
+        Drop::TunnelKeyMismatch,
+        Drop::GreChecksumMismatch,
+        Drop::GreBadChecksum,
+        Drop::GreBadSequence,
+        Drop::GreBadVersion,
+        Drop::GreBadFlags,
+        Drop::TunnelBadPayload,
+        Drop::TunnelEcnDrop,
+        Drop::TunnelLoop,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,6 +152,18 @@ impl Drop {
             Drop::NoBuffer => "no_buffer",
             Drop::TxError => "tx_error",
             Drop::BadAdjacency => "bad_adjacency",
+            Drop::TunnelTruncated => "tunnel_truncated",
+            Drop::TunnelOuterFragment => "tunnel_outer_fragment",
+            Drop::TunnelUnknownRemote => "tunnel_unknown_remote",
+            Drop::TunnelKeyMismatch => "tunnel_key_mismatch",
+            Drop::GreChecksumMismatch => "gre_checksum_mismatch",
+            Drop::GreBadChecksum => "gre_bad_checksum",
+            Drop::GreBadSequence => "gre_bad_sequence",
+            Drop::GreBadVersion => "gre_bad_version",
+            Drop::GreBadFlags => "gre_bad_flags",
+            Drop::TunnelBadPayload => "tunnel_bad_payload",
+            Drop::TunnelEcnDrop => "tunnel_ecn_drop",
+            Drop::TunnelLoop => "tunnel_loop",
         }
     }
 }
@@ -135,10 +183,14 @@ pub enum Event {
     NdpReplied,
     EchoReplied,
     Punted,
+    TunnelDecapsulated,
+    TunnelEncapsulated,
+    TunnelIcmpRelayed,
+    TunnelMtuLowered,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 13] = [
         Event::Forwarded,
         Event::Fragmented,
         Event::FragmentsSent,
@@ -148,6 +200,10 @@ impl Event {
         Event::NdpReplied,
         Event::EchoReplied,
         Event::Punted,
+        Event::TunnelDecapsulated,
+        Event::TunnelEncapsulated,
+        Event::TunnelIcmpRelayed,
+        Event::TunnelMtuLowered,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -160,6 +216,10 @@ impl Event {
             Event::NdpReplied => "ndp_replied",
             Event::EchoReplied => "echo_replied",
             Event::Punted => "punted",
+            Event::TunnelDecapsulated => "tunnel_decapsulated",
+            Event::TunnelEncapsulated => "tunnel_encapsulated",
+            Event::TunnelIcmpRelayed => "tunnel_icmp_relayed",
+            Event::TunnelMtuLowered => "tunnel_mtu_lowered",
         }
     }
 }
@@ -181,6 +241,7 @@ pub struct PortCounts {
 pub struct Local {
     pub drops: [u64; DROP_REASONS],
     pub events: [u64; EVENTS],
+    /// Per interface: the physical ports first, then the tunnels.
     pub ports: Vec<PortCounts>,
 }
 

@@ -63,7 +63,7 @@ impl Router {
         }
         let qsbr = Qsbr::new();
         let counters: Vec<Arc<WorkerCounters>> = (0..config.workers)
-            .map(|_| Arc::new(WorkerCounters::new(ports.len())))
+            .map(|_| Arc::new(WorkerCounters::new(ports.len() + config.tunnels.len())))
             .collect();
         let control = Control::new(
             config,
@@ -73,6 +73,7 @@ impl Router {
             counters.clone(),
         )?;
         let (fib4, fib6, adjacencies) = control.readers();
+        let tunnels = control.tunnels();
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -87,6 +88,7 @@ impl Router {
                 fib4: fib4.clone(),
                 fib6: fib6.clone(),
                 adjacencies: adjacencies.clone(),
+                tunnels: tunnels.clone(),
                 qsbr: qsbr.register(),
                 counters: counters[id].clone(),
                 control: control_tx.clone(),

@@ -19,7 +19,7 @@ use crate::counters::{Drop, Event, Local, WorkerCounters};
 use crate::io::PortQueue;
 use crate::pipeline::icmp::{self, Limiter};
 use crate::pipeline::local::{self, Outcome};
-use crate::pipeline::{mtu, parse, rewrite, route, ttl, Class, Meta, PortInfo};
+use crate::pipeline::{mtu, parse, rewrite, route, ttl, tunnel, Class, Meta, PortInfo};
 use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
 
 /// Where the adjacency of a packet sends it, copied out of the table so no reference into
@@ -37,7 +37,20 @@ enum Hop {
         port: u16,
         ip: Option<IpAddr>,
     },
+    /// Into the tunnel with this index.
+    Tunnel(u16),
     Missing,
+}
+
+/// Where a forwarded packet leaves: a port (with the next hop's MAC, or the address still
+/// to resolve), or a tunnel (encapsulate, then route the outer packet).
+#[derive(Clone, Copy)]
+enum Egress {
+    Port {
+        port: u16,
+        target: Result<Mac, Option<IpAddr>>,
+    },
+    Tunnel(u16),
 }
 
 /// Everything a worker is built from.
@@ -51,6 +64,7 @@ pub struct WorkerSetup {
     pub fib4: Fib4Reader,
     pub fib6: Fib6Reader,
     pub adjacencies: NextHopView<Adjacency>,
+    pub tunnels: Arc<tunnels::TunnelTable>,
     pub qsbr: QsbrThread,
     pub counters: Arc<WorkerCounters>,
     pub control: SyncSender<ControlMsg>,
@@ -66,8 +80,10 @@ pub struct Worker {
     fib4: Fib4Reader,
     fib6: Fib6Reader,
     adjacencies: NextHopView<Adjacency>,
+    tunnels: Arc<tunnels::TunnelTable>,
     qsbr: QsbrThread,
     counters: Arc<WorkerCounters>,
+    /// Counter slots: one per port, then one per tunnel.
     stats: Local,
     control: SyncSender<ControlMsg>,
     icmp: Limiter,
@@ -86,7 +102,7 @@ impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let ports = s.ports.len();
         Worker {
-            stats: Local::new(ports),
+            stats: Local::new(ports + s.tunnels.len()),
             ports: s.ports,
             queues: s.queues,
             pool: Pool::new(s.pool),
@@ -94,6 +110,7 @@ impl Worker {
             fib4: s.fib4,
             fib6: s.fib6,
             adjacencies: s.adjacencies,
+            tunnels: s.tunnels,
             qsbr: s.qsbr,
             counters: s.counters,
             control: s.control,
@@ -178,6 +195,15 @@ impl Worker {
             counts.rx_bytes += f.len() as u64;
         }
         parse::burst(&mut frames[..n], &mut self.meta[..n], info);
+        let first_tunnel = self.ports.len();
+        tunnel::decap_burst(
+            &mut frames[..n],
+            &mut self.meta[..n],
+            &self.tunnels,
+            info,
+            &mut self.stats,
+            first_tunnel,
+        );
         route::burst(&mut self.meta[..n], &self.fib4, &self.fib6);
         for (i, frame) in frames.drain(..).enumerate() {
             let meta = self.meta.get(i).copied().unwrap_or_default();
@@ -201,6 +227,7 @@ impl Worker {
                     return;
                 }
                 match self.hop(meta.next_hop, &frame) {
+                    Hop::Local if self.tunnel_icmp(&frame) => self.pool.free(frame),
                     Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
                         let outcome = local::ipv4(&mut frame);
                         self.local_outcome(frame, outcome);
@@ -208,8 +235,15 @@ impl Worker {
                     Hop::Local => self.local_v6(frame),
                     Hop::Broadcast => self.drop(frame, Drop::Ipv4NotForwardable),
                     Hop::Missing => self.drop(frame, Drop::BadAdjacency),
-                    Hop::Send { port, mac } => self.forward(frame, port, Ok(mac)),
-                    Hop::Resolve { port, ip } => self.forward(frame, port, Err(ip)),
+                    Hop::Send { port, mac } => {
+                        let target = Ok(mac);
+                        self.forward(frame, Egress::Port { port, target })
+                    }
+                    Hop::Resolve { port, ip } => {
+                        let target = Err(ip);
+                        self.forward(frame, Egress::Port { port, target })
+                    }
+                    Hop::Tunnel(t) => self.forward(frame, Egress::Tunnel(t)),
                 }
             }
         }
@@ -229,6 +263,7 @@ impl Worker {
             Adjacency::Glean { port } => Some(Hop::Resolve { port, ip: None }),
             Adjacency::Incomplete { port, ip } => Some(Hop::Resolve { port, ip: Some(ip) }),
             Adjacency::Neighbor { port, mac, .. } => Some(Hop::Send { port, mac }),
+            Adjacency::Tunnel { tunnel } => Some(Hop::Tunnel(tunnel)),
             Adjacency::Ecmp(_) => None,
         };
         let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else {
@@ -250,9 +285,8 @@ impl Worker {
             .unwrap_or(Hop::Missing)
     }
 
-    /// TTL, MTU, then transmit (`Ok(mac)`) or hand to the control plane to resolve
-    /// (`Err(ip)`).
-    fn forward(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
+    /// TTL, MTU (ICMP too big, or IPv4 fragmentation), then out through `egress`.
+    fn forward(&mut self, mut frame: Box<Frame>, egress: Egress) {
         let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
         let alive = if v4 {
             ttl::decrement_v4(frame.data_mut())
@@ -267,7 +301,10 @@ impl Worker {
             }
             return self.drop(frame, Drop::TtlExceeded);
         }
-        let mtu = self.ports.get(out as usize).map_or(0, |p| p.mtu);
+        let mtu = match egress {
+            Egress::Port { port, .. } => self.ports.get(port as usize).map_or(0, |p| p.mtu),
+            Egress::Tunnel(t) => self.tunnels.get(t).map_or(0, |t| t.mtu()),
+        };
         if !mtu::fits(&frame, mtu) {
             if !v4 {
                 self.icmp_error(&frame, icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes());
@@ -293,12 +330,89 @@ impl Worker {
             self.stats.events[Event::FragmentsSent as usize] += count as u64;
             self.pool.free(frame);
             for f in fragments.drain(..) {
-                self.emit(f, out, target);
+                self.transmit(f, egress);
             }
             self.fragments = fragments;
             return;
         }
-        self.emit(frame, out, target);
+        self.transmit(frame, egress);
+    }
+
+    fn transmit(&mut self, frame: Box<Frame>, egress: Egress) {
+        match egress {
+            Egress::Port { port, target } => self.emit(frame, port, target),
+            Egress::Tunnel(t) => self.encapsulate(frame, t),
+        }
+    }
+
+    /// Encapsulates into tunnel `t` and routes the outer packet to the remote endpoint.
+    /// The outer route must leave by a port: a route to the remote through a tunnel would
+    /// loop, and is dropped and counted.
+    fn encapsulate(&mut self, mut frame: Box<Frame>, t: u16) {
+        let Some(tunnel) = self.tunnels.get(t) else {
+            return self.drop(frame, Drop::BadAdjacency);
+        };
+        let inner_bytes = (frame.len() - eth::LEN) as u64;
+        let remote = match tunnel::encap(&mut frame, tunnel) {
+            Ok(remote) => remote,
+            Err(reason) => return self.drop(frame, reason),
+        };
+        let next_hop = match remote {
+            IpAddr::V4(a) => self.fib4.lookup(a),
+            IpAddr::V6(a) => self.fib6.lookup(a),
+        };
+        let Some(next_hop) = next_hop else {
+            return self.drop(frame, Drop::NoRoute);
+        };
+        let (port, target) = match self.hop(next_hop, &frame) {
+            Hop::Send { port, mac } => (port, Ok(mac)),
+            Hop::Resolve { port, ip } => (port, Err(ip)),
+            Hop::Tunnel(_) => return self.drop(frame, Drop::TunnelLoop),
+            Hop::Local | Hop::Broadcast => return self.drop(frame, Drop::LocalUnhandled),
+            Hop::Missing => return self.drop(frame, Drop::BadAdjacency),
+        };
+        let port_mtu = self.ports.get(port as usize).map_or(0, |p| p.mtu);
+        if !mtu::fits(&frame, port_mtu) {
+            // The tunnel MTU is configured above what the egress port carries: learn the
+            // port's MTU as the path MTU, so the next packets are refused or fragmented
+            // before encapsulation.
+            if tunnel.lower_path_mtu(port_mtu as u32) {
+                self.stats.event(Event::TunnelMtuLowered);
+            }
+            return self.drop(frame, Drop::TooBig);
+        }
+        self.stats.event(Event::TunnelEncapsulated);
+        if let Some(c) = self.stats.ports.get_mut(self.ports.len() + t as usize) {
+            c.tx_packets += 1;
+            c.tx_bytes += inner_bytes;
+        }
+        self.emit(frame, port, target);
+    }
+
+    /// An ICMP error to us about an outer packet of one of our tunnels: lowers the
+    /// tunnel's path MTU and relays an error to the inner source (RFC 2003 §4). Returns
+    /// whether the packet was such an error (and is consumed).
+    fn tunnel_icmp(&mut self, frame: &Frame) -> bool {
+        if self.tunnels.is_empty() {
+            return false;
+        }
+        let ip = &frame.data()[eth::LEN..];
+        let Some((quoted, too_big)) = tunnel::quoted_outer(ip) else {
+            return false;
+        };
+        let Some(e) = tunnels::icmp::outer_error(&self.tunnels, quoted, too_big) else {
+            return false;
+        };
+        if too_big.is_some() {
+            self.stats.event(Event::TunnelMtuLowered);
+        }
+        if let Some(relay) = e.relay {
+            let (kind, code, rest) = tunnel::relay_fields(relay, e.inner_v6);
+            let inner = &quoted[e.inner..];
+            self.stats.event(Event::TunnelIcmpRelayed);
+            self.icmp_error_about(frame.port, inner, !e.inner_v6, kind, code, rest);
+        }
+        true
     }
 
     /// Rewrites and queues a frame on `out`, or punts it for neighbour resolution.
@@ -392,9 +506,23 @@ impl Worker {
     /// Sends an ICMP error about `about` (rate limit and RFC rules permitting), sourced from
     /// the address of the port it arrived on.
     fn icmp_error(&mut self, about: &Frame, kind: u8, code: u8, rest: [u8; 4]) {
-        let ip = &about.data()[eth::LEN..];
-        let port = &self.ports[about.port as usize];
         let v4 = eth::ethertype(about.data()) == eth::TYPE_IPV4;
+        self.icmp_error_about(about.port, &about.data()[eth::LEN..], v4, kind, code, rest);
+    }
+
+    /// Sends an ICMP error about the IP packet `ip` that arrived on `in_port`.
+    fn icmp_error_about(
+        &mut self,
+        in_port: u16,
+        ip: &[u8],
+        v4: bool,
+        kind: u8,
+        code: u8,
+        rest: [u8; 4],
+    ) {
+        let Some(port) = self.ports.get(in_port as usize) else {
+            return;
+        };
         let allowed = if v4 {
             icmp::may_answer_v4(ip)
         } else {
@@ -415,11 +543,11 @@ impl Worker {
         };
         match built {
             Some(mut reply) => {
-                reply.port = about.port;
+                reply.port = in_port;
                 self.stats.event(Event::IcmpSent);
                 self.send_originated(reply);
             }
-            None => self.stats.drop(about.port, Drop::NoBuffer),
+            None => self.stats.drop(in_port, Drop::NoBuffer),
         }
     }
 
@@ -437,6 +565,7 @@ impl Worker {
         match self.hop(next_hop, &frame) {
             Hop::Send { port, mac } => self.emit(frame, port, Ok(mac)),
             Hop::Resolve { port, ip } => self.emit(frame, port, Err(ip)),
+            Hop::Tunnel(t) => self.encapsulate(frame, t),
             // A reply to ourselves or to a broadcast address: nothing to send.
             _ => self.drop(frame, Drop::LocalUnhandled),
         }

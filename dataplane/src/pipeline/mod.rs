@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! parse   validate Ethernet / ARP / IPv4 / IPv6, classify        → drop[reason] | arp | ip
+//! decap   tunnel packets to our endpoints: check, strip, reparse   (tunnel.rs)
 //! route   batched FIB lookup of every IP destination             → adjacency index
 //! then per frame, by adjacency:
 //!   local     ARP, ICMP echo, NDP to us                          (local.rs)
 //!   forward   TTL / hop limit + RFC 1624 checksum                (ttl.rs)
 //!             egress MTU: ICMP too-big, or fragment              (mtu.rs)
+//!             into a tunnel: encapsulate in the headroom, route
+//!             the outer packet to the remote endpoint              (tunnel.rs)
 //!             MAC rewrite, queue on the egress port              (rewrite.rs)
 //!   punt      unresolved neighbour → control plane               (worker.rs)
 //! ICMP errors are built in icmp.rs, rate-limited per worker.
@@ -20,6 +23,7 @@ pub mod parse;
 pub mod rewrite;
 pub mod route;
 pub mod ttl;
+pub mod tunnel;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

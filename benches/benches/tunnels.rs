@@ -1,0 +1,128 @@
+//! `cargo bench -p benches --bench tunnels`: the cost of a tunnel on the whole worker
+//! loop, against plain forwarding in the same run. Three workers share one config and the
+//! RIS 2026 IPv4 table, with destinations drawn from it:
+//! * `plain`: 64-byte IPv4 frames forwarded to a neighbour;
+//! * `gre-encap`: the same frames, every route into a keyed GRE tunnel (encapsulate in
+//!   the headroom, second FIB lookup for the remote endpoint);
+//! * `gre-decap`: the same frames arriving GRE-encapsulated (key) from a tunnel remote,
+//!   decapsulated and forwarded to the neighbour.
+
+use std::time::Duration;
+
+use benches::data::{self, Rng};
+use benches::pipeline::{frame_to, BenchWorker};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dataplane::config::StaticRoute;
+use dataplane::wire::{eth, ipv4};
+use ipnet::{IpNet, Ipv4Net};
+
+const CONFIG: &str = r#"
+[dataplane]
+burst = 32
+[[interface]]
+name = "in0"
+backend = "memory"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+[[interface]]
+name = "out0"
+backend = "memory"
+mac = "02:00:00:00:00:02"
+addresses = ["203.0.113.1/24"]
+[[neighbor]]
+interface = "out0"
+address = "203.0.113.2"
+mac = "02:00:00:00:00:99"
+[[tunnel]]
+name = "out-gre"
+kind = "gre"
+local = "203.0.113.1"
+remote = "203.0.113.2"
+key = 7
+[[tunnel]]
+name = "in-gre"
+kind = "gre"
+local = "192.0.2.1"
+remote = "192.0.2.5"
+key = 9
+"#;
+
+/// `frame` (Ethernet + IPv4) wrapped in IPv4/GRE with key 9 from the `in-gre` remote.
+fn gre_wrapped(frame: &[u8]) -> Vec<u8> {
+    let inner = &frame[eth::LEN..];
+    let mut f = vec![0u8; eth::LEN + 20 + 8 + inner.len()];
+    eth::write(
+        &mut f,
+        &[2, 0, 0, 0, 0, 1],
+        &[2, 0, 0, 0, 0, 0x10],
+        eth::TYPE_IPV4,
+    );
+    ipv4::write(
+        &mut f[eth::LEN..],
+        0,
+        (20 + 8 + inner.len()) as u16,
+        0,
+        ipv4::FLAG_DF,
+        64,
+        tunnels::PROTO_GRE,
+        "192.0.2.5".parse().expect("addr"),
+        "192.0.2.1".parse().expect("addr"),
+    );
+    let g = &mut f[eth::LEN + 20..];
+    g[0..4].copy_from_slice(&[0x20, 0, 0x08, 0]);
+    g[4..8].copy_from_slice(&9u32.to_be_bytes());
+    g[8..].copy_from_slice(inner);
+    f
+}
+
+fn tunnels(c: &mut Criterion) {
+    let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
+    let gw = "203.0.113.2".parse().expect("addr");
+    let via_neighbor = || {
+        table.iter().map(move |net| StaticRoute {
+            prefix: IpNet::V4(*net),
+            via: Some(gw),
+            interface: None,
+            tunnel: None,
+        })
+    };
+    let into_tunnel = table.iter().map(|net| StaticRoute {
+        prefix: IpNet::V4(*net),
+        via: None,
+        interface: None,
+        tunnel: Some(0),
+    });
+    let mut rng = Rng(7);
+    let plain: Vec<Vec<u8>> = data::v4_keys(&table, 8192, &mut rng)
+        .into_iter()
+        .step_by(2)
+        .map(|a| frame_to(a.to_bits()))
+        .collect();
+    let wrapped: Vec<Vec<u8>> = plain.iter().map(|f| gre_wrapped(f)).collect();
+
+    let mut forward = BenchWorker::new(CONFIG, via_neighbor(), plain.clone());
+    let mut encap = BenchWorker::new(CONFIG, into_tunnel, plain);
+    let mut decap = BenchWorker::new(CONFIG, via_neighbor(), wrapped);
+
+    let mut group = c.benchmark_group("tunnels");
+    group.throughput(Throughput::Elements(32));
+    group.bench_function("plain-forward-64B", |b| {
+        b.iter(|| forward.worker.poll_once())
+    });
+    group.bench_function("gre-encap-64B", |b| b.iter(|| encap.worker.poll_once()));
+    group.bench_function("gre-decap-64B", |b| b.iter(|| decap.worker.poll_once()));
+    group.finish();
+
+    forward.assert_no_drops("plain");
+    encap.assert_no_drops("gre-encap");
+    decap.assert_no_drops("gre-decap");
+    assert_eq!(encap.event("tunnel_encapsulated"), encap.event("forwarded"));
+    assert_eq!(decap.event("tunnel_decapsulated"), decap.event("forwarded"));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    targets = tunnels
+}
+criterion_main!(benches);

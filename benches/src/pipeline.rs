@@ -1,0 +1,161 @@
+//! A worker driven from memory, for pipeline benchmarks: frames come from a [`Generator`]
+//! (pre-built frames handed out round robin, one burst per poll) and leave into a
+//! discarding port. The control plane is real: routes go through the RIB into the FIB.
+
+use std::sync::Arc;
+
+use dataplane::buf::{Frame, Pool};
+use dataplane::config::{Config, StaticRoute};
+use dataplane::control::Control;
+use dataplane::counters::{self, WorkerCounters};
+use dataplane::io::memory::{MemoryPort, NullPort};
+use dataplane::io::{PortQueue, PortTx};
+use dataplane::pipeline::PortInfo;
+use dataplane::wire::{eth, ipv4};
+use dataplane::worker::{Worker, WorkerSetup};
+
+/// Hands out pre-built frames, a burst per call, round robin.
+pub struct Generator {
+    pub frames: Vec<Vec<u8>>,
+    pub next: usize,
+}
+
+impl PortQueue for Generator {
+    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Box<Frame>>, max: usize) -> usize {
+        for _ in 0..max {
+            let Some(mut f) = pool.alloc() else { break };
+            let frame = &self.frames[self.next];
+            f.rx_space()[..frame.len()].copy_from_slice(frame);
+            f.set_len(frame.len());
+            out.push(f);
+            self.next = (self.next + 1) % self.frames.len();
+        }
+        max
+    }
+    fn send_burst(&mut self, frames: &mut Vec<Box<Frame>>, pool: &mut Pool) -> usize {
+        frames.drain(..).for_each(|f| pool.free(f));
+        0
+    }
+}
+
+/// A 64-byte UDP frame from 192.0.2.2 to `dst`, addressed to MAC 02:00:00:00:00:01.
+pub fn frame_to(dst: u32) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    eth::write(
+        &mut f,
+        &[2, 0, 0, 0, 0, 1],
+        &[2, 0, 0, 0, 0, 0x10],
+        eth::TYPE_IPV4,
+    );
+    ipv4::write(
+        &mut f[eth::LEN..],
+        0,
+        46,
+        1,
+        0,
+        64,
+        ipv4::PROTO_UDP,
+        "192.0.2.2".parse().expect("addr"),
+        std::net::Ipv4Addr::from_bits(dst),
+    );
+    f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}
+
+/// A worker whose first port receives `frames` and whose other ports discard.
+pub struct BenchWorker {
+    pub worker: Worker,
+    pub counters: Arc<WorkerCounters>,
+    interfaces: usize,
+    /// Kept alive: the tables the worker reads belong to it.
+    _control: Control,
+}
+
+impl BenchWorker {
+    pub fn new(
+        config: &str,
+        routes: impl IntoIterator<Item = StaticRoute>,
+        frames: Vec<Vec<u8>>,
+    ) -> BenchWorker {
+        let config = Config::parse("bench", config).expect("config");
+        let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
+        let senders: Vec<Arc<dyn PortTx>> = ports
+            .iter()
+            .map(|_| Arc::new(MemoryPort::default()) as Arc<dyn PortTx>)
+            .collect();
+        let qsbr = lpm::Qsbr::new();
+        let interfaces = ports.len() + config.tunnels.len();
+        let counters = Arc::new(WorkerCounters::new(interfaces));
+        let mut control = Control::new(
+            &config,
+            ports.clone(),
+            senders,
+            qsbr.clone(),
+            vec![counters.clone()],
+        )
+        .expect("control");
+        for r in routes {
+            control.add_static(r).expect("route");
+        }
+        let (fib4, fib6, adjacencies) = control.readers();
+        let (tx, _rx) = std::sync::mpsc::sync_channel(16);
+        let mut queues: Vec<Box<dyn PortQueue>> = vec![Box::new(Generator { frames, next: 0 })];
+        for _ in 1..ports.len() {
+            queues.push(Box::new(NullPort::default()));
+        }
+        let worker = Worker::new(WorkerSetup {
+            id: 0,
+            core: None,
+            ports,
+            queues,
+            pool: 4096,
+            burst: config.burst,
+            fib4,
+            fib6,
+            adjacencies,
+            tunnels: control.tunnels(),
+            qsbr: qsbr.register(),
+            counters: counters.clone(),
+            control: tx,
+            icmp_rate: 100,
+            icmp_burst: 50,
+        });
+        BenchWorker {
+            worker,
+            counters,
+            interfaces,
+            _control: control,
+        }
+    }
+
+    /// The summed counters: (event name → count, total drops, drop counters).
+    pub fn totals(&self) -> counters::Totals {
+        counters::sum(std::slice::from_ref(&self.counters), self.interfaces)
+    }
+
+    pub fn event(&self, name: &str) -> u64 {
+        self.totals()
+            .events
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Panics unless every frame so far was forwarded: a benchmark that drops is void.
+    pub fn assert_no_drops(&self, what: &str) {
+        let t = self.totals();
+        let dropped: u64 = t.drops.iter().map(|(_, v)| v).sum();
+        println!(
+            "{what}: forwarded {}, dropped {dropped}",
+            self.event("forwarded")
+        );
+        assert_eq!(
+            dropped,
+            0,
+            "{what}: {:?}",
+            t.drops.iter().filter(|d| d.1 > 0).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Tunnel stages: decapsulation right after parsing (so the inner packet then goes
+//! through the FIB, TTL and MTU stages like any other), and encapsulation into the
+//! headroom once the FIB picked a tunnel adjacency. The checks themselves live in the
+//! `tunnels` crate; this module moves the frame's Ethernet header around them.
+
+use tunnels::{DecapError, TunnelTable};
+
+use super::{parse, Class, Meta, PortInfo};
+use crate::buf::Frame;
+use crate::counters::{Drop, Event, Local};
+use crate::wire::{eth, ipv4, ipv6};
+
+/// Stage 1b: decapsulates every frame of the burst addressed to a tunnel endpoint of
+/// ours and reclassifies its inner packet. `first_tunnel` is the counter index of tunnel 0.
+pub fn decap_burst(
+    frames: &mut [Box<Frame>],
+    meta: &mut [Meta],
+    table: &TunnelTable,
+    port: &PortInfo,
+    stats: &mut Local,
+    first_tunnel: usize,
+) {
+    if table.is_empty() {
+        return;
+    }
+    for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        let ip = &frame.data()[eth::LEN..];
+        let candidate = match m.class {
+            Class::V4 { .. } => tunnels::decap::is_candidate_v4(table, ip),
+            Class::V6 { .. } => tunnels::decap::is_candidate_v6(table, ip),
+            _ => false,
+        };
+        if !candidate {
+            continue;
+        }
+        m.class = match decap(frame, table, port) {
+            Ok((tunnel, class)) => {
+                stats.event(Event::TunnelDecapsulated);
+                if let Some(c) = stats.ports.get_mut(first_tunnel + tunnel as usize) {
+                    c.rx_packets += 1;
+                    c.rx_bytes += (frame.len() - eth::LEN) as u64;
+                }
+                class
+            }
+            Err(reason) => Class::Drop(reason),
+        };
+    }
+}
+
+/// Strips the outer headers of one frame and classifies the inner packet.
+fn decap(frame: &mut Frame, table: &TunnelTable, port: &PortInfo) -> Result<(u16, Class), Drop> {
+    let d = tunnels::decap(table, &mut frame.data_mut()[eth::LEN..]).map_err(drop_reason)?;
+    let mut macs = [0u8; 12];
+    macs.copy_from_slice(&frame.data()[..12]);
+    // The inner packet takes the place of the outer headers; the Ethernet header is
+    // rewritten just in front of it (the bytes of the outer header it overwrites are spent).
+    frame.advance(d.inner);
+    let ethertype = if d.inner_v6 {
+        eth::TYPE_IPV6
+    } else {
+        eth::TYPE_IPV4
+    };
+    let f = frame.data_mut();
+    f[..12].copy_from_slice(&macs);
+    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    Ok((d.tunnel, parse::classify(frame, port)))
+}
+
+/// The drop counter for each decapsulation refusal.
+pub fn drop_reason(e: DecapError) -> Drop {
+    match e {
+        DecapError::Truncated => Drop::TunnelTruncated,
+        DecapError::OuterFragment => Drop::TunnelOuterFragment,
+        DecapError::UnknownRemote => Drop::TunnelUnknownRemote,
+        DecapError::KeyMismatch => Drop::TunnelKeyMismatch,
+        DecapError::ChecksumMismatch => Drop::GreChecksumMismatch,
+        DecapError::BadChecksum => Drop::GreBadChecksum,
+        DecapError::BadSequence => Drop::GreBadSequence,
+        DecapError::BadVersion => Drop::GreBadVersion,
+        DecapError::BadFlags => Drop::GreBadFlags,
+        DecapError::BadPayload => Drop::TunnelBadPayload,
+        DecapError::EcnDrop => Drop::TunnelEcnDrop,
+    }
+}
+
+/// Encapsulates the IP packet of `frame` (TTL and MTU already handled) in place: the outer
+/// headers go into the headroom, over the old Ethernet header, and a new Ethernet header
+/// with the outer ethertype goes in front. Returns the outer destination to route to.
+pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<std::net::IpAddr, Drop> {
+    let overhead = tunnel.spec.overhead();
+    if !frame.prepend(overhead) {
+        return Err(Drop::NoBuffer);
+    }
+    if !tunnels::encap(tunnel, &mut frame.data_mut()[eth::LEN..]) {
+        frame.advance(overhead);
+        return Err(Drop::TunnelBadPayload);
+    }
+    let ethertype = if tunnel.spec.kind.outer_v6() {
+        eth::TYPE_IPV6
+    } else {
+        eth::TYPE_IPV4
+    };
+    frame.data_mut()[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    Ok(tunnel.spec.remote)
+}
+
+/// The ICMP error fields tern relays to an inner source (RFC 2003 §4).
+pub fn relay_fields(relay: tunnels::icmp::Relay, inner_v6: bool) -> (u8, u8, [u8; 4]) {
+    use crate::wire::{icmp4, icmp6};
+    use tunnels::icmp::Relay;
+    match (relay, inner_v6) {
+        (Relay::TooBig { mtu }, false) => {
+            let [hi, lo] = mtu.to_be_bytes();
+            (
+                icmp4::DEST_UNREACHABLE,
+                icmp4::CODE_FRAG_NEEDED,
+                [0, 0, hi, lo],
+            )
+        }
+        (Relay::TooBig { mtu }, true) => (icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes()),
+        (Relay::Unreachable, false) => (
+            icmp4::DEST_UNREACHABLE,
+            icmp4::CODE_HOST_UNREACHABLE,
+            [0; 4],
+        ),
+        (Relay::Unreachable, true) => (
+            icmp6::DEST_UNREACHABLE,
+            icmp6::CODE_ADDR_UNREACHABLE,
+            [0; 4],
+        ),
+    }
+}
+
+/// If `ip` (a packet to one of our addresses) is an ICMP error about an outer tunnel
+/// packet of ours, returns the quoted outer packet and the too-big MTU it carries.
+pub fn quoted_outer(ip: &[u8]) -> Option<(&[u8], Option<u32>)> {
+    use crate::wire::{icmp4, icmp6};
+    match ip.first()? >> 4 {
+        4 => {
+            if ipv4::proto(ip) != ipv4::PROTO_ICMP || ipv4::is_later_fragment(ip) {
+                return None;
+            }
+            let msg = ip.get(ipv4::header_len(ip)..ipv4::total_len(ip))?;
+            if msg.len() < 8 + 20 || crate::wire::checksum(msg) != 0 {
+                return None;
+            }
+            let too_big = match (msg[0], msg[1]) {
+                (icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED) => {
+                    Some(u16::from_be_bytes([msg[6], msg[7]]) as u32)
+                }
+                (icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAMETER_PROBLEM, _) => {
+                    None
+                }
+                _ => return None,
+            };
+            Some((&msg[8..], too_big))
+        }
+        6 => {
+            if ipv6::next_header(ip) != ipv6::NEXT_ICMP {
+                return None;
+            }
+            let msg = ip.get(ipv6::LEN..ipv6::LEN + ipv6::payload_len(ip))?;
+            if msg.len() < 8 + 40
+                || crate::wire::checksum6(ipv6::src(ip), ipv6::dst(ip), ipv6::NEXT_ICMP, msg) != 0
+            {
+                return None;
+            }
+            let too_big = match msg[0] {
+                icmp6::PACKET_TOO_BIG => Some(u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]])),
+                icmp6::DEST_UNREACHABLE | icmp6::TIME_EXCEEDED => None,
+                _ => return None,
+            };
+            Some((&msg[8..], too_big))
+        }
+        _ => None,
+    }
+}
