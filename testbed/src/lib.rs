@@ -399,3 +399,202 @@ pub fn scapy(ns: &Netns, script: &str, args: &[&str]) -> String {
     a.extend_from_slice(args);
     ns.ok(&a)
 }
+
+/// Two sites joined by tunnels between two tern instances, across a Linux router W:
+///
+/// ```text
+///  A 192.0.2.2 ── tern1 ══ tunnels ══ tern2 ── B 203.0.113.2
+///    2001:db8:a::2   198.18.1.1 ── W ── 198.18.2.1   2001:db8:b::2
+///                    2001:db8:1::1      2001:db8:2::1
+/// ```
+///
+/// Each tern has the same tunnels towards the other (tunnel name → kind): `ipip`, `grep`
+/// (GRE, no options), `grek` (GRE key 1001), `grex` (GRE key 2002, sequence numbers and
+/// checksums), `sit` (6in4) and `gre6` (GRE over IPv6). Site routes start on `ipip`
+/// (IPv4) and `sit` (IPv6); [`TunnelSites::route_via`] moves them.
+pub struct TunnelSites {
+    pub a: Netns,
+    pub w: Netns,
+    pub b: Netns,
+    pub tern1: Tern,
+    pub tern2: Tern,
+    /// tern1's and tern2's WAN TAP devices, inside W.
+    pub w1: String,
+    pub w2: String,
+    pub tap_a: String,
+    pub tap_b: String,
+}
+
+pub const TERN1_WAN4: &str = "198.18.1.1";
+pub const TERN2_WAN4: &str = "198.18.2.1";
+pub const TERN1_WAN6: &str = "2001:db8:1::1";
+pub const TERN2_WAN6: &str = "2001:db8:2::1";
+pub const TERN1_WAN_MAC: &str = "02:00:00:00:01:01";
+pub const TERN2_WAN_MAC: &str = "02:00:00:00:02:01";
+
+fn tunnel_config(local4: &str, remote4: &str, local6: &str, remote6: &str) -> String {
+    format!(
+        "[[tunnel]]\nname = \"ipip\"\nkind = \"ipip\"\nlocal = \"{local4}\"\nremote = \"{remote4}\"\n\n\
+         [[tunnel]]\nname = \"grep\"\nkind = \"gre\"\nlocal = \"{local4}\"\nremote = \"{remote4}\"\n\n\
+         [[tunnel]]\nname = \"grek\"\nkind = \"gre\"\nlocal = \"{local4}\"\nremote = \"{remote4}\"\nkey = 1001\n\n\
+         [[tunnel]]\nname = \"grex\"\nkind = \"gre\"\nlocal = \"{local4}\"\nremote = \"{remote4}\"\nkey = 2002\nsequence = true\nchecksum = true\n\n\
+         [[tunnel]]\nname = \"sit\"\nkind = \"6in4\"\nlocal = \"{local4}\"\nremote = \"{remote4}\"\n\n\
+         [[tunnel]]\nname = \"gre6\"\nkind = \"gre6\"\nlocal = \"{local6}\"\nremote = \"{remote6}\"\n"
+    )
+}
+
+impl TunnelSites {
+    pub fn new() -> TunnelSites {
+        let (tap_a, w1, w2, tap_b) = (unique("sa"), unique("w1"), unique("w2"), unique("sb"));
+        let tern1 = Tern::start(&format!(
+            "[control]\nsocket = \"{{socket}}\"\n\n\
+             [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
+             [[interface]]\nname = \"{w1}\"\nmac = \"{TERN1_WAN_MAC}\"\naddresses = [\"198.18.1.1/24\", \"2001:db8:1::1/64\"]\n\n\
+             {}\n\
+             [[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"198.18.1.2\"\n\n\
+             [[route]]\nprefix = \"::/0\"\nvia = \"2001:db8:1::2\"\n\n\
+             [[route]]\nprefix = \"203.0.113.0/24\"\ninterface = \"ipip\"\n\n\
+             [[route]]\nprefix = \"2001:db8:b::/64\"\ninterface = \"sit\"\n",
+            tunnel_config(TERN1_WAN4, TERN2_WAN4, TERN1_WAN6, TERN2_WAN6)
+        ));
+        let tern2 = Tern::start(&format!(
+            "[control]\nsocket = \"{{socket}}\"\n\n\
+             [[interface]]\nname = \"{w2}\"\nmac = \"{TERN2_WAN_MAC}\"\naddresses = [\"198.18.2.1/24\", \"2001:db8:2::1/64\"]\n\n\
+             [[interface]]\nname = \"{tap_b}\"\nmac = \"02:00:00:00:0b:01\"\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n\n\
+             {}\n\
+             [[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"198.18.2.2\"\n\n\
+             [[route]]\nprefix = \"::/0\"\nvia = \"2001:db8:2::2\"\n\n\
+             [[route]]\nprefix = \"192.0.2.0/24\"\ninterface = \"ipip\"\n\n\
+             [[route]]\nprefix = \"2001:db8:a::/64\"\ninterface = \"sit\"\n",
+            tunnel_config(TERN2_WAN4, TERN1_WAN4, TERN2_WAN6, TERN1_WAN6)
+        ));
+        let a = Netns::new("sa");
+        let w = Netns::new("sw");
+        let b = Netns::new("sb");
+        let hosts = [
+            (
+                &a,
+                &tap_a,
+                "192.0.2.2/24",
+                "2001:db8:a::2/64",
+                Some(("192.0.2.1", "2001:db8:a::1")),
+            ),
+            (&w, &w1, "198.18.1.2/24", "2001:db8:1::2/64", None),
+            (&w, &w2, "198.18.2.2/24", "2001:db8:2::2/64", None),
+            (
+                &b,
+                &tap_b,
+                "203.0.113.2/24",
+                "2001:db8:b::2/64",
+                Some(("203.0.113.1", "2001:db8:b::1")),
+            ),
+        ];
+        for (ns, tap, v4, v6, gateway) in hosts {
+            ns.adopt(tap);
+            ns.ok(&[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                &format!("net.ipv6.conf.{tap}.accept_dad=0"),
+            ]);
+            ns.ok(&["ip", "link", "set", tap, "up"]);
+            ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
+            ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
+            if let Some((gw4, gw6)) = gateway {
+                ns.ok(&["ip", "route", "add", "default", "via", gw4]);
+                ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
+            }
+            let _ = ns.exec(&[
+                "ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
+                "off",
+            ]);
+        }
+        w.ok(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        TunnelSites {
+            a,
+            w,
+            b,
+            tern1,
+            tern2,
+            w1,
+            w2,
+            tap_a,
+            tap_b,
+        }
+    }
+
+    /// Points both sites' IPv4 (or IPv6) routes at tunnel `name` on both terns.
+    pub fn route_via(&self, name: &str, v6: bool) {
+        let (to_b, to_a) = if v6 {
+            ("2001:db8:b::/64", "2001:db8:a::/64")
+        } else {
+            ("203.0.113.0/24", "192.0.2.0/24")
+        };
+        self.tern1.ctl(&["route", "add", to_b, "dev", name]);
+        self.tern2.ctl(&["route", "add", to_a, "dev", name]);
+    }
+}
+
+impl Default for TunnelSites {
+    fn default() -> Self {
+        TunnelSites::new()
+    }
+}
+
+/// A tunnel's row of `tern ctl show tunnels`.
+pub fn tunnel_row(tern: &Tern, name: &str) -> Value {
+    tern.ctl(&["show", "tunnels"])
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no tunnel {name}"))
+}
+
+/// Sends `mib` MiB over TCP from `from` to a server in `to` at `to_addr` (IPv4 or IPv6,
+/// port 5001); returns ("bytes sha256" sent, "bytes sha256" received).
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_addr: &str, mib: u32) -> (String, String) {
+    let server = r#"
+import hashlib, socket
+s = socket.create_server(("", 5001), family=socket.AF_INET6, dualstack_ipv6=True)
+s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+    let client = r#"
+import hashlib, socket, sys, time
+data = hashlib.sha256(b"tern").digest() * 32768  # 1 MiB, each copy stamped with a counter
+h = hashlib.sha256(); s = None
+for _ in range(100):
+    try:
+        s = socket.create_connection((sys.argv[1], 5001), timeout=5); break
+    except OSError:
+        time.sleep(0.1)
+s.settimeout(60)
+n = int(sys.argv[2])
+for i in range(n):
+    chunk = i.to_bytes(4, "big") + data[4:]
+    s.sendall(chunk); h.update(chunk)
+s.close()
+print(n * len(data), h.hexdigest())
+"#;
+    let srv = to
+        .command(&["/usr/bin/python3", "-c", server])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let sent = scapy(from, client, &[to_addr, &mib.to_string()]);
+    let out = srv.wait_with_output().expect("server output");
+    (
+        sent.trim().to_string(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}

@@ -130,63 +130,9 @@ fn icmp_errors_time_exceeded_unreachable_and_too_big() {
 #[test]
 fn tcp_transfer_of_100_mb_is_byte_exact() {
     let t = TwoHosts::new("", 1500);
-    let server = r#"
-import hashlib, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.settimeout(60); h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 16)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-"#;
-    let client = r#"
-import hashlib, socket, sys, time
-data = hashlib.sha256(b"tern").digest() * 32768  # 1 MiB, repeated with a counter
-h = hashlib.sha256(); s = None
-for _ in range(100):
-    try:
-        s = socket.create_connection((sys.argv[1], 5001), timeout=5); break
-    except OSError:
-        time.sleep(0.1)
-s.settimeout(60)
-for i in range(100):
-    chunk = i.to_bytes(4, "big") + data[4:]
-    s.sendall(chunk); h.update(chunk)
-s.close()
-print(100 * len(data), h.hexdigest())
-"#;
-    let mut srv =
-        t.b.command(&["/usr/bin/python3", "-c", server])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("server");
-    let sent = scapy(&t.a, client, &[B4]);
-    let out = srv.wait_with_output_compat();
-    assert_eq!(
-        out.trim(),
-        sent.trim(),
-        "bytes and sha256 received equal those sent"
-    );
+    let (sent, received) = tcp_transfer(&t.a, &t.b, B4, 100);
+    assert_eq!(received, sent, "bytes and sha256 received equal those sent");
     assert!(sent.starts_with("104857600 "), "{sent}");
-}
-
-/// `Child::wait_with_output` needs ownership; this reads stdout after the child ends.
-trait WaitCompat {
-    fn wait_with_output_compat(&mut self) -> String;
-}
-
-impl WaitCompat for std::process::Child {
-    fn wait_with_output_compat(&mut self) -> String {
-        use std::io::Read;
-        let _ = self.wait();
-        let mut s = String::new();
-        if let Some(mut o) = self.stdout.take() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    }
 }
 
 #[test]
