@@ -6,7 +6,6 @@
 //! atomics. The receive sequence check is a load and a store, not a compare-and-swap: a
 //! tunnel's packets all share one outer 5-tuple, so they reach one worker queue.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -77,12 +76,28 @@ impl Tunnel {
     }
 }
 
-/// How received packets find their tunnel.
+/// How received packets find their tunnel: a flat key (addresses as integers) that hashes
+/// in a few instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Endpoints {
     kind: Kind,
-    local: IpAddr,
-    remote: IpAddr,
+    local: u128,
+    remote: u128,
+}
+
+impl Endpoints {
+    #[inline(always)]
+    fn new(kind: Kind, local: IpAddr, remote: IpAddr) -> Endpoints {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => a.to_bits() as u128,
+            IpAddr::V6(a) => a.to_bits(),
+        };
+        Endpoints {
+            kind,
+            local: bits(local),
+            remote: bits(remote),
+        }
+    }
 }
 
 /// Why a lookup by endpoints found nothing.
@@ -94,10 +109,17 @@ pub enum Miss {
     KeyMismatch,
 }
 
+/// Up to this many tunnels, receive lookups scan instead of hashing.
+const SCAN_LIMIT: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct TunnelTable {
     tunnels: Vec<Tunnel>,
-    by_endpoints: HashMap<Endpoints, Vec<u16>>,
+    /// aHash: keyed per process, and a few ns where SipHash costs tens on this path.
+    by_endpoints: ahash::AHashMap<Endpoints, Vec<u16>>,
+    /// Every tunnel's (endpoints, key), scanned instead of hashing while the table is small
+    /// (the usual case: a scan of a few entries is cheaper than any hash).
+    flat: Vec<(Endpoints, Option<u32>)>,
     locals: Vec<IpAddr>,
 }
 
@@ -108,11 +130,7 @@ impl TunnelTable {
         for spec in specs {
             spec.validate()
                 .map_err(|e| format!("tunnel {}: {e}", spec.name))?;
-            let ends = Endpoints {
-                kind: spec.kind,
-                local: spec.local,
-                remote: spec.remote,
-            };
+            let ends = Endpoints::new(spec.kind, spec.local, spec.remote);
             let same = t.by_endpoints.entry(ends).or_default();
             if let Some(&other) = same
                 .iter()
@@ -127,6 +145,7 @@ impl TunnelTable {
                 return Err("too many tunnels".into());
             }
             same.push(t.tunnels.len() as u16);
+            t.flat.push((ends, spec.key));
             if !t.locals.contains(&spec.local) {
                 t.locals.push(spec.local);
             }
@@ -175,13 +194,22 @@ impl TunnelTable {
         remote: IpAddr,
         key: Option<u32>,
     ) -> Result<u16, Miss> {
+        let wanted = Endpoints::new(kind, local, remote);
+        if self.flat.len() <= SCAN_LIMIT {
+            let mut miss = Miss::UnknownRemote;
+            for (i, (ends, k)) in self.flat.iter().enumerate() {
+                if *ends == wanted {
+                    if *k == key {
+                        return Ok(i as u16);
+                    }
+                    miss = Miss::KeyMismatch;
+                }
+            }
+            return Err(miss);
+        }
         let same = self
             .by_endpoints
-            .get(&Endpoints {
-                kind,
-                local,
-                remote,
-            })
+            .get(&wanted)
             .ok_or(Miss::UnknownRemote)?;
         same.iter()
             .copied()
@@ -226,6 +254,35 @@ mod tests {
             "a keyed tunnel refuses unkeyed packets"
         );
         assert!(TunnelTable::new(vec![spec("a", Some(1)), spec("b", Some(1))]).is_err());
+    }
+
+    /// The scan (small tables) and the hash map (large ones) give the same answers.
+    #[test]
+    fn scan_and_hash_lookups_agree() {
+        for count in [3usize, 40] {
+            let specs: Vec<Spec> = (0..count)
+                .map(|i| {
+                    let mut s = spec(&format!("t{i}"), (i % 4 != 0).then_some(i as u32 % 4));
+                    s.remote = IpAddr::from([192, 0, 2, 10 + (i / 4) as u8]);
+                    s
+                })
+                .collect();
+            let t = TunnelTable::new(specs.clone()).expect("table");
+            assert_eq!(t.flat.len() <= SCAN_LIMIT, count == 3);
+            let local = specs[0].local;
+            for last in 8..25u8 {
+                let remote = IpAddr::from([192, 0, 2, last]);
+                for key in [None, Some(0), Some(1), Some(2), Some(3), Some(9)] {
+                    let same: Vec<usize> = (0..count).filter(|&i| specs[i].remote == remote).collect();
+                    let expected = match same.iter().find(|&&i| specs[i].key == key) {
+                        Some(&i) => Ok(i as u16),
+                        None if same.is_empty() => Err(Miss::UnknownRemote),
+                        None => Err(Miss::KeyMismatch),
+                    };
+                    assert_eq!(t.find(Kind::Gre, local, remote, key), expected, "{count} {remote} {key:?}");
+                }
+            }
+        }
     }
 
     #[test]
