@@ -117,7 +117,10 @@ fn tunnels(c: &mut Criterion) {
     // them; the ratios are taken here, interleaved: 21 rounds of each, medians.
     let mut samples = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..21 {
-        for (i, w) in [&mut forward, &mut encap, &mut decap].into_iter().enumerate() {
+        for (i, w) in [&mut forward, &mut encap, &mut decap]
+            .into_iter()
+            .enumerate()
+        {
             let start = std::time::Instant::now();
             for _ in 0..20_000 {
                 w.worker.poll_once();

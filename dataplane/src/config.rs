@@ -704,4 +704,42 @@ mod tests {
         );
         assert!(error("[dataplane]\nworkers = 1\n").contains("no [[interface]]"));
     }
+
+    #[test]
+    fn tunnel_errors_name_file_line_and_field() {
+        let base = "[[interface]]\nname = \"a0\"\naddresses = [\"192.0.2.1/24\"]\n\n[[tunnel]]\nname = \"t0\"\n";
+        assert_eq!(
+            error(&format!(
+                "{base}kind = \"vxlan\"\nlocal = \"192.0.2.1\"\nremote = \"198.18.0.1\"\n"
+            )),
+            "t.toml:7: tunnel[0].kind: \"vxlan\" is not a tunnel kind (ipip, gre, 6in4, gre6)"
+        );
+        assert_eq!(
+            error(&format!(
+                "{base}kind = \"gre\"\nlocal = \"192.0.2.9\"\nremote = \"198.18.0.1\"\n"
+            )),
+            "t.toml:8: tunnel[0].local: 192.0.2.9 is not an address of any interface"
+        );
+        assert_eq!(
+            error(&format!(
+                "{base}kind = \"ipip\"\nlocal = \"192.0.2.1\"\nremote = \"198.18.0.1\"\nkey = 5\n"
+            )),
+            "t.toml:6: tunnel[0]: key: only GRE tunnels have a key"
+        );
+        assert_eq!(
+            error(&format!("{base}kind = \"gre\"\nlocal = \"192.0.2.1\"\nremote = \"198.18.0.1\"\nttl = \"copy\"\n")),
+            "t.toml:10: tunnel[0].ttl: \"copy\" is neither \"inherit\" nor a number in 0..=255"
+        );
+        let ok = Config::parse(
+            "t.toml",
+            &format!("{base}kind = \"gre\"\nlocal = \"192.0.2.1\"\nremote = \"198.18.0.1\"\nkey = 7\n\n[[route]]\nprefix = \"198.51.100.0/24\"\ninterface = \"t0\"\n"),
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.tunnels[0].mtu,
+            1500 - 28,
+            "default MTU leaves room for IPv4 + GRE with key"
+        );
+        assert_eq!(ok.routes[0].tunnel, Some(0));
+    }
 }

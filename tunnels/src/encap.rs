@@ -10,14 +10,64 @@
 //! * IPv6 outer: flow label 0, no extension headers.
 //! * ECN: RFC 6040 normal mode (copy the inner field). DSCP and TTL: as configured.
 
+use std::net::IpAddr;
+
 use crate::ecn;
 use crate::gre;
 use crate::table::Tunnel;
-use crate::tunnel::{Dscp, Ttl};
+use crate::tunnel::{Dscp, Spec, Ttl};
+
+/// The outer headers of a tunnel with every per-packet field zero, and the ones'-complement
+/// sum of its IPv4 header: encapsulation copies it and patches the few fields that vary
+/// (VPP's "rewrite string"), so the outer IPv4 checksum costs three additions.
+#[derive(Debug, Clone)]
+pub struct Template {
+    bytes: [u8; MAX_OVERHEAD],
+    ipv4_sum: u64,
+}
+
+/// Outer IPv6 (40) + GRE with checksum, key and sequence number (16).
+pub const MAX_OVERHEAD: usize = 56;
+
+impl Template {
+    pub fn new(spec: &Spec) -> Template {
+        let mut bytes = [0u8; MAX_OVERHEAD];
+        let protocol = spec.kind.protocol();
+        let ip_len = match (spec.local, spec.remote) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let df = wire::ipv4::FLAG_DF;
+                wire::ipv4::write(&mut bytes, 0, 0, 0, df, 0, protocol, src, dst);
+                bytes[10..12].fill(0);
+                20
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                wire::ipv6::write(&mut bytes, 0, protocol, 0, src, dst);
+                40
+            }
+            // `Spec::validate` makes both endpoints the family of the kind.
+            _ => 0,
+        };
+        if spec.kind.is_gre() {
+            gre::Header {
+                flags: if spec.checksum { gre::FLAG_CHECKSUM } else { 0 },
+                protocol: 0,
+                key: spec.key,
+                sequence: spec.sequence.then_some(0),
+                len: spec.gre_len(),
+            }
+            .write(&mut bytes[ip_len..]);
+        }
+        Template {
+            ipv4_sum: wire::sum_words(&bytes[..20], 0),
+            bytes,
+        }
+    }
+}
 
 /// Fills `packet[..overhead]` with the outer headers for the inner IP packet at
 /// `packet[overhead..]`, where `overhead == tunnel.spec.overhead()`. Returns `false` (and
 /// writes nothing) if the inner packet is not one the tunnel carries.
+#[inline]
 pub fn encap(tunnel: &Tunnel, packet: &mut [u8]) -> bool {
     let spec = &tunnel.spec;
     let overhead = spec.overhead();
@@ -49,41 +99,39 @@ pub fn encap(tunnel: &Tunnel, packet: &mut [u8]) -> bool {
         Ttl::Inherit => inner_ttl,
         Ttl::Fixed(t) => t,
     };
+    let total = packet.len();
+    let template = tunnel.template();
+    packet[..overhead].copy_from_slice(&template.bytes[..overhead]);
 
-    let ip_len = if spec.kind.outer_v6() { 40 } else { 20 };
-    let gre_len = spec.gre_len();
-    if gre_len > 0 {
-        let header = gre::Header {
-            flags: if spec.checksum { gre::FLAG_CHECKSUM } else { 0 },
-            protocol: if inner_v6 {
-                gre::TYPE_IPV6
-            } else {
-                gre::TYPE_IPV4
-            },
-            key: spec.key,
-            sequence: spec.sequence.then(|| tunnel.next_tx_sequence()),
-            len: gre_len,
+    let outer_v6 = spec.kind.outer_v6();
+    let ip_len = if outer_v6 { 40 } else { 20 };
+    if spec.kind.is_gre() {
+        let g = &mut packet[ip_len..];
+        let protocol = if inner_v6 {
+            gre::TYPE_IPV6
+        } else {
+            gre::TYPE_IPV4
         };
-        header.write(&mut packet[ip_len..]);
+        g[2..4].copy_from_slice(&protocol.to_be_bytes());
+        if spec.sequence {
+            let at = spec.gre_len() - 4;
+            g[at..at + 4].copy_from_slice(&tunnel.next_tx_sequence().to_be_bytes());
+        }
         if spec.checksum {
-            gre::fill_checksum(&mut packet[ip_len..]);
+            gre::fill_checksum(g);
         }
     }
-
-    let total = packet.len();
-    let protocol = spec.kind.protocol();
-    match (spec.local, spec.remote) {
-        (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)) => {
-            let df = wire::ipv4::FLAG_DF;
-            wire::ipv4::write(packet, tos, total as u16, 0, df, ttl, protocol, src, dst);
-        }
-        (std::net::IpAddr::V6(src), std::net::IpAddr::V6(dst)) => {
-            wire::ipv6::write(packet, (total - 40) as u16, protocol, ttl, src, dst);
-            packet[0] = 0x60 | tos >> 4;
-            packet[1] = (tos << 4) | (packet[1] & 0x0f);
-        }
-        // `Spec::validate` makes both endpoints the family of the kind.
-        _ => return false,
+    if outer_v6 {
+        packet[0] = 0x60 | tos >> 4;
+        packet[1] = tos << 4;
+        packet[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        packet[7] = ttl;
+    } else {
+        packet[1] = tos;
+        packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        packet[8] = ttl;
+        let sum = template.ipv4_sum + tos as u64 + total as u64 + ((ttl as u64) << 8);
+        packet[10..12].copy_from_slice(&wire::fold(sum).to_be_bytes());
     }
     true
 }

@@ -9,12 +9,14 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use crate::encap::Template;
 use crate::tunnel::{Kind, Spec};
 
 /// One tunnel and its state.
 #[derive(Debug)]
 pub struct Tunnel {
     pub spec: Spec,
+    template: Template,
     tx_sequence: AtomicU32,
     /// Bit 32 set once a sequence number was accepted; the low bits are that number.
     rx_sequence: AtomicU64,
@@ -25,11 +27,18 @@ pub struct Tunnel {
 impl Tunnel {
     pub fn new(spec: Spec) -> Tunnel {
         Tunnel {
+            template: Template::new(&spec),
             spec,
             tx_sequence: AtomicU32::new(0),
             rx_sequence: AtomicU64::new(0),
             path_mtu: AtomicU32::new(0),
         }
+    }
+
+    /// The outer headers with the per-packet fields blank.
+    #[inline(always)]
+    pub fn template(&self) -> &Template {
+        &self.template
     }
 
     /// The largest inner packet the tunnel sends whole: the configured MTU, lowered by a
@@ -207,10 +216,7 @@ impl TunnelTable {
             }
             return Err(miss);
         }
-        let same = self
-            .by_endpoints
-            .get(&wanted)
-            .ok_or(Miss::UnknownRemote)?;
+        let same = self.by_endpoints.get(&wanted).ok_or(Miss::UnknownRemote)?;
         same.iter()
             .copied()
             .find(|&i| self.tunnels[i as usize].spec.key == key)
@@ -273,13 +279,18 @@ mod tests {
             for last in 8..25u8 {
                 let remote = IpAddr::from([192, 0, 2, last]);
                 for key in [None, Some(0), Some(1), Some(2), Some(3), Some(9)] {
-                    let same: Vec<usize> = (0..count).filter(|&i| specs[i].remote == remote).collect();
+                    let same: Vec<usize> =
+                        (0..count).filter(|&i| specs[i].remote == remote).collect();
                     let expected = match same.iter().find(|&&i| specs[i].key == key) {
                         Some(&i) => Ok(i as u16),
                         None if same.is_empty() => Err(Miss::UnknownRemote),
                         None => Err(Miss::KeyMismatch),
                     };
-                    assert_eq!(t.find(Kind::Gre, local, remote, key), expected, "{count} {remote} {key:?}");
+                    assert_eq!(
+                        t.find(Kind::Gre, local, remote, key),
+                        expected,
+                        "{count} {remote} {key:?}"
+                    );
                 }
             }
         }

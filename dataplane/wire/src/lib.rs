@@ -301,11 +301,13 @@ pub mod icmp6 {
 }
 
 /// The Internet checksum (RFC 1071) of `data`.
+#[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     fold(sum_words(data, 0))
 }
 
 /// Ones'-complement sum of big-endian 16-bit words, added to `acc`.
+#[inline]
 pub fn sum_words(data: &[u8], mut acc: u64) -> u64 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
@@ -318,6 +320,7 @@ pub fn sum_words(data: &[u8], mut acc: u64) -> u64 {
 }
 
 /// Folds a running sum to 16 bits and complements it.
+#[inline]
 pub fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
