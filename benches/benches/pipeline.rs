@@ -6,29 +6,10 @@
 use std::time::Duration;
 
 use benches::data::{self, Rng};
-use benches::pipeline::{frame_to, BenchWorker};
+use benches::pipeline::{frame_to, BenchWorker, TWO_PORTS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::config::StaticRoute;
 use ipnet::{IpNet, Ipv4Net};
-
-const CONFIG: &str = r#"
-[dataplane]
-burst = 32
-[[interface]]
-name = "in0"
-backend = "memory"
-mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24"]
-[[interface]]
-name = "out0"
-backend = "memory"
-mac = "02:00:00:00:00:02"
-addresses = ["203.0.113.1/24"]
-[[neighbor]]
-interface = "out0"
-address = "203.0.113.2"
-mac = "02:00:00:00:00:99"
-"#;
 
 fn pipeline(c: &mut Criterion) {
     let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
@@ -45,7 +26,7 @@ fn pipeline(c: &mut Criterion) {
         .step_by(2)
         .map(|a| frame_to(a.to_bits()))
         .collect();
-    let mut bench = BenchWorker::new(CONFIG, routes, frames);
+    let mut bench = BenchWorker::new(TWO_PORTS, routes, frames);
     let worker = &mut bench.worker;
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(32));

@@ -10,29 +10,14 @@
 use std::time::Duration;
 
 use benches::data::{self, Rng};
-use benches::pipeline::{frame_to, BenchWorker};
+use benches::pipeline::{frame_to, BenchWorker, TWO_PORTS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::config::StaticRoute;
 use dataplane::wire::{eth, ipv4};
 use ipnet::{IpNet, Ipv4Net};
 
-const CONFIG: &str = r#"
-[dataplane]
-burst = 32
-[[interface]]
-name = "in0"
-backend = "memory"
-mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24"]
-[[interface]]
-name = "out0"
-backend = "memory"
-mac = "02:00:00:00:00:02"
-addresses = ["203.0.113.1/24"]
-[[neighbor]]
-interface = "out0"
-address = "203.0.113.2"
-mac = "02:00:00:00:00:99"
+/// Appended to [`TWO_PORTS`].
+const TUNNELS: &str = r#"
 [[tunnel]]
 name = "out-gre"
 kind = "gre"
@@ -76,6 +61,7 @@ fn gre_wrapped(frame: &[u8]) -> Vec<u8> {
 }
 
 fn tunnels(c: &mut Criterion) {
+    let config = format!("{TWO_PORTS}{TUNNELS}");
     let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
     let gw = "203.0.113.2".parse().expect("addr");
     let via_neighbor = || {
@@ -100,9 +86,9 @@ fn tunnels(c: &mut Criterion) {
         .collect();
     let wrapped: Vec<Vec<u8>> = plain.iter().map(|f| gre_wrapped(f)).collect();
 
-    let mut forward = BenchWorker::new(CONFIG, via_neighbor(), plain.clone());
-    let mut encap = BenchWorker::new(CONFIG, into_tunnel, plain);
-    let mut decap = BenchWorker::new(CONFIG, via_neighbor(), wrapped);
+    let mut forward = BenchWorker::new(&config, via_neighbor(), plain.clone());
+    let mut encap = BenchWorker::new(&config, into_tunnel, plain);
+    let mut decap = BenchWorker::new(&config, via_neighbor(), wrapped);
 
     let mut group = c.benchmark_group("tunnels");
     group.throughput(Throughput::Elements(32));

@@ -14,6 +14,27 @@ use dataplane::pipeline::PortInfo;
 use dataplane::wire::{eth, ipv4};
 use dataplane::worker::{Worker, WorkerSetup};
 
+/// Two memory ports: `in0` (192.0.2.1/24) receives the generated frames, `out0`
+/// (203.0.113.1/24) leads to a static neighbour 203.0.113.2.
+pub const TWO_PORTS: &str = r#"
+[dataplane]
+burst = 32
+[[interface]]
+name = "in0"
+backend = "memory"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+[[interface]]
+name = "out0"
+backend = "memory"
+mac = "02:00:00:00:00:02"
+addresses = ["203.0.113.1/24"]
+[[neighbor]]
+interface = "out0"
+address = "203.0.113.2"
+mac = "02:00:00:00:00:99"
+"#;
+
 /// Hands out pre-built frames, a burst per call, round robin.
 pub struct Generator {
     pub frames: Vec<Vec<u8>>,

@@ -256,44 +256,22 @@ impl TwoHosts {
         let a = Netns::new("ha");
         let b = Netns::new("hb");
         let tern = Tern::start(&config);
-        for (ns, tap, v4, v6, gw4, gw6, mtu) in [
-            (
-                &a,
-                &tap_a,
-                "192.0.2.2/24",
-                "2001:db8:a::2/64",
-                TERN_A4,
-                TERN_A6,
-                1500,
-            ),
-            (
-                &b,
-                &tap_b,
-                "203.0.113.2/24",
-                "2001:db8:b::2/64",
-                TERN_B4,
-                "2001:db8:b::1",
-                mtu_b,
-            ),
-        ] {
-            ns.adopt(tap);
-            ns.ok(&[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-                &format!("net.ipv6.conf.{tap}.accept_dad=0"),
-            ]);
-            ns.ok(&["ip", "link", "set", tap, "mtu", &mtu.to_string(), "up"]);
-            ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
-            ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
-            ns.ok(&["ip", "route", "add", "default", "via", gw4]);
-            ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
-            // Offloads off: with them on, captured checksums look wrong and bad ones pass.
-            let _ = ns.exec(&[
-                "ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-        }
+        attach(
+            &a,
+            &tap_a,
+            "192.0.2.2/24",
+            "2001:db8:a::2/64",
+            Some((TERN_A4, TERN_A6)),
+            1500,
+        );
+        attach(
+            &b,
+            &tap_b,
+            "203.0.113.2/24",
+            "2001:db8:b::2/64",
+            Some((TERN_B4, "2001:db8:b::1")),
+            mtu_b,
+        );
         TwoHosts {
             a,
             b,
@@ -302,6 +280,41 @@ impl TwoHosts {
             tap_b,
         }
     }
+}
+
+/// Moves tern's TAP device `tap` into `ns` and configures it as a host interface: up with
+/// `mtu`, the addresses, default routes via `gateway` (IPv4, IPv6), DAD and offloads off
+/// (with offloads on, captured checksums look wrong and bad ones pass).
+pub fn attach(ns: &Netns, tap: &str, v4: &str, v6: &str, gateway: Option<(&str, &str)>, mtu: u16) {
+    ns.adopt(tap);
+    ns.ok(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.accept_dad=0",
+        &format!("net.ipv6.conf.{tap}.accept_dad=0"),
+    ]);
+    ns.ok(&["ip", "link", "set", tap, "mtu", &mtu.to_string(), "up"]);
+    ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
+    ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
+    if let Some((gw4, gw6)) = gateway {
+        ns.ok(&["ip", "route", "add", "default", "via", gw4]);
+        ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
+    }
+    let _ = ns.exec(&[
+        "ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+    ]);
+}
+
+/// Runs ping inside `ns` (numeric output); returns stdout and stderr together.
+pub fn ping(ns: &Netns, args: &[&str]) -> String {
+    let mut a = vec!["ping", "-n"];
+    a.extend_from_slice(args);
+    let out = ns.exec(&a);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A tcpdump capture inside a namespace, written to a pcap file as it goes.
@@ -471,44 +484,24 @@ impl TunnelSites {
         let a = Netns::new("sa");
         let w = Netns::new("sw");
         let b = Netns::new("sb");
-        let hosts = [
-            (
-                &a,
-                &tap_a,
-                "192.0.2.2/24",
-                "2001:db8:a::2/64",
-                Some(("192.0.2.1", "2001:db8:a::1")),
-            ),
-            (&w, &w1, "198.18.1.2/24", "2001:db8:1::2/64", None),
-            (&w, &w2, "198.18.2.2/24", "2001:db8:2::2/64", None),
-            (
-                &b,
-                &tap_b,
-                "203.0.113.2/24",
-                "2001:db8:b::2/64",
-                Some(("203.0.113.1", "2001:db8:b::1")),
-            ),
-        ];
-        for (ns, tap, v4, v6, gateway) in hosts {
-            ns.adopt(tap);
-            ns.ok(&[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-                &format!("net.ipv6.conf.{tap}.accept_dad=0"),
-            ]);
-            ns.ok(&["ip", "link", "set", tap, "up"]);
-            ns.ok(&["ip", "addr", "add", v4, "dev", tap]);
-            ns.ok(&["ip", "-6", "addr", "add", v6, "dev", tap, "nodad"]);
-            if let Some((gw4, gw6)) = gateway {
-                ns.ok(&["ip", "route", "add", "default", "via", gw4]);
-                ns.ok(&["ip", "-6", "route", "add", "default", "via", gw6]);
-            }
-            let _ = ns.exec(&[
-                "ethtool", "-K", tap, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-        }
+        attach(
+            &a,
+            &tap_a,
+            "192.0.2.2/24",
+            "2001:db8:a::2/64",
+            Some(("192.0.2.1", "2001:db8:a::1")),
+            1500,
+        );
+        attach(&w, &w1, "198.18.1.2/24", "2001:db8:1::2/64", None, 1500);
+        attach(&w, &w2, "198.18.2.2/24", "2001:db8:2::2/64", None, 1500);
+        attach(
+            &b,
+            &tap_b,
+            "203.0.113.2/24",
+            "2001:db8:b::2/64",
+            Some(("203.0.113.1", "2001:db8:b::1")),
+            1500,
+        );
         w.ok(&[
             "sysctl",
             "-qw",

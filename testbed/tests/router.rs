@@ -3,17 +3,6 @@
 
 use testbed::*;
 
-fn ping(ns: &Netns, args: &[&str]) -> String {
-    let mut a = vec!["ping", "-n"];
-    a.extend_from_slice(args);
-    let out = ns.exec(&a);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
     let t = TwoHosts::new("", 1500);

@@ -5,17 +5,6 @@
 
 use testbed::*;
 
-fn ping(ns: &Netns, args: &[&str]) -> String {
-    let mut a = vec!["ping", "-n"];
-    a.extend_from_slice(args);
-    let out = ns.exec(&a);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn counter(tern: &Tern, section: &str, name: &str) -> u64 {
     tern.ctl(&["show", "counters"])[section][name]
         .as_u64()
