@@ -22,6 +22,17 @@ addresses = ["203.0.113.1/24"]
 interface = "m1"
 address = "203.0.113.2"
 mac = "02:00:00:00:00:99"
+[[tunnel]]
+name = "g0"
+kind = "gre"
+local = "192.0.2.1"
+remote = "192.0.2.2"
+key = 5
+[[tunnel]]
+name = "i0"
+kind = "ipip"
+local = "192.0.2.1"
+remote = "192.0.2.2"
 "#;
 
 const HOST: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
@@ -187,7 +198,28 @@ fn random_and_mutated_frames_never_stop_the_worker() {
         seed ^= seed << 17;
         seed
     };
-    let templates: Vec<Vec<u8>> = vec![good.clone(), {
+    // `good` GRE-encapsulated (key 5) from the tunnel remote: mutations of it exercise the
+    // decap stage (the pipeline-level fuzz of the tunnel path).
+    let gre = {
+        let inner = &good[eth::LEN..];
+        let mut f = vec![0u8; eth::LEN + 28 + inner.len()];
+        eth::write(&mut f, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
+        ipv4::write(
+            &mut f[eth::LEN..],
+            0,
+            (28 + inner.len()) as u16,
+            0,
+            ipv4::FLAG_DF,
+            64,
+            47,
+            "192.0.2.2".parse().expect("ip"),
+            "192.0.2.1".parse().expect("ip"),
+        );
+        f[eth::LEN + 20..eth::LEN + 28].copy_from_slice(&[0x20, 0, 8, 0, 0, 0, 0, 5]);
+        f[eth::LEN + 28..].copy_from_slice(inner);
+        f
+    };
+    let templates: Vec<Vec<u8>> = vec![good.clone(), gre, {
         let mut v6 = vec![0u8; eth::LEN + 48];
         eth::write(&mut v6, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV6);
         v6[eth::LEN] = 0x60;
@@ -201,7 +233,7 @@ fn random_and_mutated_frames_never_stop_the_worker() {
         let mut f = if i % 4 == 0 {
             (0..(next() % 200) as usize).map(|_| next() as u8).collect()
         } else {
-            templates[i % 2].clone()
+            templates[i % templates.len()].clone()
         };
         for _ in 0..(next() % 4) {
             if !f.is_empty() {
@@ -227,6 +259,11 @@ fn random_and_mutated_frames_never_stop_the_worker() {
     assert_eq!(eth::dst(&out), [2, 0, 0, 0, 0, 0x99]);
     let c = router.ctl(&["show", "counters"]).expect("counters");
     let rx = c["interfaces"]["m0"]["rx_packets"].as_u64().unwrap_or(0);
+    let decapsulated = c["events"]["tunnel_decapsulated"].as_u64().unwrap_or(0);
+    assert!(
+        decapsulated > 100,
+        "intact GRE frames went through decap: {c}"
+    );
     assert!(
         rx > total as u64,
         "every frame was received and accounted: {c}"

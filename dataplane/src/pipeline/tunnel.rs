@@ -24,10 +24,10 @@ pub fn decap_burst(
         return;
     }
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        let ip = &frame.data()[eth::LEN..];
+        // Only frames parse classified as IP have a (validated) header past Ethernet.
         let candidate = match m.class {
-            Class::V4 { .. } => tunnels::decap::is_candidate_v4(table, ip),
-            Class::V6 { .. } => tunnels::decap::is_candidate_v6(table, ip),
+            Class::V4 { .. } => tunnels::decap::is_candidate_v4(table, &frame.data()[eth::LEN..]),
+            Class::V6 { .. } => tunnels::decap::is_candidate_v6(table, &frame.data()[eth::LEN..]),
             _ => false,
         };
         if !candidate {
