@@ -7,10 +7,11 @@
 //! * `gre-decap`: the same frames arriving GRE-encapsulated (key) from a tunnel remote,
 //!   decapsulated and forwarded to the neighbour.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use benches::data::{self, Rng};
-use benches::pipeline::{frame_to, BenchWorker, TWO_PORTS};
+use benches::pipeline::{frame_to, ipv4_frame, BenchWorker, TWO_PORTS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::config::StaticRoute;
 use dataplane::wire::{eth, ipv4};
@@ -34,30 +35,11 @@ key = 9
 
 /// `frame` (Ethernet + IPv4) wrapped in IPv4/GRE with key 9 from the `in-gre` remote.
 fn gre_wrapped(frame: &[u8]) -> Vec<u8> {
-    let inner = &frame[eth::LEN..];
-    let mut f = vec![0u8; eth::LEN + 20 + 8 + inner.len()];
-    eth::write(
-        &mut f,
-        &[2, 0, 0, 0, 0, 1],
-        &[2, 0, 0, 0, 0, 0x10],
-        eth::TYPE_IPV4,
-    );
-    ipv4::write(
-        &mut f[eth::LEN..],
-        0,
-        (20 + 8 + inner.len()) as u16,
-        0,
-        ipv4::FLAG_DF,
-        64,
-        tunnels::PROTO_GRE,
-        "192.0.2.5".parse().expect("addr"),
-        "192.0.2.1".parse().expect("addr"),
-    );
-    let g = &mut f[eth::LEN + 20..];
-    g[0..4].copy_from_slice(&[0x20, 0, 0x08, 0]);
-    g[4..8].copy_from_slice(&9u32.to_be_bytes());
-    g[8..].copy_from_slice(inner);
-    f
+    let inner = &frame[eth::LEN..eth::LEN + ipv4::total_len(&frame[eth::LEN..])];
+    let mut gre = vec![0x20, 0, 0x08, 0, 0, 0, 0, 9];
+    gre.extend_from_slice(inner);
+    let (src, dst) = (Ipv4Addr::new(192, 0, 2, 5), Ipv4Addr::new(192, 0, 2, 1));
+    ipv4_frame(tunnels::PROTO_GRE, src, dst, ipv4::FLAG_DF, &gre)
 }
 
 fn tunnels(c: &mut Criterion) {

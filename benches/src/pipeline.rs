@@ -2,6 +2,7 @@
 //! (pre-built frames handed out round robin, one burst per poll) and leave into a
 //! discarding port. The control plane is real: routes go through the RIB into the FIB.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use dataplane::buf::{Frame, Pool};
@@ -59,29 +60,31 @@ impl PortQueue for Generator {
     }
 }
 
-/// A 64-byte UDP frame from 192.0.2.2 to `dst`, addressed to MAC 02:00:00:00:00:01.
-pub fn frame_to(dst: u32) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
+/// An Ethernet frame to MAC 02:00:00:00:00:01 carrying an IPv4 packet (id 1, TTL 64)
+/// with `payload` after a 20-byte header.
+pub fn ipv4_frame(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, flags: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; eth::LEN + 20 + payload.len()];
     eth::write(
         &mut f,
         &[2, 0, 0, 0, 0, 1],
         &[2, 0, 0, 0, 0, 0x10],
         eth::TYPE_IPV4,
     );
-    ipv4::write(
-        &mut f[eth::LEN..],
-        0,
-        46,
-        1,
-        0,
-        64,
-        ipv4::PROTO_UDP,
-        "192.0.2.2".parse().expect("addr"),
-        std::net::Ipv4Addr::from_bits(dst),
-    );
-    f[34..36].copy_from_slice(&1234u16.to_be_bytes());
-    f[36..38].copy_from_slice(&80u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    let total = (20 + payload.len()) as u16;
+    ipv4::write(&mut f[eth::LEN..], 0, total, 1, flags, 64, proto, src, dst);
+    f[eth::LEN + 20..].copy_from_slice(payload);
+    f
+}
+
+/// A 64-byte UDP frame from 192.0.2.2 to `dst` (60 bytes of packet, 4 of padding).
+pub fn frame_to(dst: u32) -> Vec<u8> {
+    let mut udp = [0u8; 26];
+    udp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&26u16.to_be_bytes());
+    let src = Ipv4Addr::new(192, 0, 2, 2);
+    let mut f = ipv4_frame(ipv4::PROTO_UDP, src, Ipv4Addr::from_bits(dst), 0, &udp);
+    f.resize(64, 0);
     f
 }
 

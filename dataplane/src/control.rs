@@ -800,19 +800,18 @@ impl Control {
                 "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,
             })
         });
-        let tunnels = self.show_tunnels();
-        Value::Array(
-            ports
-                .chain(tunnels.as_array().cloned().unwrap_or_default())
-                .collect(),
-        )
+        Value::Array(ports.chain(self.tunnel_rows(&totals)).collect())
     }
 
     fn show_tunnels(&self) -> Value {
         let totals = counters::sum(&self.counters, self.interface_count());
+        Value::Array(self.tunnel_rows(&totals).collect())
+    }
+
+    /// One row per tunnel with its counters (the slots after the ports in `totals`).
+    fn tunnel_rows<'a>(&'a self, totals: &'a counters::Totals) -> impl Iterator<Item = Value> + 'a {
         let counts = totals.ports.get(self.ports.len()..).unwrap_or(&[]);
-        Value::Array(
-            self.tunnels
+        self.tunnels
                 .iter()
                 .zip(counts)
                 .map(|(t, c)| {
@@ -827,8 +826,6 @@ impl Control {
                         "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,
                     })
                 })
-                .collect(),
-        )
     }
 
     fn describe(&self, adjacency: Option<u32>) -> Value {

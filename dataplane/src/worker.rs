@@ -403,7 +403,7 @@ impl Worker {
         let Some(e) = tunnels::icmp::outer_error(&self.tunnels, quoted, too_big) else {
             return false;
         };
-        if too_big.is_some() {
+        if e.mtu_lowered {
             self.stats.event(Event::TunnelMtuLowered);
         }
         if let Some(relay) = e.relay {

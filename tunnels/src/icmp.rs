@@ -31,6 +31,8 @@ pub struct OuterError {
     /// Offset of the quoted inner IP header in the quoted outer packet.
     pub inner: usize,
     pub inner_v6: bool,
+    /// Whether a too-big error lowered the tunnel MTU.
+    pub mtu_lowered: bool,
     pub relay: Option<Relay>,
 }
 
@@ -68,14 +70,7 @@ pub fn outer_error(table: &TunnelTable, quoted: &[u8], too_big: Option<u32>) -> 
                 outer_len + h.len,
                 h.protocol == gre::TYPE_IPV6,
             ),
-            Err(_) => {
-                let any = (0..table.len() as u16).find(|&i| {
-                    table.get(i).is_some_and(|t| {
-                        t.spec.kind == kind && t.spec.local == local && t.spec.remote == remote
-                    })
-                })?;
-                (any, usize::MAX, false)
-            }
+            Err(_) => (table.any_between(kind, local, remote)?, usize::MAX, false),
         }
     } else {
         (
@@ -85,9 +80,7 @@ pub fn outer_error(table: &TunnelTable, quoted: &[u8], too_big: Option<u32>) -> 
         )
     };
     let tunnel = table.get(index)?;
-    if let Some(mtu) = too_big {
-        tunnel.lower_path_mtu(mtu);
-    }
+    let mtu_lowered = too_big.is_some_and(|mtu| tunnel.lower_path_mtu(mtu));
     let inner_min = if inner_v6 { 40 } else { 20 };
     let quoted_inner = inner
         .checked_add(inner_min)
@@ -105,6 +98,7 @@ pub fn outer_error(table: &TunnelTable, quoted: &[u8], too_big: Option<u32>) -> 
         tunnel: index,
         inner,
         inner_v6,
+        mtu_lowered,
         relay,
     })
 }

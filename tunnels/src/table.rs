@@ -193,6 +193,14 @@ impl TunnelTable {
         self.locals.contains(&a)
     }
 
+    /// Some tunnel of `kind` between the endpoints, whatever its key: for an ICMP quote
+    /// that stops before the GRE key.
+    pub fn any_between(&self, kind: Kind, local: IpAddr, remote: IpAddr) -> Option<u16> {
+        self.by_endpoints
+            .get(&Endpoints::new(kind, local, remote))
+            .and_then(|same| same.first().copied())
+    }
+
     /// The tunnel that takes a packet of `kind` from `remote` to `local` with `key`, with
     /// Linux's key rule: a keyed tunnel takes only its key, an unkeyed one only unkeyed
     /// packets.
