@@ -1,0 +1,230 @@
+//! What the NAT reads from an IPv4 packet: the 5-tuple (ICMP query identifiers in the port
+//! fields), where the transport header is, and whether the packet is a fragment. The
+//! dataplane has validated the IPv4 header already; everything past it is checked here.
+
+use wire::ipv4;
+
+/// Protocol numbers the NAT knows by name.
+pub const TCP: u8 = ipv4::PROTO_TCP;
+pub const UDP: u8 = ipv4::PROTO_UDP;
+pub const ICMP: u8 = ipv4::PROTO_ICMP;
+
+/// TCP flag bits.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const ACK: u8 = 0x10;
+
+/// One direction of a flow. For an ICMP echo request the identifier is in `sport` and
+/// `dport` is 0; for an echo reply it is in `dport` and `sport` is 0, so that a request and
+/// its reply are the two directions of one flow, exactly like ports. Protocols other than
+/// TCP, UDP and ICMP are tracked by address pair: both ports are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flow {
+    pub proto: u8,
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Flow {
+    /// The same flow seen from the other end.
+    pub fn reversed(&self) -> Flow {
+        Flow {
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+
+    /// A compact key for the hash indices (104 significant bits).
+    #[inline]
+    pub fn key(&self) -> u128 {
+        (self.proto as u128) << 96
+            | (self.src as u128) << 64
+            | (self.dst as u128) << 32
+            | (self.sport as u128) << 16
+            | self.dport as u128
+    }
+}
+
+impl std::fmt::Display for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, d) = (
+            std::net::Ipv4Addr::from(self.src),
+            std::net::Ipv4Addr::from(self.dst),
+        );
+        write!(
+            f,
+            "{} {s}:{} -> {d}:{}",
+            proto_name(self.proto),
+            self.sport,
+            self.dport
+        )
+    }
+}
+
+pub fn proto_name(p: u8) -> String {
+    match p {
+        TCP => "tcp".into(),
+        UDP => "udp".into(),
+        ICMP => "icmp".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The transport-level view of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    Tcp { flags: u8 },
+    Udp,
+    /// Echo request (`true`) or reply.
+    IcmpQuery { request: bool },
+    /// An ICMP error: the quoted packet starts 8 bytes into the ICMP message.
+    IcmpError,
+    /// Other protocols, and ICMP types that are neither errors nor echo.
+    Other,
+}
+
+/// Which part of a datagram a packet carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    Whole,
+    /// Offset 0 with more fragments to come: has the transport header.
+    First,
+    /// Offset > 0: addresses and protocol only.
+    Later,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub flow: Flow,
+    pub l4: L4,
+    /// Offset of the transport header from the IPv4 header.
+    pub l4_offset: usize,
+    pub fragment: Fragment,
+    pub ident: u16,
+}
+
+/// Why a packet could not be read as a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The transport header does not fit in the packet (or in the first fragment: RFC 1858).
+    Truncated,
+}
+
+/// The transport header length the NAT needs to read and rewrite.
+fn l4_needed(proto: u8) -> usize {
+    match proto {
+        TCP => 20,
+        UDP | ICMP => 8,
+        _ => 0,
+    }
+}
+
+/// Reads the flow of the IPv4 packet `ip` (header already validated: version, IHL, total
+/// length within the buffer, checksum).
+pub fn parse(ip: &[u8]) -> Result<Parsed, ParseError> {
+    let ihl = ipv4::header_len(ip);
+    let total = ipv4::total_len(ip).min(ip.len());
+    let proto = ipv4::proto(ip);
+    let ff = ipv4::flags_frag(ip);
+    let fragment = match (ff & ipv4::OFFSET_MASK, ff & ipv4::FLAG_MF != 0) {
+        (0, false) => Fragment::Whole,
+        (0, true) => Fragment::First,
+        _ => Fragment::Later,
+    };
+    let mut flow = Flow {
+        proto,
+        src: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        dst: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        sport: 0,
+        dport: 0,
+    };
+    let ident = ipv4::ident(ip);
+    let parsed = |flow, l4| Parsed {
+        flow,
+        l4,
+        l4_offset: ihl,
+        fragment,
+        ident,
+    };
+    if fragment == Fragment::Later {
+        let l4 = match proto {
+            TCP => L4::Tcp { flags: 0 },
+            UDP => L4::Udp,
+            _ => L4::Other,
+        };
+        return Ok(parsed(flow, l4));
+    }
+    let l4 = &ip[ihl.min(total)..total];
+    if l4.len() < l4_needed(proto) {
+        return Err(ParseError::Truncated);
+    }
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    let kind = match proto {
+        TCP => {
+            flow.sport = port(0);
+            flow.dport = port(2);
+            L4::Tcp { flags: l4[13] }
+        }
+        UDP => {
+            flow.sport = port(0);
+            flow.dport = port(2);
+            L4::Udp
+        }
+        ICMP => match l4[0] {
+            wire::icmp4::ECHO_REQUEST => {
+                flow.sport = port(4);
+                L4::IcmpQuery { request: true }
+            }
+            wire::icmp4::ECHO_REPLY => {
+                flow.dport = port(4);
+                L4::IcmpQuery { request: false }
+            }
+            t if wire::icmp4::is_error(t) => L4::IcmpError,
+            _ => L4::Other,
+        },
+        _ => L4::Other,
+    };
+    Ok(parsed(flow, kind))
+}
+
+/// Reads the flow of a packet quoted in an ICMP error: as much as is there, at least the
+/// IPv4 header and the first 8 bytes of its transport header (ports, ICMP id). Returns
+/// the flow and the quoted header length.
+pub fn parse_quoted(q: &[u8]) -> Option<(Flow, usize)> {
+    if q.len() < ipv4::MIN_LEN || ipv4::version(q) != 4 {
+        return None;
+    }
+    let ihl = ipv4::header_len(q);
+    if ihl < ipv4::MIN_LEN || q.len() < ihl + 8 {
+        return None;
+    }
+    if ipv4::flags_frag(q) & ipv4::OFFSET_MASK != 0 {
+        return None;
+    }
+    let l4 = &q[ihl..];
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    let proto = ipv4::proto(q);
+    let (sport, dport) = match proto {
+        TCP | UDP => (port(0), port(2)),
+        ICMP => match l4[0] {
+            wire::icmp4::ECHO_REQUEST => (port(4), 0),
+            wire::icmp4::ECHO_REPLY => (0, port(4)),
+            _ => return None,
+        },
+        _ => (0, 0),
+    };
+    let flow = Flow {
+        proto,
+        src: u32::from_be_bytes([q[12], q[13], q[14], q[15]]),
+        dst: u32::from_be_bytes([q[16], q[17], q[18], q[19]]),
+        sport,
+        dport,
+    };
+    Some((flow, ihl))
+}

@@ -1,0 +1,160 @@
+//! Header rewriting with incremental checksum updates (RFC 1624): the IPv4 header checksum
+//! for the addresses, the TCP/UDP checksum for the pseudo-header and the ports, the ICMP
+//! checksum for an echo identifier. A later fragment has no transport header; its part of
+//! the transport checksum was fixed in the first fragment, which covers the whole datagram.
+
+use wire::checksum_update;
+
+use crate::flow::{Flow, Fragment, Parsed, ICMP, L4, TCP, UDP};
+
+#[inline]
+fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Updates `sum` for a 32-bit field changing from `old` to `new`.
+#[inline]
+pub fn update32(sum: u16, old: u32, new: u32) -> u16 {
+    let s = checksum_update(sum, (old >> 16) as u16, (new >> 16) as u16);
+    checksum_update(s, old as u16, new as u16)
+}
+
+/// Where the transport checksum lives, and whether a zero there means "none" (UDP).
+fn l4_checksum(proto: u8, l4: &L4) -> Option<(usize, bool)> {
+    match (proto, l4) {
+        (TCP, _) => Some((16, false)),
+        (UDP, _) => Some((6, true)),
+        (ICMP, L4::IcmpQuery { .. }) => Some((2, false)),
+        _ => None,
+    }
+}
+
+/// Rewrites the packet described by `p` so that its flow becomes `to` (same protocol):
+/// addresses in the IPv4 header, ports or the echo identifier in the transport header,
+/// and every checksum covering them.
+pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
+    let from = p.flow;
+    let mut ip_sum = get16(ip, 10);
+    if from.src != to.src {
+        ip_sum = update32(ip_sum, from.src, to.src);
+        ip[12..16].copy_from_slice(&to.src.to_be_bytes());
+    }
+    if from.dst != to.dst {
+        ip_sum = update32(ip_sum, from.dst, to.dst);
+        ip[16..20].copy_from_slice(&to.dst.to_be_bytes());
+    }
+    put16(ip, 10, ip_sum);
+    if p.fragment == Fragment::Later {
+        return;
+    }
+    let o = p.l4_offset;
+    // The ports (or echo identifier) are always there: the parser saw 8 bytes. The
+    // checksum may not be, in the truncated quote of an ICMP error.
+    let (old_port_sum, new_port_sum) = match p.l4 {
+        L4::IcmpQuery { request } => {
+            let (old, new) = if request {
+                (from.sport, to.sport)
+            } else {
+                (from.dport, to.dport)
+            };
+            put16(ip, o + 4, new);
+            (old as u32, new as u32)
+        }
+        L4::Tcp { .. } | L4::Udp => {
+            put16(ip, o, to.sport);
+            put16(ip, o + 2, to.dport);
+            (
+                (from.sport as u32) << 16 | from.dport as u32,
+                (to.sport as u32) << 16 | to.dport as u32,
+            )
+        }
+        _ => return,
+    };
+    let Some((at, zero_means_none)) = l4_checksum(from.proto, &p.l4) else {
+        return;
+    };
+    if ip.len() < o + at + 2 {
+        return;
+    }
+    let old_sum = get16(ip, o + at);
+    if zero_means_none && old_sum == 0 {
+        return;
+    }
+    let mut sum = update32(old_sum, old_port_sum, new_port_sum);
+    if from.proto != ICMP {
+        // The pseudo-header: TCP and UDP checksums cover the addresses.
+        sum = update32(sum, from.src, to.src);
+        sum = update32(sum, from.dst, to.dst);
+    }
+    if zero_means_none && sum == 0 {
+        sum = 0xffff;
+    }
+    put16(ip, o + at, sum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::parse;
+    use std::net::Ipv4Addr;
+
+    fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let payload = b"hello, nat";
+        let mut p = vec![0u8; 20 + 8 + payload.len()];
+        let total = p.len() as u16;
+        wire::ipv4::write(
+            &mut p,
+            0,
+            total,
+            1,
+            0,
+            64,
+            UDP,
+            Ipv4Addr::from(src),
+            Ipv4Addr::from(dst),
+        );
+        put16(&mut p, 20, sport);
+        put16(&mut p, 22, dport);
+        put16(&mut p, 24, 8 + payload.len() as u16);
+        p[28..].copy_from_slice(payload);
+        let sum = wire::checksum4(Ipv4Addr::from(src), Ipv4Addr::from(dst), UDP, &p[20..]);
+        put16(&mut p, 26, sum);
+        p
+    }
+
+    #[test]
+    fn udp_rewrite_keeps_checksums_valid() {
+        let mut p = udp_packet([192, 0, 2, 10], [198, 51, 100, 7], 40000, 53);
+        let parsed = parse(&p).unwrap();
+        let mut to = parsed.flow;
+        to.src = u32::from(Ipv4Addr::new(203, 0, 113, 1));
+        to.sport = 1234;
+        rewrite(&mut p, &parsed, &to);
+        assert_eq!(wire::checksum(&p[..20]), 0, "IPv4 header checksum");
+        let l4 = wire::checksum4(
+            Ipv4Addr::new(203, 0, 113, 1),
+            Ipv4Addr::new(198, 51, 100, 7),
+            UDP,
+            &p[20..],
+        );
+        assert_eq!(l4, 0, "UDP checksum verifies");
+        assert_eq!(parse(&p).unwrap().flow, to);
+    }
+
+    #[test]
+    fn udp_without_checksum_stays_without() {
+        let mut p = udp_packet([192, 0, 2, 10], [198, 51, 100, 7], 40000, 53);
+        put16(&mut p, 26, 0);
+        let parsed = parse(&p).unwrap();
+        let mut to = parsed.flow;
+        to.dst = 0x0a000001;
+        rewrite(&mut p, &parsed, &to);
+        assert_eq!(get16(&p, 26), 0);
+        assert_eq!(wire::checksum(&p[..20]), 0);
+    }
+}

@@ -1,0 +1,869 @@
+//! One worker's NAT: its session table, mappings, fragment memory and held SYNs, and the
+//! two pipeline entry points.
+//!
+//! * `prerouting`, before the FIB: finds the packet's session (either direction) and
+//!   applies the destination half of its translation (DNAT, or the return path of SNAT),
+//!   so the FIB routes the real destination. New sessions that start from the outside are
+//!   made here: inbound through a mapping (filtering permitting), DNAT to a frontend's
+//!   backend, hairpin from the inside to an external mapping.
+//! * `postrouting`, after TTL and MTU: applies the source half (SNAT), creating an SNAT
+//!   session for a new flow from an inside to an outside interface.
+//!
+//! ICMP errors are translated whole in `prerouting` (icmp.rs), and never create, refresh
+//! or end a session (RFC 5508 REQ-1/2).
+
+use std::sync::Arc;
+
+use crate::flow::{self, Flow, Fragment, Parsed, ICMP, L4, SYN, ACK, TCP, UDP};
+use crate::frag::{DatagramKey, Fragments, Verdict};
+use crate::mapping::Mappings;
+use crate::ports::{class_range, PortMap, Space};
+use crate::rewrite::rewrite;
+use crate::rules::{Endpoint, Filtering, Rules};
+use crate::table::{Class, Handle, Kind, Session, Sessions, CLASSES, NONE};
+use crate::tcp::Track;
+
+/// Where a packet came in, by the interface roles of the NAT configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Inside,
+    Outside,
+}
+
+/// Why the NAT dropped or refused a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The transport header is cut short (or the first fragment is too short for it).
+    Truncated,
+    /// Inbound to a pool address with no mapping behind it.
+    NoMapping,
+    /// Inbound to a mapping whose filtering does not admit the sender.
+    Filtered,
+    /// A frontend with no backend up.
+    NoBackend,
+    /// The session table is full and nothing could be early-dropped.
+    TableFull,
+    /// No free external port in the class.
+    PortsExhausted,
+    /// The inside host is at its session quota.
+    SessionQuota,
+    /// The inside host is at its port quota.
+    PortQuota,
+    /// An ICMP error with a wrong checksum.
+    IcmpBadChecksum,
+    /// An ICMP error to a pool address about no session.
+    IcmpNoFlow,
+    /// A fragment overlapping another of its datagram.
+    FragmentOverlap,
+    /// An early fragment that could not be held (hold list full).
+    FragmentHoldFull,
+    /// An unsolicited SYN that could not be held (hold list full), or a repeat of one held.
+    SynNotHeld,
+}
+
+pub const REASONS: [Reason; 13] = [
+    Reason::Truncated,
+    Reason::NoMapping,
+    Reason::Filtered,
+    Reason::NoBackend,
+    Reason::TableFull,
+    Reason::PortsExhausted,
+    Reason::SessionQuota,
+    Reason::PortQuota,
+    Reason::IcmpBadChecksum,
+    Reason::IcmpNoFlow,
+    Reason::FragmentOverlap,
+    Reason::FragmentHoldFull,
+    Reason::SynNotHeld,
+];
+
+impl Reason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reason::Truncated => "nat_truncated",
+            Reason::NoMapping => "nat_no_mapping",
+            Reason::Filtered => "nat_filtered",
+            Reason::NoBackend => "nat_no_backend",
+            Reason::TableFull => "nat_table_full",
+            Reason::PortsExhausted => "nat_ports_exhausted",
+            Reason::SessionQuota => "nat_session_quota",
+            Reason::PortQuota => "nat_port_quota",
+            Reason::IcmpBadChecksum => "nat_icmp_bad_checksum",
+            Reason::IcmpNoFlow => "nat_icmp_no_flow",
+            Reason::FragmentOverlap => "nat_fragment_overlap",
+            Reason::FragmentHoldFull => "nat_fragment_hold_full",
+            Reason::SynNotHeld => "nat_syn_not_held",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pre {
+    /// Nothing for the NAT: route as it is.
+    Pass,
+    /// Belongs to this session; its destination is translated. Hand it to `postrouting`.
+    Session(Handle),
+    Drop(Reason),
+    /// The NAT kept a copy (an unsolicited SYN, an early fragment): free the frame.
+    Held,
+    /// No session could be created: drop and answer ICMP 3/13 (RFC 5508 REQ-8).
+    Refuse(Reason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post {
+    Pass,
+    Translated,
+    Drop(Reason),
+    Refuse(Reason),
+}
+
+/// Per-shard counts of what happened (drops are counted by the dataplane per reason).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub created: u64,
+    pub expired: u64,
+    pub early_dropped: u64,
+    pub deleted: u64,
+    pub syns_held: u64,
+    pub syns_answered: u64,
+    pub fragments_held: u64,
+    pub fragments_timed_out: u64,
+    pub icmp_errors_translated: u64,
+}
+
+/// An unsolicited inbound SYN waiting out its 6 s (RFC 5382 REQ-4).
+struct HeldSyn {
+    flow: Flow,
+    until: u64,
+    tag: u16,
+    packet: Vec<u8>,
+}
+const MAX_HELD_SYNS: usize = 64;
+/// Bytes of a held SYN kept for the ICMP error's quote.
+const HELD_SYN_BYTES: usize = 128;
+
+/// Most expired sessions reclaimed per `expire` call (bounded work per burst).
+pub const EXPIRE_BUDGET: usize = 64;
+/// Random probes for a free port before a bounded linear scan.
+const RANDOM_PROBES: usize = 32;
+const LINEAR_PROBES: usize = 2048;
+
+pub struct Shard {
+    id: usize,
+    rules: Arc<Rules>,
+    ports: Arc<PortMap>,
+    pub(crate) sessions: Sessions,
+    pub(crate) mappings: Mappings,
+    frags: Fragments,
+    held_syns: Vec<HeldSyn>,
+    pub stats: Stats,
+    rng: u64,
+}
+
+/// The flow a packet of direction `reply` leaves as.
+#[inline]
+pub(crate) fn target(s: &Session, reply: bool) -> Flow {
+    if reply {
+        s.orig.reversed()
+    } else {
+        s.reply.reversed()
+    }
+}
+
+fn class_of(proto: u8, tcp: &Track) -> Class {
+    match proto {
+        TCP if tcp.established() => Class::TcpEstablished,
+        TCP => Class::TcpTransitory,
+        UDP => Class::Udp,
+        ICMP => Class::Icmp,
+        _ => Class::Other,
+    }
+}
+
+fn datagram_key(f: &Flow, ident: u16) -> DatagramKey {
+    DatagramKey {
+        src: f.src,
+        dst: f.dst,
+        proto: f.proto,
+        ident,
+    }
+}
+
+/// The byte range of a fragment's payload within its datagram.
+fn fragment_range(ip: &[u8]) -> (u32, u32) {
+    let ihl = wire::ipv4::header_len(ip);
+    let start = (wire::ipv4::flags_frag(ip) & wire::ipv4::OFFSET_MASK) as u32 * 8;
+    let len = wire::ipv4::total_len(ip).saturating_sub(ihl) as u32;
+    (start, start + len)
+}
+
+impl Shard {
+    pub fn new(id: usize, rules: Arc<Rules>, ports: Arc<PortMap>) -> Shard {
+        let seed = ahash::RandomState::new().hash_one(id) | 1;
+        Shard {
+            id,
+            sessions: Sessions::new(rules.capacity),
+            mappings: Mappings::new(rules.capacity),
+            frags: Fragments::new(),
+            held_syns: Vec::new(),
+            stats: Stats::default(),
+            rng: seed,
+            rules,
+            ports,
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
+    }
+    pub fn ports(&self) -> &Arc<PortMap> {
+        &self.ports
+    }
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// New rules from the control plane. Sessions stay; new flows follow the new rules.
+    pub fn set_rules(&mut self, rules: Arc<Rules>) {
+        self.rules = rules;
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: seeded per shard from the process-random ahash state.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545f4914f6cdd1d)
+    }
+
+    fn timeout(&self, class: Class) -> u64 {
+        let t = &self.rules.timeouts;
+        match class {
+            Class::TcpEstablished => t.tcp_established,
+            Class::TcpTransitory => t.tcp_transitory,
+            Class::Udp => t.udp,
+            Class::Icmp => t.icmp,
+            Class::Other => t.other,
+        }
+    }
+
+    // ---- pre-routing ------------------------------------------------------------------
+
+    /// Pre-routing for the IPv4 packet `ip` that came in on `side`. `tag` is returned with
+    /// anything the NAT holds and later gives back (the dataplane puts its port there).
+    pub fn prerouting(&mut self, ip: &mut [u8], side: Side, tag: u16, now: u64) -> Pre {
+        let p = match flow::parse(ip) {
+            Ok(p) => p,
+            Err(flow::ParseError::Truncated) => return Pre::Drop(Reason::Truncated),
+        };
+        match p.fragment {
+            Fragment::Later => return self.later_fragment(ip, &p, tag, now),
+            Fragment::First => {
+                let (_, end) = fragment_range(ip);
+                let key = datagram_key(&p.flow, p.ident);
+                let timeout = self.rules.timeouts.fragment;
+                if !self.frags.first(key, end, now, timeout) {
+                    return Pre::Drop(Reason::FragmentOverlap);
+                }
+            }
+            Fragment::Whole => {}
+        }
+        if p.l4 == L4::IcmpError {
+            return self.icmp_error(ip, &p);
+        }
+        let verdict = match self.lookup(&p.flow, now) {
+            Some(h) => {
+                self.refresh(h, &p, now);
+                self.translate_destination(ip, &p, h);
+                Pre::Session(h)
+            }
+            None => self.new_from_outside(ip, &p, side, tag, now),
+        };
+        if p.fragment == Fragment::First {
+            if let Pre::Session(h) = verdict {
+                self.frags.set_session(datagram_key(&p.flow, p.ident), Some(h));
+            }
+        }
+        verdict
+    }
+
+    fn later_fragment(&mut self, ip: &mut [u8], p: &Parsed, tag: u16, now: u64) -> Pre {
+        let key = datagram_key(&p.flow, p.ident);
+        let (start, end) = fragment_range(ip);
+        let timeout = self.rules.timeouts.fragment;
+        match self.frags.later(key, start, end, now, timeout) {
+            Verdict::Overlap => Pre::Drop(Reason::FragmentOverlap),
+            Verdict::Known(None) => Pre::Pass,
+            Verdict::Known(Some(h)) => {
+                if self.sessions.get(h).is_none() {
+                    return Pre::Pass;
+                }
+                self.translate_destination(ip, p, h);
+                Pre::Session(h)
+            }
+            Verdict::Hold => {
+                if self.frags.hold(key, tag, ip, now, timeout) {
+                    self.stats.fragments_held += 1;
+                    Pre::Held
+                } else {
+                    Pre::Drop(Reason::FragmentHoldFull)
+                }
+            }
+        }
+    }
+
+    /// The live session of `flow`, reclaiming it here if it has expired.
+    fn lookup(&mut self, flow: &Flow, now: u64) -> Option<Handle> {
+        let h = self.sessions.find(flow)?;
+        let s = self.sessions.get(h)?;
+        if now.saturating_sub(s.last) >= self.timeout(s.class) {
+            self.remove(h.index, now);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some(h)
+    }
+
+    fn refresh(&mut self, h: Handle, p: &Parsed, now: u64) {
+        let Some(s) = self.sessions.get_mut(h) else {
+            return;
+        };
+        if let L4::Tcp { flags } = p.l4 {
+            s.tcp.see(flags, !h.reply);
+        }
+        if h.reply {
+            s.replied = true;
+        }
+        s.packets += 1;
+        let class = class_of(s.orig.proto, &s.tcp);
+        self.sessions.touch(h.index, class, now);
+    }
+
+    fn translate_destination(&self, ip: &mut [u8], p: &Parsed, h: Handle) {
+        let Some(s) = self.sessions.get(h) else {
+            return;
+        };
+        let t = target(s, h.reply);
+        if t.dst == p.flow.dst && t.dport == p.flow.dport {
+            return;
+        }
+        let to = Flow {
+            dst: t.dst,
+            dport: t.dport,
+            ..p.flow
+        };
+        rewrite(ip, p, &to);
+    }
+
+    fn translate_source(&self, ip: &mut [u8], p: &Parsed, h: Handle) -> bool {
+        let Some(s) = self.sessions.get(h) else {
+            return false;
+        };
+        let t = target(s, h.reply);
+        if t.src == p.flow.src && t.sport == p.flow.sport {
+            return true;
+        }
+        let to = Flow {
+            src: t.src,
+            sport: t.sport,
+            ..p.flow
+        };
+        rewrite(ip, p, &to);
+        true
+    }
+
+    /// A packet with no session: a frontend's new flow, an inbound flow through a mapping,
+    /// a hairpin, an unsolicited SYN, or none of the NAT's business.
+    fn new_from_outside(&mut self, ip: &mut [u8], p: &Parsed, side: Side, tag: u16, now: u64) -> Pre {
+        let flow = p.flow;
+        if let Some(f) = self.rules.frontend(&flow) {
+            let Some(backend) = f.pick(self.rules.flow_hash(&flow)) else {
+                return Pre::Drop(Reason::NoBackend);
+            };
+            let reply = Flow {
+                proto: flow.proto,
+                src: backend.addr,
+                dst: flow.src,
+                sport: backend.port,
+                dport: flow.sport,
+            };
+            return match self.create(flow, reply, NONE, Kind::Dnat, p, now) {
+                Ok(h) => {
+                    self.translate_destination(ip, p, h);
+                    Pre::Session(h)
+                }
+                Err(r) => Pre::Refuse(r),
+            };
+        }
+        if !self.ports.is_external(flow.dst) || matches!(p.l4, L4::IcmpQuery { request: true }) {
+            return Pre::Pass;
+        }
+        let external = Endpoint {
+            addr: flow.dst,
+            port: flow.dport,
+        };
+        let mapped = self.mappings.by_external(flow.proto, external);
+        let Some((mi, m)) = mapped.and_then(|mi| Some((mi, *self.mappings.get(mi)?))) else {
+            return match side {
+                Side::Outside => self.unmapped(ip, p, tag, now),
+                Side::Inside => Pre::Pass,
+            };
+        };
+        match side {
+            Side::Inside => self.hairpin(ip, p, m.inside, now),
+            Side::Outside => {
+                let admitted = match self.rules.filtering {
+                    Filtering::EndpointIndependent => true,
+                    Filtering::AddressDependent => self.mappings.has_sent_to(mi, flow.src),
+                    // An exact match would have been found as a session already.
+                    Filtering::AddressAndPortDependent => false,
+                };
+                if !admitted {
+                    return self.unsolicited(ip, p, tag, now, Reason::Filtered);
+                }
+                let orig = Flow {
+                    proto: flow.proto,
+                    src: m.inside.addr,
+                    dst: flow.src,
+                    sport: m.inside.port,
+                    dport: flow.sport,
+                };
+                match self.create(orig, flow, mi, Kind::Snat, p, now) {
+                    Ok(h) => {
+                        self.translate_destination(ip, p, h);
+                        Pre::Session(h)
+                    }
+                    Err(r) => Pre::Refuse(r),
+                }
+            }
+        }
+    }
+
+    /// Inbound to an external address with no mapping for the port.
+    fn unmapped(&mut self, ip: &[u8], p: &Parsed, tag: u16, now: u64) -> Pre {
+        if self.rules.pool.contains(&p.flow.dst) {
+            return self.unsolicited(ip, p, tag, now, Reason::NoMapping);
+        }
+        // A masqueraded interface address: tern's own, the local stack answers (and a TCP
+        // SYN is still held as RFC 5382 asks).
+        match p.l4 {
+            L4::Tcp { flags } if flags & (SYN | ACK) == SYN => self.hold_syn(ip, p, tag, now),
+            _ => Pre::Pass,
+        }
+    }
+
+    /// Refused inbound: a TCP SYN waits 6 s for an outbound SYN (RFC 5382 REQ-4), anything
+    /// else is dropped.
+    fn unsolicited(&mut self, ip: &[u8], p: &Parsed, tag: u16, now: u64, r: Reason) -> Pre {
+        match p.l4 {
+            L4::Tcp { flags } if flags & (SYN | ACK) == SYN => self.hold_syn(ip, p, tag, now),
+            _ => Pre::Drop(r),
+        }
+    }
+
+    fn hold_syn(&mut self, ip: &[u8], p: &Parsed, tag: u16, now: u64) -> Pre {
+        if self.held_syns.len() >= MAX_HELD_SYNS || self.held_syns.iter().any(|h| h.flow == p.flow) {
+            return Pre::Drop(Reason::SynNotHeld);
+        }
+        self.held_syns.push(HeldSyn {
+            flow: p.flow,
+            until: now + self.rules.timeouts.syn_hold,
+            tag,
+            packet: ip[..ip.len().min(HELD_SYN_BYTES)].to_vec(),
+        });
+        self.stats.syns_held += 1;
+        Pre::Held
+    }
+
+    /// An inside host to another inside host's external mapping (RFC 4787 REQ-9): both
+    /// halves translated, so the peer sees the sender's external address and port.
+    /// Filtering does not apply between inside hosts.
+    fn hairpin(&mut self, ip: &mut [u8], p: &Parsed, to: Endpoint, now: u64) -> Pre {
+        let flow = p.flow;
+        let from = Endpoint {
+            addr: flow.src,
+            port: flow.sport,
+        };
+        let external = self.external_for(flow.src, flow.dst);
+        let mi = match self.mapping_for(flow.proto, from, external, now) {
+            Ok(mi) => mi,
+            Err(r) => return Pre::Refuse(r),
+        };
+        let Some(m) = self.mappings.get(mi).copied() else {
+            return Pre::Refuse(Reason::PortsExhausted);
+        };
+        let reply = Flow {
+            proto: flow.proto,
+            src: to.addr,
+            dst: m.external.addr,
+            sport: to.port,
+            dport: m.external.port,
+        };
+        match self.create(flow, reply, mi, Kind::Hairpin, p, now) {
+            Ok(h) => {
+                self.translate_destination(ip, p, h);
+                Pre::Session(h)
+            }
+            Err(r) => {
+                self.drop_unused_mapping(mi, now);
+                Pre::Refuse(r)
+            }
+        }
+    }
+
+    // ---- post-routing -----------------------------------------------------------------
+
+    /// Post-routing for a packet that `prerouting` handled: `pre` is its session, if any;
+    /// `snat` is the masquerade address when the packet goes from an inside interface out
+    /// of an outside one (the pool, if configured, takes precedence).
+    pub fn postrouting(&mut self, ip: &mut [u8], pre: Option<Handle>, snat: Option<u32>, now: u64) -> Post {
+        let p = match flow::parse(ip) {
+            Ok(p) => p,
+            Err(_) => return Post::Drop(Reason::Truncated),
+        };
+        if let Some(h) = pre {
+            return if self.translate_source(ip, &p, h) {
+                Post::Translated
+            } else {
+                Post::Pass
+            };
+        }
+        let first = p.fragment == Fragment::First;
+        let Some(masquerade) = snat else {
+            if first {
+                self.frags.set_session(datagram_key(&p.flow, p.ident), None);
+            }
+            return Post::Pass;
+        };
+        if p.fragment == Fragment::Later || p.l4 == L4::IcmpError {
+            return Post::Pass;
+        }
+        let verdict = match self.new_snat(&p, masquerade, now) {
+            Ok(h) => {
+                self.translate_source(ip, &p, h);
+                if first {
+                    self.frags.set_session(datagram_key(&p.flow, p.ident), Some(h));
+                }
+                return Post::Translated;
+            }
+            Err(r) => Post::Refuse(r),
+        };
+        if first {
+            self.frags.set_session(datagram_key(&p.flow, p.ident), None);
+        }
+        verdict
+    }
+
+    fn new_snat(&mut self, p: &Parsed, masquerade: u32, now: u64) -> Result<Handle, Reason> {
+        let flow = p.flow;
+        // A replied echo request keeps its id in `sport`; the reply will carry it in `dport`.
+        let inside = Endpoint {
+            addr: flow.src,
+            port: flow.sport,
+        };
+        let external = self.external_for(flow.src, masquerade);
+        let mi = self.mapping_for(flow.proto, inside, external, now)?;
+        let Some(m) = self.mappings.get(mi).copied() else {
+            return Err(Reason::PortsExhausted);
+        };
+        let reply = Flow {
+            proto: flow.proto,
+            src: flow.dst,
+            dst: m.external.addr,
+            sport: flow.dport,
+            dport: m.external.port,
+        };
+        let created = self.create(flow, reply, mi, Kind::Snat, p, now);
+        if created.is_err() {
+            self.drop_unused_mapping(mi, now);
+        } else {
+            // An outbound SYN for a held inbound SYN: the held one is dropped silently.
+            self.held_syns.retain(|h| h.flow != reply);
+        }
+        created
+    }
+
+    /// The external address for an inside host: with a pool, the one it already has
+    /// (paired pooling, RFC 4787 REQ-2), else one chosen by a hash of its address;
+    /// without a pool, the masquerade address.
+    fn external_for(&self, inside: u32, masquerade: u32) -> u32 {
+        let pool = &self.rules.pool;
+        if pool.is_empty() {
+            return masquerade;
+        }
+        match self.mappings.subscriber(inside) {
+            Some(sub) if sub.ports > 0 => sub.external,
+            _ => {
+                let h = (inside as u64 ^ self.rules.seed).wrapping_mul(0x9e3779b97f4a7c15);
+                pool[((h >> 32) % pool.len() as u64) as usize]
+            }
+        }
+    }
+
+    /// The endpoint-independent mapping of `inside`, made now if there is none.
+    fn mapping_for(&mut self, proto: u8, inside: Endpoint, external: u32, now: u64) -> Result<u32, Reason> {
+        if let Some(mi) = self.mappings.by_inside(proto, inside) {
+            return Ok(mi);
+        }
+        let quota = self.rules.max_ports_per_host;
+        if quota > 0 && self.mappings.subscriber(inside.addr).is_some_and(|s| s.ports >= quota) {
+            return Err(Reason::PortQuota);
+        }
+        let space = Space::of(proto);
+        let port = self.take_port(external, space, inside.port, now).ok_or(Reason::PortsExhausted)?;
+        Ok(self.mappings.insert(proto, inside, Endpoint { addr: external, port }))
+    }
+
+    /// An external port for `wanted`: itself if free (port preservation), else a random
+    /// one of the same class (RFC 6056 algorithm 1), bounded probing.
+    fn take_port(&mut self, addr: u32, space: Space, wanted: u16, now: u64) -> Option<u16> {
+        let shard = self.id;
+        if self.ports.try_take(addr, space, wanted, shard, now) {
+            return Some(wanted);
+        }
+        let (lo, hi) = class_range(space, wanted);
+        let span = (hi - lo) as u64 + 1;
+        if span == 1 {
+            return None;
+        }
+        for _ in 0..RANDOM_PROBES {
+            let port = lo + (self.random() % span) as u16;
+            if self.ports.try_take(addr, space, port, shard, now) {
+                return Some(port);
+            }
+        }
+        let start = self.random() % span;
+        for i in 0..(LINEAR_PROBES as u64).min(span) {
+            let port = lo + ((start + i) % span) as u16;
+            if self.ports.try_take(addr, space, port, shard, now) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn drop_unused_mapping(&mut self, mi: u32, now: u64) {
+        if self.mappings.get(mi).is_some_and(|m| m.sessions == 0) {
+            // attach+detach frees a mapping that no session took.
+            self.mappings.attach(mi, 0);
+            if let Some(m) = self.mappings.detach(mi, 0) {
+                self.release_port(&m, now);
+            }
+        }
+    }
+
+    fn release_port(&self, m: &crate::mapping::Mapping, now: u64) {
+        let hold = self.rules.timeouts.port_hold;
+        self.ports
+            .release(m.external.addr, Space::of(m.proto), m.external.port, now, hold);
+    }
+
+    /// Inserts a session after the checks every new session passes: both keys free, the
+    /// inside host's quota, room in the table (early drop, RFC 5508 REQ-8 otherwise).
+    fn create(&mut self, orig: Flow, reply: Flow, mapping: u32, kind: Kind, p: &Parsed, now: u64) -> Result<Handle, Reason> {
+        if !self.sessions.keys_free(&orig, &reply) {
+            return Err(Reason::PortsExhausted);
+        }
+        let subscriber = match kind {
+            Kind::Dnat => None,
+            _ => Some(orig.src),
+        };
+        let quota = self.rules.max_sessions_per_host;
+        if let Some(sub) = subscriber {
+            if quota > 0 && self.mappings.subscriber(sub).is_some_and(|s| s.sessions >= quota) {
+                return Err(Reason::SessionQuota);
+            }
+        }
+        if self.sessions.is_full() && !self.early_drop(now) {
+            return Err(Reason::TableFull);
+        }
+        let from_orig = p.flow == orig;
+        let mut tcp = Track::default();
+        if let L4::Tcp { flags } = p.l4 {
+            tcp.see(flags, from_orig);
+        }
+        let class = class_of(orig.proto, &tcp);
+        let mut session = Session::template();
+        session.orig = orig;
+        session.reply = reply;
+        session.mapping = mapping;
+        session.kind = kind;
+        session.class = class;
+        session.tcp = tcp;
+        session.replied = !from_orig;
+        session.created = now;
+        session.last = now;
+        session.packets = 1;
+        let h = self.sessions.insert(session).ok_or(Reason::TableFull)?;
+        if mapping != NONE {
+            self.mappings.attach(mapping, reply.src);
+        }
+        if let Some(sub) = subscriber {
+            self.mappings.add_session(sub);
+        }
+        self.stats.created += 1;
+        Ok(Handle {
+            reply: !from_orig,
+            ..h
+        })
+    }
+
+    /// Makes room for a new session: the oldest transitory TCP session, else the oldest
+    /// session never replied to. Established sessions are never taken.
+    fn early_drop(&mut self, now: u64) -> bool {
+        let victim = self.sessions.oldest(Class::TcpTransitory).or_else(|| {
+            [Class::Udp, Class::Icmp, Class::Other].iter().find_map(|&c| {
+                let mut at = self.sessions.oldest(c);
+                for _ in 0..8 {
+                    let i = at?;
+                    if self.sessions.at(i).is_some_and(|s| !s.replied) {
+                        return Some(i);
+                    }
+                    at = self.sessions.newer(i);
+                }
+                None
+            })
+        });
+        match victim {
+            Some(i) => {
+                self.remove(i, now);
+                self.stats.early_dropped += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees session `index` and whatever only it held (its mapping and external port).
+    fn remove(&mut self, index: u32, now: u64) {
+        let Some(s) = self.sessions.remove(index) else {
+            return;
+        };
+        if s.kind != Kind::Dnat {
+            self.mappings.remove_session(s.orig.src);
+        }
+        if s.mapping != NONE {
+            if let Some(m) = self.mappings.detach(s.mapping, s.reply.src) {
+                self.release_port(&m, now);
+            }
+        }
+    }
+
+    // ---- housekeeping -----------------------------------------------------------------
+
+    /// Reclaims expired sessions (at most `budget`), fragments past their time, and
+    /// returns the held SYNs whose 6 s ran out: answer each with ICMP port unreachable.
+    pub fn expire(&mut self, now: u64, budget: usize) -> Vec<(u16, Vec<u8>)> {
+        let mut work = 0;
+        for class in CLASSES {
+            let timeout = self.timeout(class);
+            while work < budget {
+                let Some(i) = self.sessions.oldest(class) else {
+                    break;
+                };
+                let Some(s) = self.sessions.at(i) else {
+                    break;
+                };
+                if now.saturating_sub(s.last) < timeout {
+                    if s.last > s.listed() {
+                        // Used since it was queued (touch relinks at most once a
+                        // second): queue it at its real place and look again.
+                        self.sessions.requeue(i);
+                        work += 1;
+                        continue;
+                    }
+                    break;
+                }
+                self.remove(i, now);
+                self.stats.expired += 1;
+                work += 1;
+            }
+        }
+        self.stats.fragments_timed_out += self.frags.expire(now, budget) as u64;
+        let mut due = Vec::new();
+        if self.held_syns.iter().any(|h| h.until <= now) {
+            let mut i = 0;
+            while i < self.held_syns.len() {
+                if self.held_syns[i].until <= now {
+                    let h = self.held_syns.swap_remove(i);
+                    due.push((h.tag, h.packet));
+                } else {
+                    i += 1;
+                }
+            }
+            self.stats.syns_answered += due.len() as u64;
+        }
+        due
+    }
+
+    /// Later fragments whose first fragment arrived: `(tag, packet)` to run through the
+    /// pipeline again.
+    pub fn released_fragments(&mut self) -> Vec<(u16, Vec<u8>)> {
+        if !self.frags.has_released() {
+            return Vec::new();
+        }
+        self.frags
+            .take_released()
+            .into_iter()
+            .map(|h| (h.tag, h.packet))
+            .collect()
+    }
+
+    /// Deletes the sessions `keep` says no to (`tern ctl conntrack delete`). Returns how many.
+    pub fn delete(&mut self, mut matches: impl FnMut(&Session) -> bool, now: u64) -> usize {
+        let doomed: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| matches(s))
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &doomed {
+            self.remove(i, now);
+        }
+        self.stats.deleted += doomed.len() as u64;
+        doomed.len()
+    }
+
+    pub fn held_syns(&self) -> usize {
+        self.held_syns.len()
+    }
+    pub fn held_fragments(&self) -> usize {
+        self.frags.held()
+    }
+
+    /// Bytes this shard holds for its tables.
+    pub fn bytes(&self) -> usize {
+        self.sessions.bytes() + self.mappings.bytes()
+    }
+
+    /// The invariants: session keys and lists (table.rs), mapping indices, and every
+    /// mapping's session count equal to the sessions naming it.
+    pub fn check(&self) -> Result<(), String> {
+        self.sessions.check()?;
+        self.mappings.check()?;
+        let mut counts = std::collections::HashMap::new();
+        for (_, s) in self.sessions.iter() {
+            if s.mapping != NONE {
+                *counts.entry(s.mapping).or_insert(0u32) += 1;
+            }
+        }
+        for (&mi, &n) in &counts {
+            match self.mappings.get(mi) {
+                Some(m) if m.sessions == n => {}
+                Some(m) => return Err(format!("mapping {mi}: {} sessions counted, {n} name it", m.sessions)),
+                None => return Err(format!("a session names freed mapping {mi}")),
+            }
+        }
+        if counts.len() != self.mappings.len() {
+            return Err(format!("{} mappings, {} in use", self.mappings.len(), counts.len()));
+        }
+        Ok(())
+    }
+}
