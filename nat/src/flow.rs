@@ -79,10 +79,14 @@ pub fn proto_name(p: u8) -> String {
 /// The transport-level view of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {
-    Tcp { flags: u8 },
+    Tcp {
+        flags: u8,
+    },
     Udp,
     /// Echo request (`true`) or reply.
-    IcmpQuery { request: bool },
+    IcmpQuery {
+        request: bool,
+    },
     /// An ICMP error: the quoted packet starts 8 bytes into the ICMP message.
     IcmpError,
     /// Other protocols, and ICMP types that are neither errors nor echo.

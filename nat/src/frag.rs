@@ -130,7 +130,14 @@ impl Fragments {
     }
 
     /// A later fragment covering [start, end).
-    pub fn later(&mut self, key: DatagramKey, start: u32, end: u32, now: u64, timeout: u64) -> Verdict {
+    pub fn later(
+        &mut self,
+        key: DatagramKey,
+        start: u32,
+        end: u32,
+        now: u64,
+        timeout: u64,
+    ) -> Verdict {
         let Some(d) = self.entry(key, now, timeout) else {
             return Verdict::Overlap;
         };
@@ -145,8 +152,22 @@ impl Fragments {
         }
     }
 
-    /// Keeps a copy of a later fragment until its first fragment comes. False if full.
-    pub fn hold(&mut self, key: DatagramKey, tag: u16, packet: &[u8], now: u64, timeout: u64) -> bool {
+    /// Keeps a copy of a later fragment, covering [start, end), until its first fragment
+    /// comes. False if full. The range is unrecorded: the fragment is checked again when it
+    /// comes back through the pipeline.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hold(
+        &mut self,
+        key: DatagramKey,
+        range: (u32, u32),
+        tag: u16,
+        packet: &[u8],
+        now: u64,
+        timeout: u64,
+    ) -> bool {
+        if let Some(d) = self.datagrams.get_mut(&key) {
+            d.ranges.retain(|&r| r != range);
+        }
         if self.held.len() >= MAX_HELD {
             return false;
         }
@@ -182,7 +203,9 @@ impl Fragments {
             self.order.pop_front();
             match self.datagrams.get(&key) {
                 // Refreshed since: queue it again at its new time.
-                Some(d) if d.expires > at && now != u64::MAX => self.order.push_back((d.expires, key)),
+                Some(d) if d.expires > at && now != u64::MAX => {
+                    self.order.push_back((d.expires, key))
+                }
                 Some(_) => {
                     self.datagrams.remove(&key);
                 }
@@ -221,7 +244,7 @@ mod tests {
     fn out_of_order_later_fragment_is_held_then_released() {
         let mut f = Fragments::new();
         assert_eq!(f.later(K, 1480, 2000, 0, 2000), Verdict::Hold);
-        assert!(f.hold(K, 3, &[1, 2, 3], 0, 2000));
+        assert!(f.hold(K, (1480, 2000), 3, &[1, 2, 3], 0, 2000));
         assert!(f.first(K, 1480, 10, 2000));
         f.set_session(K, None);
         let r = f.take_released();
@@ -244,7 +267,7 @@ mod tests {
         assert!(f.first(K, 1480, 0, 2000));
         let k8 = DatagramKey { ident: 8, ..K };
         assert_eq!(f.later(k8, 1480, 1500, 0, 2000), Verdict::Hold);
-        assert!(f.hold(k8, 0, &[0], 0, 2000));
+        assert!(f.hold(k8, (1480, 1500), 0, &[0], 0, 2000));
         assert_eq!(f.expire(1000, 10), 0);
         assert_eq!(f.len(), 2);
         assert_eq!(f.expire(2000, 10), 1);

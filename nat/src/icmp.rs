@@ -84,7 +84,11 @@ impl Shard {
         let arriving = quoted.reversed();
         let t = target(&s, h.reply);
         let outer = Flow {
-            src: if t.src != arriving.src { t.src } else { p.flow.src },
+            src: if t.src != arriving.src {
+                t.src
+            } else {
+                p.flow.src
+            },
             dst: t.dst,
             ..p.flow
         };

@@ -72,13 +72,15 @@ mod tests {
         for n in [1, 2, 5, 10, 64, MAX_BACKENDS] {
             let m = table_size(n);
             assert!(m > 100 * n, "{m} for {n}");
-            assert!((2..m).take_while(|d| d * d <= m).all(|d| m % d != 0));
+            assert!((2..m)
+                .take_while(|d| d * d <= m)
+                .all(|d| !m.is_multiple_of(d)));
         }
     }
 
     #[test]
     fn balanced_and_minimal_disruption() {
-        let ids: Vec<u64> = (0..10u64).map(|i| 0xc0000200_0050 + i).collect();
+        let ids: Vec<u64> = (0..10u64).map(|i| 0xc000_0200_0050 + i).collect();
         let size = table_size(ids.len());
         let all = build(&ids, &[true; 10], size);
         let mut counts = [0usize; 10];
@@ -98,6 +100,9 @@ mod tests {
             .count();
         assert!(without.iter().all(|&b| b != 3));
         // Only slots of the removed backend should move; Maglev allows a little more.
-        assert!(moved < size / 50, "{moved} of {size} slots of live backends moved");
+        assert!(
+            moved < size / 50,
+            "{moved} of {size} slots of live backends moved"
+        );
     }
 }

@@ -113,7 +113,10 @@ impl Mappings {
     pub fn attach(&mut self, i: u32, remote: u32) {
         if let Some(m) = self.slots.get_mut(i as usize).filter(|m| m.live) {
             m.sessions += 1;
-            *self.remotes.entry((i as u64) << 32 | remote as u64).or_default() += 1;
+            *self
+                .remotes
+                .entry((i as u64) << 32 | remote as u64)
+                .or_default() += 1;
         }
     }
 
@@ -148,7 +151,8 @@ impl Mappings {
 
     /// Whether mapping `i` has a session towards `remote` (address-dependent filtering).
     pub fn has_sent_to(&self, i: u32, remote: u32) -> bool {
-        self.remotes.contains_key(&((i as u64) << 32 | remote as u64))
+        self.remotes
+            .contains_key(&((i as u64) << 32 | remote as u64))
     }
 
     pub fn add_session(&mut self, inside: u32) {

@@ -131,7 +131,9 @@ impl Frontend {
 
     /// The backend for a new flow with hash `h`, if any backend is up.
     pub fn pick(&self, h: u64) -> Option<Endpoint> {
-        let slot = self.table.get((h % self.table.len().max(1) as u64) as usize)?;
+        let slot = self
+            .table
+            .get((h % self.table.len().max(1) as u64) as usize)?;
         self.backends.get(*slot as usize).copied()
     }
 
@@ -241,7 +243,8 @@ impl Rules {
 
     /// The balancers' hash of a new flow: its source endpoint and protocol.
     pub fn flow_hash(&self, flow: &Flow) -> u64 {
-        let mut x = self.seed ^ (flow.src as u64) << 24 ^ (flow.sport as u64) << 8 ^ flow.proto as u64;
+        let mut x =
+            self.seed ^ (flow.src as u64) << 24 ^ (flow.sport as u64) << 8 ^ flow.proto as u64;
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
         x ^ (x >> 31)

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::flow::{self, Flow, Fragment, Parsed, ICMP, L4, SYN, ACK, TCP, UDP};
+use crate::flow::{self, Flow, Fragment, Parsed, ACK, ICMP, L4, SYN, TCP, UDP};
 use crate::frag::{DatagramKey, Fragments, Verdict};
 use crate::mapping::Mappings;
 use crate::ports::{class_range, PortMap, Space};
@@ -288,7 +288,8 @@ impl Shard {
         };
         if p.fragment == Fragment::First {
             if let Pre::Session(h) = verdict {
-                self.frags.set_session(datagram_key(&p.flow, p.ident), Some(h));
+                self.frags
+                    .set_session(datagram_key(&p.flow, p.ident), Some(h));
             }
         }
         verdict
@@ -309,7 +310,7 @@ impl Shard {
                 Pre::Session(h)
             }
             Verdict::Hold => {
-                if self.frags.hold(key, tag, ip, now, timeout) {
+                if self.frags.hold(key, (start, end), tag, ip, now, timeout) {
                     self.stats.fragments_held += 1;
                     Pre::Held
                 } else {
@@ -381,7 +382,14 @@ impl Shard {
 
     /// A packet with no session: a frontend's new flow, an inbound flow through a mapping,
     /// a hairpin, an unsolicited SYN, or none of the NAT's business.
-    fn new_from_outside(&mut self, ip: &mut [u8], p: &Parsed, side: Side, tag: u16, now: u64) -> Pre {
+    fn new_from_outside(
+        &mut self,
+        ip: &mut [u8],
+        p: &Parsed,
+        side: Side,
+        tag: u16,
+        now: u64,
+    ) -> Pre {
         let flow = p.flow;
         if let Some(f) = self.rules.frontend(&flow) {
             let Some(backend) = f.pick(self.rules.flow_hash(&flow)) else {
@@ -469,7 +477,8 @@ impl Shard {
     }
 
     fn hold_syn(&mut self, ip: &[u8], p: &Parsed, tag: u16, now: u64) -> Pre {
-        if self.held_syns.len() >= MAX_HELD_SYNS || self.held_syns.iter().any(|h| h.flow == p.flow) {
+        if self.held_syns.len() >= MAX_HELD_SYNS || self.held_syns.iter().any(|h| h.flow == p.flow)
+        {
             return Pre::Drop(Reason::SynNotHeld);
         }
         self.held_syns.push(HeldSyn {
@@ -523,7 +532,13 @@ impl Shard {
     /// Post-routing for a packet that `prerouting` handled: `pre` is its session, if any;
     /// `snat` is the masquerade address when the packet goes from an inside interface out
     /// of an outside one (the pool, if configured, takes precedence).
-    pub fn postrouting(&mut self, ip: &mut [u8], pre: Option<Handle>, snat: Option<u32>, now: u64) -> Post {
+    pub fn postrouting(
+        &mut self,
+        ip: &mut [u8],
+        pre: Option<Handle>,
+        snat: Option<u32>,
+        now: u64,
+    ) -> Post {
         let p = match flow::parse(ip) {
             Ok(p) => p,
             Err(_) => return Post::Drop(Reason::Truncated),
@@ -549,7 +564,8 @@ impl Shard {
             Ok(h) => {
                 self.translate_source(ip, &p, h);
                 if first {
-                    self.frags.set_session(datagram_key(&p.flow, p.ident), Some(h));
+                    self.frags
+                        .set_session(datagram_key(&p.flow, p.ident), Some(h));
                 }
                 return Post::Translated;
             }
@@ -608,17 +624,37 @@ impl Shard {
     }
 
     /// The endpoint-independent mapping of `inside`, made now if there is none.
-    fn mapping_for(&mut self, proto: u8, inside: Endpoint, external: u32, now: u64) -> Result<u32, Reason> {
+    fn mapping_for(
+        &mut self,
+        proto: u8,
+        inside: Endpoint,
+        external: u32,
+        now: u64,
+    ) -> Result<u32, Reason> {
         if let Some(mi) = self.mappings.by_inside(proto, inside) {
             return Ok(mi);
         }
         let quota = self.rules.max_ports_per_host;
-        if quota > 0 && self.mappings.subscriber(inside.addr).is_some_and(|s| s.ports >= quota) {
+        if quota > 0
+            && self
+                .mappings
+                .subscriber(inside.addr)
+                .is_some_and(|s| s.ports >= quota)
+        {
             return Err(Reason::PortQuota);
         }
         let space = Space::of(proto);
-        let port = self.take_port(external, space, inside.port, now).ok_or(Reason::PortsExhausted)?;
-        Ok(self.mappings.insert(proto, inside, Endpoint { addr: external, port }))
+        let port = self
+            .take_port(external, space, inside.port, now)
+            .ok_or(Reason::PortsExhausted)?;
+        Ok(self.mappings.insert(
+            proto,
+            inside,
+            Endpoint {
+                addr: external,
+                port,
+            },
+        ))
     }
 
     /// An external port for `wanted`: itself if free (port preservation), else a random
@@ -661,13 +697,26 @@ impl Shard {
 
     fn release_port(&self, m: &crate::mapping::Mapping, now: u64) {
         let hold = self.rules.timeouts.port_hold;
-        self.ports
-            .release(m.external.addr, Space::of(m.proto), m.external.port, now, hold);
+        self.ports.release(
+            m.external.addr,
+            Space::of(m.proto),
+            m.external.port,
+            now,
+            hold,
+        );
     }
 
     /// Inserts a session after the checks every new session passes: both keys free, the
     /// inside host's quota, room in the table (early drop, RFC 5508 REQ-8 otherwise).
-    fn create(&mut self, orig: Flow, reply: Flow, mapping: u32, kind: Kind, p: &Parsed, now: u64) -> Result<Handle, Reason> {
+    fn create(
+        &mut self,
+        orig: Flow,
+        reply: Flow,
+        mapping: u32,
+        kind: Kind,
+        p: &Parsed,
+        now: u64,
+    ) -> Result<Handle, Reason> {
         if !self.sessions.keys_free(&orig, &reply) {
             return Err(Reason::PortsExhausted);
         }
@@ -677,11 +726,25 @@ impl Shard {
         };
         let quota = self.rules.max_sessions_per_host;
         if let Some(sub) = subscriber {
-            if quota > 0 && self.mappings.subscriber(sub).is_some_and(|s| s.sessions >= quota) {
+            if quota > 0
+                && self
+                    .mappings
+                    .subscriber(sub)
+                    .is_some_and(|s| s.sessions >= quota)
+            {
                 return Err(Reason::SessionQuota);
             }
         }
+        // Attach first: early drop must not free the mapping this session is about to use.
+        if mapping != NONE {
+            self.mappings.attach(mapping, reply.src);
+        }
         if self.sessions.is_full() && !self.early_drop(now) {
+            if mapping != NONE {
+                if let Some(m) = self.mappings.detach(mapping, reply.src) {
+                    self.release_port(&m, now);
+                }
+            }
             return Err(Reason::TableFull);
         }
         let from_orig = p.flow == orig;
@@ -702,9 +765,6 @@ impl Shard {
         session.last = now;
         session.packets = 1;
         let h = self.sessions.insert(session).ok_or(Reason::TableFull)?;
-        if mapping != NONE {
-            self.mappings.attach(mapping, reply.src);
-        }
         if let Some(sub) = subscriber {
             self.mappings.add_session(sub);
         }
@@ -719,17 +779,19 @@ impl Shard {
     /// session never replied to. Established sessions are never taken.
     fn early_drop(&mut self, now: u64) -> bool {
         let victim = self.sessions.oldest(Class::TcpTransitory).or_else(|| {
-            [Class::Udp, Class::Icmp, Class::Other].iter().find_map(|&c| {
-                let mut at = self.sessions.oldest(c);
-                for _ in 0..8 {
-                    let i = at?;
-                    if self.sessions.at(i).is_some_and(|s| !s.replied) {
-                        return Some(i);
+            [Class::Udp, Class::Icmp, Class::Other]
+                .iter()
+                .find_map(|&c| {
+                    let mut at = self.sessions.oldest(c);
+                    for _ in 0..8 {
+                        let i = at?;
+                        if self.sessions.at(i).is_some_and(|s| !s.replied) {
+                            return Some(i);
+                        }
+                        at = self.sessions.newer(i);
                     }
-                    at = self.sessions.newer(i);
-                }
-                None
-            })
+                    None
+                })
         });
         match victim {
             Some(i) => {
@@ -857,12 +919,21 @@ impl Shard {
         for (&mi, &n) in &counts {
             match self.mappings.get(mi) {
                 Some(m) if m.sessions == n => {}
-                Some(m) => return Err(format!("mapping {mi}: {} sessions counted, {n} name it", m.sessions)),
+                Some(m) => {
+                    return Err(format!(
+                        "mapping {mi}: {} sessions counted, {n} name it",
+                        m.sessions
+                    ))
+                }
                 None => return Err(format!("a session names freed mapping {mi}")),
             }
         }
         if counts.len() != self.mappings.len() {
-            return Err(format!("{} mappings, {} in use", self.mappings.len(), counts.len()));
+            return Err(format!(
+                "{} mappings, {} in use",
+                self.mappings.len(),
+                counts.len()
+            ));
         }
         Ok(())
     }

@@ -333,7 +333,6 @@ impl Sessions {
         let mut live = 0;
         for (i, s) in self.iter() {
             live += 1;
-            let i = i;
             if self.index.get(&s.orig.key()) != Some(&(i << 1)) {
                 return Err(format!("session {i}: original key does not point at it"));
             }
@@ -367,7 +366,10 @@ impl Sessions {
             listed += n;
         }
         if listed != live || live != self.len() {
-            return Err(format!("{listed} listed, {live} live, {} counted", self.len()));
+            return Err(format!(
+                "{listed} listed, {live} live, {} counted",
+                self.len()
+            ));
         }
         Ok(())
     }
