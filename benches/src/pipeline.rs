@@ -145,6 +145,7 @@ impl BenchWorker {
             control: tx,
             icmp_rate: 100,
             icmp_burst: 50,
+            nat: None,
         });
         BenchWorker {
             worker,

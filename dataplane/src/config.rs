@@ -10,7 +10,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::buf::MAX_FRAME;
+
+mod nat;
 use crate::wire::Mac;
+pub use nat::{masquerade_address, NatConfig};
 
 /// The configuration `tern run` and `tern demo` use when given none: two TAP ports, one
 /// towards a client network and one towards a server network.
@@ -30,6 +33,7 @@ pub struct Config {
     pub routes: Vec<StaticRoute>,
     pub neighbors: Vec<StaticNeighbor>,
     pub tunnels: Vec<tunnels::Spec>,
+    pub nat: Option<NatConfig>,
     pub socket: PathBuf,
 }
 
@@ -105,6 +109,7 @@ struct RawConfig {
     neighbor: Vec<RawNeighbor>,
     #[serde(default)]
     tunnel: Vec<RawTunnel>,
+    nat: Option<nat::RawNat>,
 }
 
 #[derive(Deserialize, Default)]
@@ -585,7 +590,15 @@ impl Config {
             });
         }
 
+        let nat = match &raw.nat {
+            None => None,
+            Some(n) => {
+                let span = d.workers.as_ref().map(|w| w.span()).unwrap_or(0..0);
+                Some(nat::parse(n, (workers, span), &interfaces, &tunnels, &at)?)
+            }
+        };
         Ok(Config {
+            nat,
             workers,
             cores,
             burst,

@@ -106,6 +106,8 @@ pub struct Control {
     neighbor_timeout: Duration,
     pool: Pool,
     stats: ControlStats,
+    /// The NAT rules and the workers' shard mailboxes, when NAT is configured.
+    pub nat: Option<crate::conntrack::NatControl>,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +153,7 @@ impl Control {
             neighbor_timeout: config.neighbor_timeout,
             pool: Pool::new(64),
             stats: ControlStats::default(),
+            nat: None,
         };
         for (index, port) in ports.iter().enumerate() {
             let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
@@ -715,6 +718,10 @@ impl Control {
             ["show", "neighbors"] => Ok(self.show_neighbors()),
             ["show", "counters"] => Ok(self.show_counters()),
             ["show", "tunnels"] => Ok(self.show_tunnels()),
+            ["show", "conntrack" | "nat", ..] | ["conntrack" | "nat", ..] => match &mut self.nat {
+                Some(nat) => nat.ctl(&w),
+                None => Err("NAT is not configured (no [nat] section)".into()),
+            },
             ["route", "add", prefix, rest @ ..] => {
                 let route = self.parse_route(prefix, rest)?;
                 self.add_static(route)?;
@@ -728,7 +735,7 @@ impl Control {
                     Err(format!("no static route for {prefix}"))
                 }
             }
-            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|neighbors|counters, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
+            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|neighbors|counters|conntrack|nat, conntrack delete [proto P] [addr A] [port N], nat backend FRONTEND ADDR:PORT up|down, nat forward add NAME tcp|udp ADDR:PORT BACKEND.., nat forward del NAME, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
         }
     }
 

@@ -82,10 +82,58 @@ pub enum Drop {
     TunnelEcnDrop,
     /// The route to a tunnel's remote endpoint points into a tunnel: the packet would loop.
     TunnelLoop,
+    /// NAT: transport header cut short, or a first fragment too short for it (RFC 1858).
+    NatTruncated,
+    /// NAT: inbound to a pool address with no mapping.
+    NatNoMapping,
+    /// NAT: inbound to a mapping whose filtering does not admit the sender.
+    NatFiltered,
+    /// NAT: a frontend with no backend up.
+    NatNoBackend,
+    /// NAT: session table full, nothing to early-drop (ICMP 3/13 sent).
+    NatTableFull,
+    /// NAT: no free external port in the class (ICMP 3/13 sent).
+    NatPortsExhausted,
+    /// NAT: the inside host is at its session quota (ICMP 3/13 sent).
+    NatSessionQuota,
+    /// NAT: the inside host is at its port quota (ICMP 3/13 sent).
+    NatPortQuota,
+    /// NAT: ICMP error about a session with a wrong checksum.
+    NatIcmpBadChecksum,
+    /// NAT: ICMP error to a pool address about no session.
+    NatIcmpNoFlow,
+    /// NAT: fragment overlapping another of its datagram.
+    NatFragmentOverlap,
+    /// NAT: early fragment with the hold list full.
+    NatFragmentHoldFull,
+    /// NAT: unsolicited SYN not held (list full, or a repeat).
+    NatSynNotHeld,
+    /// NAT: held fragment whose first fragment never came.
+    NatFragmentTimeout,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 37] = [
+    /// The drop reason of a NAT verdict.
+    pub fn nat(r: nat::Reason) -> Drop {
+        use nat::Reason as R;
+        match r {
+            R::Truncated => Drop::NatTruncated,
+            R::NoMapping => Drop::NatNoMapping,
+            R::Filtered => Drop::NatFiltered,
+            R::NoBackend => Drop::NatNoBackend,
+            R::TableFull => Drop::NatTableFull,
+            R::PortsExhausted => Drop::NatPortsExhausted,
+            R::SessionQuota => Drop::NatSessionQuota,
+            R::PortQuota => Drop::NatPortQuota,
+            R::IcmpBadChecksum => Drop::NatIcmpBadChecksum,
+            R::IcmpNoFlow => Drop::NatIcmpNoFlow,
+            R::FragmentOverlap => Drop::NatFragmentOverlap,
+            R::FragmentHoldFull => Drop::NatFragmentHoldFull,
+            R::SynNotHeld => Drop::NatSynNotHeld,
+        }
+    }
+
+    pub const ALL: [Drop; 51] = [
         Drop::Runt,
         Drop::UnsupportedEthertype,
         Drop::NotForUs,
@@ -123,6 +171,20 @@ impl Drop {
         Drop::TunnelBadPayload,
         Drop::TunnelEcnDrop,
         Drop::TunnelLoop,
+        Drop::NatTruncated,
+        Drop::NatNoMapping,
+        Drop::NatFiltered,
+        Drop::NatNoBackend,
+        Drop::NatTableFull,
+        Drop::NatPortsExhausted,
+        Drop::NatSessionQuota,
+        Drop::NatPortQuota,
+        Drop::NatIcmpBadChecksum,
+        Drop::NatIcmpNoFlow,
+        Drop::NatFragmentOverlap,
+        Drop::NatFragmentHoldFull,
+        Drop::NatSynNotHeld,
+        Drop::NatFragmentTimeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -164,6 +226,20 @@ impl Drop {
             Drop::TunnelBadPayload => "tunnel_bad_payload",
             Drop::TunnelEcnDrop => "tunnel_ecn_drop",
             Drop::TunnelLoop => "tunnel_loop",
+            Drop::NatTruncated => "nat_truncated",
+            Drop::NatNoMapping => "nat_no_mapping",
+            Drop::NatFiltered => "nat_filtered",
+            Drop::NatNoBackend => "nat_no_backend",
+            Drop::NatTableFull => "nat_table_full",
+            Drop::NatPortsExhausted => "nat_ports_exhausted",
+            Drop::NatSessionQuota => "nat_session_quota",
+            Drop::NatPortQuota => "nat_port_quota",
+            Drop::NatIcmpBadChecksum => "nat_icmp_bad_checksum",
+            Drop::NatIcmpNoFlow => "nat_icmp_no_flow",
+            Drop::NatFragmentOverlap => "nat_fragment_overlap",
+            Drop::NatFragmentHoldFull => "nat_fragment_hold_full",
+            Drop::NatSynNotHeld => "nat_syn_not_held",
+            Drop::NatFragmentTimeout => "nat_fragment_timeout",
         }
     }
 }
@@ -187,10 +263,18 @@ pub enum Event {
     TunnelEncapsulated,
     TunnelIcmpRelayed,
     TunnelMtuLowered,
+    /// NAT: a packet translated (either half).
+    NatTranslated,
+    /// NAT: an unsolicited SYN or an early fragment held.
+    NatHeld,
+    /// NAT: ICMP 3/3 sent for a held SYN after its 6 s.
+    NatSynAnswered,
+    /// NAT: a held fragment released after its first fragment.
+    NatFragmentReleased,
 }
 
 impl Event {
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 17] = [
         Event::Forwarded,
         Event::Fragmented,
         Event::FragmentsSent,
@@ -204,6 +288,10 @@ impl Event {
         Event::TunnelEncapsulated,
         Event::TunnelIcmpRelayed,
         Event::TunnelMtuLowered,
+        Event::NatTranslated,
+        Event::NatHeld,
+        Event::NatSynAnswered,
+        Event::NatFragmentReleased,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -220,6 +308,10 @@ impl Event {
             Event::TunnelEncapsulated => "tunnel_encapsulated",
             Event::TunnelIcmpRelayed => "tunnel_icmp_relayed",
             Event::TunnelMtuLowered => "tunnel_mtu_lowered",
+            Event::NatTranslated => "nat_translated",
+            Event::NatHeld => "nat_held",
+            Event::NatSynAnswered => "nat_syn_answered",
+            Event::NatFragmentReleased => "nat_fragment_released",
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod adjacency;
 pub mod buf;
 pub mod config;
+pub mod conntrack;
 pub mod control;
 pub mod counters;
 pub mod ctl;

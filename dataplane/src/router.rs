@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 
 use lpm::Qsbr;
 
-use crate::config::{Backend, Config};
+use crate::config::{masquerade_address, Backend, Config};
+use crate::conntrack::{NatControl, NatRequest};
 use crate::control::{Control, ControlMsg};
 use crate::counters::WorkerCounters;
 use crate::io::memory::MemoryPort;
@@ -17,6 +18,54 @@ use crate::worker::{Worker, WorkerSetup};
 
 /// Messages the workers may queue for the control plane before punts are dropped.
 const CONTROL_QUEUE: usize = 4096;
+
+/// The NAT rules of the configuration with this process's random seed.
+fn seeded(rules: &nat::Rules) -> nat::Rules {
+    let mut r = rules.clone();
+    r.seed = ahash::RandomState::new().hash_one(std::process::id());
+    r
+}
+
+type NatStages = Vec<Option<(crate::pipeline::nat::Stage, mpsc::Receiver<NatRequest>)>>;
+
+/// One NAT shard per worker, sharing the external port map, and the mailboxes the
+/// control plane reaches them through.
+fn nat_shards(config: &Config) -> (NatStages, Option<NatControl>) {
+    let Some(n) = &config.nat else {
+        return (Vec::new(), None);
+    };
+    let rules = Arc::new(seeded(&n.rules));
+    let external = n.external_addresses(&config.interfaces, &config.tunnels);
+    let ports = Arc::new(nat::PortMap::new(external));
+    for f in &rules.frontends {
+        ports.reserve(
+            f.external.addr,
+            nat::ports::Space::of(f.proto),
+            f.external.port,
+        );
+    }
+    let slots = config.interfaces.len() + config.tunnels.len();
+    let outside: Vec<(usize, Option<u32>)> = n
+        .outside
+        .iter()
+        .map(|&o| {
+            (
+                o,
+                masquerade_address(o, &config.interfaces, &config.tunnels),
+            )
+        })
+        .collect();
+    let mut stages = Vec::new();
+    let mut mailboxes = Vec::new();
+    for id in 0..config.workers {
+        let shard = nat::Shard::new(id, rules.clone(), ports.clone());
+        let stage = crate::pipeline::nat::Stage::new(shard, slots, &n.inside, &outside);
+        let (tx, rx) = mpsc::sync_channel(16);
+        stages.push(Some((stage, rx)));
+        mailboxes.push(tx);
+    }
+    (stages, Some(NatControl::new(rules, mailboxes)))
+}
 
 /// A running router.
 pub struct Router {
@@ -74,6 +123,9 @@ impl Router {
         )?;
         let (fib4, fib6, adjacencies) = control.readers();
         let tunnels = control.tunnels();
+        let (mut nat_stages, nat_control) = nat_shards(config);
+        let mut control = control;
+        control.nat = nat_control;
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -94,6 +146,7 @@ impl Router {
                 control: control_tx.clone(),
                 icmp_rate: config.icmp_rate,
                 icmp_burst: config.icmp_burst,
+                nat: nat_stages.get_mut(id).and_then(Option::take),
             };
             let stop = stop.clone();
             let core = setup.core;

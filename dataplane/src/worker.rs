@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,13 @@ use lpm::{Fib4Reader, Fib6Reader, QsbrThread, NO_ROUTE};
 
 use crate::adjacency::Adjacency;
 use crate::buf::{Frame, Pool};
+use crate::conntrack::NatRequest;
 use crate::control::ControlMsg;
 use crate::counters::{Drop, Event, Local, WorkerCounters};
 use crate::io::PortQueue;
 use crate::pipeline::icmp::{self, Limiter};
 use crate::pipeline::local::{self, Outcome};
-use crate::pipeline::{mtu, parse, rewrite, route, ttl, tunnel, Class, Meta, PortInfo};
+use crate::pipeline::{mtu, nat, parse, rewrite, route, ttl, tunnel, Class, Meta, PortInfo};
 use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
 
 /// Where the adjacency of a packet sends it, copied out of the table so no reference into
@@ -70,6 +71,8 @@ pub struct WorkerSetup {
     pub control: SyncSender<ControlMsg>,
     pub icmp_rate: u32,
     pub icmp_burst: u32,
+    /// The NAT stage and the mailbox the control plane reaches its shard through.
+    pub nat: Option<(nat::Stage, Receiver<NatRequest>)>,
 }
 
 pub struct Worker {
@@ -91,6 +94,8 @@ pub struct Worker {
     meta: Vec<Meta>,
     tx: Vec<Vec<Box<Frame>>>,
     fragments: Vec<Box<Frame>>,
+    nat: Option<nat::Stage>,
+    nat_requests: Option<Receiver<NatRequest>>,
 }
 
 /// Empty polls before the worker sleeps in `poll(2)`.
@@ -101,6 +106,10 @@ const SLEEP: Duration = Duration::from_millis(20);
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let ports = s.ports.len();
+        let (nat, nat_requests) = match s.nat {
+            Some((stage, rx)) => (Some(stage), Some(rx)),
+            None => (None, None),
+        };
         Worker {
             stats: Local::new(ports + s.tunnels.len()),
             ports: s.ports,
@@ -119,6 +128,8 @@ impl Worker {
             meta: vec![Meta::default(); 256],
             tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
             fragments: Vec::with_capacity(64),
+            nat,
+            nat_requests,
         }
     }
 
@@ -150,6 +161,9 @@ impl Worker {
                 self.process(port as u16, &mut rx);
             }
             self.rx = rx;
+        }
+        if self.nat.is_some() {
+            self.nat_housekeeping();
         }
         self.flush_tx();
         self.counters.flush(&mut self.stats);
@@ -204,6 +218,9 @@ impl Worker {
             &mut self.stats,
             first_tunnel,
         );
+        if let Some(nat) = &mut self.nat {
+            nat.prerouting(&mut frames[..n], &mut self.meta[..n], port, &mut self.stats);
+        }
         route::burst(&mut self.meta[..n], &self.fib4, &self.fib6);
         for (i, frame) in frames.drain(..).enumerate() {
             let meta = self.meta.get(i).copied().unwrap_or_default();
@@ -221,6 +238,16 @@ impl Worker {
                 self.local_outcome(frame, outcome);
             }
             Class::V6Multicast => self.local_v6(frame),
+            Class::Absorbed => self.pool.free(frame),
+            Class::Refused(reason) => {
+                self.icmp_error(
+                    &frame,
+                    icmp4::DEST_UNREACHABLE,
+                    icmp4::CODE_ADMIN_PROHIBITED,
+                    [0; 4],
+                );
+                self.drop(frame, reason)
+            }
             Class::V4 { .. } | Class::V6 { .. } => {
                 if meta.next_hop == NO_ROUTE {
                     self.no_route(frame);
@@ -237,13 +264,13 @@ impl Worker {
                     Hop::Missing => self.drop(frame, Drop::BadAdjacency),
                     Hop::Send { port, mac } => {
                         let target = Ok(mac);
-                        self.forward(frame, Egress::Port { port, target })
+                        self.forward(frame, Egress::Port { port, target }, meta.nat)
                     }
                     Hop::Resolve { port, ip } => {
                         let target = Err(ip);
-                        self.forward(frame, Egress::Port { port, target })
+                        self.forward(frame, Egress::Port { port, target }, meta.nat)
                     }
-                    Hop::Tunnel(t) => self.forward(frame, Egress::Tunnel(t)),
+                    Hop::Tunnel(t) => self.forward(frame, Egress::Tunnel(t), meta.nat),
                 }
             }
         }
@@ -285,8 +312,8 @@ impl Worker {
             .unwrap_or(Hop::Missing)
     }
 
-    /// TTL, MTU (ICMP too big, or IPv4 fragmentation), then out through `egress`.
-    fn forward(&mut self, mut frame: Box<Frame>, egress: Egress) {
+    /// TTL, MTU (ICMP too big), SNAT, IPv4 fragmentation, then out through `egress`.
+    fn forward(&mut self, mut frame: Box<Frame>, egress: Egress, nat: Option<::nat::Handle>) {
         let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
         let alive = if v4 {
             ttl::decrement_v4(frame.data_mut())
@@ -301,25 +328,51 @@ impl Worker {
             }
             return self.drop(frame, Drop::TtlExceeded);
         }
-        let mtu = match egress {
-            Egress::Port { port, .. } => self.ports.get(port as usize).map_or(0, |p| p.mtu),
-            Egress::Tunnel(t) => self.tunnels.get(t).map_or(0, |t| t.mtu()),
+        let (mtu, slot) = match egress {
+            Egress::Port { port, .. } => (
+                self.ports.get(port as usize).map_or(0, |p| p.mtu),
+                port as usize,
+            ),
+            Egress::Tunnel(t) => (
+                self.tunnels.get(t).map_or(0, |t| t.mtu()),
+                self.ports.len() + t as usize,
+            ),
         };
-        if !mtu::fits(&frame, mtu) {
-            if !v4 {
-                self.icmp_error(&frame, icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes());
-                return self.drop(frame, Drop::TooBig);
-            }
-            if mtu::dont_fragment(&frame) {
+        let fits = mtu::fits(&frame, mtu);
+        // Too big with DF (or IPv6): the error goes to the untranslated source, so this
+        // comes before SNAT.
+        if !fits && (!v4 || mtu::dont_fragment(&frame)) {
+            if v4 {
                 let [hi, lo] = mtu.to_be_bytes();
+                let rest = [0, 0, hi, lo];
                 self.icmp_error(
                     &frame,
                     icmp4::DEST_UNREACHABLE,
                     icmp4::CODE_FRAG_NEEDED,
-                    [0, 0, hi, lo],
+                    rest,
                 );
-                return self.drop(frame, Drop::TooBig);
+            } else {
+                self.icmp_error(&frame, icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes());
             }
+            return self.drop(frame, Drop::TooBig);
+        }
+        if v4 {
+            if let Some(stage) = &mut self.nat {
+                let ingress = frame.port as usize;
+                match stage.postrouting(&mut frame, nat, ingress, slot) {
+                    Ok(true) => self.stats.event(Event::NatTranslated),
+                    Ok(false) => {}
+                    Err((reason, refuse)) => {
+                        if refuse {
+                            let code = icmp4::CODE_ADMIN_PROHIBITED;
+                            self.icmp_error(&frame, icmp4::DEST_UNREACHABLE, code, [0; 4]);
+                        }
+                        return self.drop(frame, reason);
+                    }
+                }
+            }
+        }
+        if !fits {
             // A worker-owned scratch list: fragmenting allocates no Vec per packet.
             let mut fragments = std::mem::take(&mut self.fragments);
             let Some(count) = mtu::fragment_v4(&frame, mtu, &mut self.pool, &mut fragments) else {
@@ -544,6 +597,12 @@ impl Worker {
         match built {
             Some(mut reply) => {
                 reply.port = in_port;
+                if let (true, Some(stage)) = (v4, &mut self.nat) {
+                    // About a packet the NAT translated: quote what its sender sent.
+                    stage
+                        .shard
+                        .originated_error(&mut reply.data_mut()[eth::LEN..]);
+                }
                 self.stats.event(Event::IcmpSent);
                 self.send_originated(reply);
             }
@@ -581,6 +640,61 @@ impl Worker {
     fn drop(&mut self, frame: Box<Frame>, reason: Drop) {
         self.stats.drop(frame.port, reason);
         self.pool.free(frame);
+    }
+
+    /// Once per poll: the NAT clock, expiry with bounded work, ICMP port unreachable for
+    /// SYNs held their 6 s, held fragments whose first fragment came, control requests.
+    fn nat_housekeeping(&mut self) {
+        let Some(stage) = &mut self.nat else {
+            return;
+        };
+        stage.tick();
+        let now = stage.now;
+        let timed_out = stage.shard.stats.fragments_timed_out;
+        let due = stage.shard.expire(now, ::nat::shard::EXPIRE_BUDGET);
+        let timed_out = stage.shard.stats.fragments_timed_out - timed_out;
+        let released = stage.shard.released_fragments();
+        self.stats.drops[Drop::NatFragmentTimeout as usize] += timed_out;
+        for (port, packet) in due {
+            self.stats.event(Event::NatSynAnswered);
+            let code = icmp4::CODE_PORT_UNREACHABLE;
+            self.icmp_error_about(port, &packet, true, icmp4::DEST_UNREACHABLE, code, [0; 4]);
+        }
+        for (port, packet) in released {
+            self.stats.event(Event::NatFragmentReleased);
+            self.reinject(port, &packet);
+        }
+        if let (Some(rx), Some(stage)) = (&self.nat_requests, &mut self.nat) {
+            while let Ok(req) = rx.try_recv() {
+                crate::conntrack::serve(stage, req);
+            }
+        }
+    }
+
+    /// Runs an IPv4 packet the NAT held back through the pipeline as if it had just
+    /// arrived on `port`.
+    fn reinject(&mut self, port: u16, ip: &[u8]) {
+        let Some(info) = self.ports.get(port as usize) else {
+            return;
+        };
+        let Some(mut frame) = self.pool.alloc() else {
+            self.stats.drop(port, Drop::NoBuffer);
+            return;
+        };
+        let mut bytes = [0u8; crate::buf::MAX_FRAME];
+        let len = eth::LEN + ip.len();
+        if len > bytes.len() {
+            self.pool.free(frame);
+            return;
+        }
+        eth::write(&mut bytes, &info.mac, &[0; 6], eth::TYPE_IPV4);
+        bytes[eth::LEN..len].copy_from_slice(ip);
+        if !frame.fill(&bytes[..len]) {
+            self.pool.free(frame);
+            return;
+        }
+        let mut burst = vec![frame];
+        self.process(port, &mut burst);
     }
 
     fn flush_tx(&mut self) {

@@ -243,11 +243,13 @@ pub const B6: &str = "2001:db8:b::2";
 pub const TERN_A6: &str = "2001:db8:a::1";
 
 impl TwoHosts {
-    /// Builds the topology; `extra` is appended to tern's config (routes, dataplane settings),
+    /// Builds the topology; `extra` is added to tern's config (routes, dataplane settings, NAT),
     /// `mtu_b` is the MTU of tern's port towards B.
     pub fn new(extra: &str, mtu_b: u16) -> TwoHosts {
         let tap_a = unique("ta");
         let tap_b = unique("tb");
+        // `extra` may name the ports as {tap_a} and {tap_b} (e.g. NAT interface roles).
+        let extra = extra.replace("{tap_a}", &tap_a).replace("{tap_b}", &tap_b);
         let config = format!(
             "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\n\
              [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
@@ -388,6 +390,10 @@ pub fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
         &p,
         "-o",
         "ip.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
         "-Y",
         filter,
         "-T",

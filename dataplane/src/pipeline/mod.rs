@@ -4,11 +4,14 @@
 //! ```text
 //! parse   validate Ethernet / ARP / IPv4 / IPv6, classify        → drop[reason] | arp | ip
 //! decap   tunnel packets to our endpoints: check, strip, reparse   (tunnel.rs)
+//! nat     conntrack + DNAT, return half of SNAT (pre-routing)    (nat.rs)
 //! route   batched FIB lookup of every IP destination             → adjacency index
 //! then per frame, by adjacency:
 //!   local     ARP, ICMP echo, NDP to us                          (local.rs)
 //!   forward   TTL / hop limit + RFC 1624 checksum                (ttl.rs)
-//!             egress MTU: ICMP too-big, or fragment              (mtu.rs)
+//!             egress MTU: ICMP too-big                            (mtu.rs)
+//!             SNAT (post-routing)                                 (nat.rs)
+//!             fragment when DF is clear                           (mtu.rs)
 //!             into a tunnel: encapsulate in the headroom, route
 //!             the outer packet to the remote endpoint              (tunnel.rs)
 //!             MAC rewrite, queue on the egress port              (rewrite.rs)
@@ -19,6 +22,7 @@
 pub mod icmp;
 pub mod local;
 pub mod mtu;
+pub mod nat;
 pub mod parse;
 pub mod rewrite;
 pub mod route;
@@ -43,6 +47,10 @@ pub enum Class {
     },
     /// IPv6 to a multicast group we listen to (all-nodes, solicited-node): local only.
     V6Multicast,
+    /// Kept by a stage (the NAT holds a copy): the frame is freed, not counted as a drop.
+    Absorbed,
+    /// The NAT could not create a session: drop with this reason and answer ICMP 3/13.
+    Refused(Drop),
 }
 
 /// Per-frame state the stages pass along.
@@ -51,6 +59,8 @@ pub struct Meta {
     pub class: Class,
     /// Adjacency index from the FIB, or `lpm::NO_ROUTE`.
     pub next_hop: u32,
+    /// The NAT session the packet belongs to, from pre-routing.
+    pub nat: Option<::nat::Handle>,
 }
 
 impl Default for Meta {
@@ -58,6 +68,7 @@ impl Default for Meta {
         Meta {
             class: Class::Drop(Drop::Runt),
             next_hop: lpm::NO_ROUTE,
+            nat: None,
         }
     }
 }

@@ -273,6 +273,8 @@ pub mod icmp4 {
     pub const CODE_HOST_UNREACHABLE: u8 = 1;
     pub const CODE_PORT_UNREACHABLE: u8 = 3;
     pub const CODE_FRAG_NEEDED: u8 = 4;
+    /// Communication administratively prohibited (RFC 1812 §5.2.7.1).
+    pub const CODE_ADMIN_PROHIBITED: u8 = 13;
 
     /// ICMP types that are errors: never answered with another error (RFC 1812 §4.3.2.7).
     pub fn is_error(t: u8) -> bool {

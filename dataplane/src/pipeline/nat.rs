@@ -1,0 +1,136 @@
+//! The NAT stages around the FIB: pre-routing (conntrack lookup, DNAT, the return half of
+//! SNAT) over the whole burst before the route lookup, and post-routing (SNAT) per frame
+//! after TTL and MTU. The translation itself lives in the `nat` crate; this module maps
+//! interface roles, verdicts and counters.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nat::{Post, Pre, Shard, Side};
+
+use crate::buf::Frame;
+use crate::counters::{Drop, Event, Local};
+use crate::pipeline::{Class, Meta};
+use crate::wire::{eth, ipv4};
+
+/// A worker's NAT: its shard plus what the pipeline needs to drive it.
+pub struct Stage {
+    pub shard: Shard,
+    /// Role of each interface slot (ports, then tunnels).
+    roles: Vec<Option<Side>>,
+    /// SNAT address for leaving by each slot, if it is an outside one.
+    masquerade: Vec<Option<u32>>,
+    epoch: Instant,
+    /// Milliseconds since the stage started: the NAT's clock, read once per poll.
+    pub now: u64,
+}
+
+impl Stage {
+    pub fn new(
+        shard: Shard,
+        slots: usize,
+        inside: &[usize],
+        outside: &[(usize, Option<u32>)],
+    ) -> Stage {
+        let mut roles = vec![None; slots];
+        let mut masquerade = vec![None; slots];
+        for &i in inside {
+            if let Some(r) = roles.get_mut(i) {
+                *r = Some(Side::Inside);
+            }
+        }
+        for &(o, addr) in outside {
+            if let Some(r) = roles.get_mut(o) {
+                *r = Some(Side::Outside);
+                masquerade[o] = Some(addr.unwrap_or(0));
+            }
+        }
+        Stage {
+            shard,
+            roles,
+            masquerade,
+            epoch: Instant::now(),
+            now: 0,
+        }
+    }
+
+    pub fn tick(&mut self) {
+        self.now = self.epoch.elapsed().as_millis() as u64;
+    }
+
+    pub fn role(&self, slot: usize) -> Option<Side> {
+        self.roles.get(slot).copied().flatten()
+    }
+
+    /// Pre-routing over a burst received on `port`: IPv4 frames on an inside or outside
+    /// interface meet their session; the class is updated for a translated destination.
+    pub fn prerouting(
+        &mut self,
+        frames: &mut [Box<Frame>],
+        meta: &mut [Meta],
+        port: u16,
+        stats: &mut Local,
+    ) {
+        let Some(side) = self.role(port as usize) else {
+            return;
+        };
+        for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+            m.nat = None;
+            if !matches!(m.class, Class::V4 { .. }) {
+                continue;
+            }
+            let ip = &mut frame.data_mut()[eth::LEN..];
+            match self.shard.prerouting(ip, side, port, self.now) {
+                // A translated ICMP error passes with a new destination too.
+                Pre::Pass => {
+                    m.class = Class::V4 {
+                        dst: ipv4::dst_bits(ip),
+                    }
+                }
+                Pre::Session(h) => {
+                    m.nat = Some(h);
+                    m.class = Class::V4 {
+                        dst: ipv4::dst_bits(ip),
+                    };
+                    stats.event(Event::NatTranslated);
+                }
+                Pre::Drop(r) => m.class = Class::Drop(Drop::nat(r)),
+                Pre::Held => {
+                    m.class = Class::Absorbed;
+                    stats.event(Event::NatHeld);
+                }
+                Pre::Refuse(r) => m.class = Class::Refused(Drop::nat(r)),
+            }
+        }
+    }
+
+    /// Post-routing for a frame leaving by interface slot `egress` that came in on
+    /// `ingress`. `Err` carries the drop reason and whether to answer ICMP 3/13.
+    pub fn postrouting(
+        &mut self,
+        frame: &mut Frame,
+        handle: Option<nat::Handle>,
+        ingress: usize,
+        egress: usize,
+    ) -> Result<bool, (Drop, bool)> {
+        let snat = match (self.role(ingress), self.role(egress)) {
+            (Some(Side::Inside), Some(Side::Outside)) => self.masquerade[egress],
+            _ => None,
+        };
+        if handle.is_none() && snat.is_none() && self.role(ingress).is_none() {
+            return Ok(false);
+        }
+        let ip = &mut frame.data_mut()[eth::LEN..];
+        match self.shard.postrouting(ip, handle, snat, self.now) {
+            Post::Pass => Ok(false),
+            Post::Translated => Ok(true),
+            Post::Drop(r) => Err((Drop::nat(r), false)),
+            Post::Refuse(r) => Err((Drop::nat(r), true)),
+        }
+    }
+
+    /// A new rule set from the control plane.
+    pub fn set_rules(&mut self, rules: Arc<nat::Rules>) {
+        self.shard.set_rules(rules);
+    }
+}

@@ -1,0 +1,260 @@
+//! tern as a NAT gateway between real Linux hosts: A (192.0.2.2) inside, B (203.0.113.2,
+//! with more addresses as the cases need) outside, tern masquerading to 203.0.113.1.
+//! Stimuli from sockets, results read from captures with tshark and from tern's counters.
+
+use std::time::{Duration, Instant};
+
+use testbed::*;
+
+const NAT: &str = "[nat]\ninside = [\"{tap_a}\"]\noutside = [\"{tap_b}\"]\n";
+const X: &str = TERN_B4;
+
+fn sessions(t: &TwoHosts, filter: &[&str]) -> Vec<serde_json::Value> {
+    let mut words = vec!["show", "conntrack"];
+    words.extend_from_slice(filter);
+    let v = t.tern.ctl(&words);
+    v["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .flat_map(|s| s["sessions"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors() {
+    let t = TwoHosts::new(NAT, 1500);
+    let mut cap = Capture::start(&t.b, &t.tap_b, "icmp or udp or tcp");
+
+    let out = ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);
+    assert!(out.contains("3 received"), "{out}");
+
+    // 100 MiB over TCP, byte for byte.
+    let (sent, received) = tcp_transfer(&t.a, &t.b, B4, 100);
+    assert_eq!(sent, received);
+    assert!(sent.starts_with("104857600 "), "{sent}");
+
+    // UDP both ways: B sees the external address and A's own port (port preservation),
+    // and its answer reaches A.
+    let server =
+        t.b.command(&[
+            "/usr/bin/python3",
+            "-c",
+            r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 7000)); s.settimeout(20)
+data, peer = s.recvfrom(2000)
+s.sendto(data[::-1], peer)
+print(peer[0], peer[1])
+"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("udp server");
+    let client = scapy(
+        &t.a,
+        r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 40000)); s.settimeout(2)
+for _ in range(20):
+    s.sendto(b"tern-nat", (sys.argv[1], 7000))
+    try:
+        print(s.recvfrom(2000)[0].decode()); break
+    except socket.timeout:
+        pass
+"#,
+        &[B4],
+    );
+    let seen =
+        String::from_utf8_lossy(&server.wait_with_output().expect("server").stdout).to_string();
+    assert_eq!(client.trim(), "tan-nret");
+    assert_eq!(seen.trim(), format!("{X} 40000"));
+
+    // A closed port on B: B's ICMP port unreachable comes back through the NAT to A's
+    // connected socket as "connection refused" (RFC 5508 error translation).
+    let refused = scapy(
+        &t.a,
+        r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect((sys.argv[1], 9)); s.settimeout(3)
+s.send(b"x")
+try:
+    s.recv(100); print("answer")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#,
+        &[B4],
+    );
+    assert_eq!(refused.trim(), "refused");
+
+    let rows = sessions(&t, &["proto", "udp", "port", "7000"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["orig_src"], "192.0.2.2:40000");
+    assert_eq!(rows[0]["reply_dst"], format!("{X}:40000"));
+    assert_eq!(rows[0]["state"], "replied");
+
+    let pcap = cap.stop().to_path_buf();
+    // Nothing leaves with the inside address; everything from tern carries X, with good
+    // checksums (tshark: 1 = good).
+    assert!(tshark(&pcap, "ip.src == 192.0.2.2", &["frame.number"]).is_empty());
+    let echo = tshark(
+        &pcap,
+        "icmp.type == 8",
+        &["ip.src", "ip.checksum.status", "icmp.checksum.status"],
+    );
+    assert_eq!(echo.len(), 3, "{echo:?}");
+    for r in &echo {
+        assert_eq!(r, &[X, "1", "1"]);
+    }
+    let udp = tshark(
+        &pcap,
+        "udp.dstport == 7000",
+        &["ip.src", "udp.srcport", "udp.checksum.status"],
+    );
+    assert!(!udp.is_empty());
+    for r in &udp {
+        assert_eq!(r, &[X, "40000", "1"]);
+    }
+    let syn = tshark(
+        &pcap,
+        "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+        &["ip.src", "tcp.checksum.status"],
+    );
+    assert!(!syn.is_empty());
+    for r in &syn {
+        assert_eq!(r, &[X, "1"]);
+    }
+}
+
+#[test]
+fn mapping_is_endpoint_independent_filtering_address_dependent_and_unsolicited_syn_held() {
+    let t = TwoHosts::new(NAT, 1500);
+    for extra in ["203.0.113.3/24", "203.0.113.4/24"] {
+        t.b.ok(&["ip", "addr", "add", extra, "dev", &t.tap_b]);
+    }
+    let mut cap = Capture::start(&t.b, &t.tap_b, "udp");
+    // A sends from port 41000 to .2 and .3, then listens for 4 s.
+    let a =
+        t.a.command(&[
+            "/usr/bin/python3",
+            "-c",
+            r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 41000))
+for dst in ("203.0.113.2", "203.0.113.3"):
+    s.sendto(b"out", (dst, 7000))
+s.settimeout(0.2); end = time.time() + 4
+while time.time() < end:
+    try:
+        d, p = s.recvfrom(100); print(p[0], p[1], d.decode(), flush=True)
+    except socket.timeout:
+        pass
+"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("inside host");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Same address, another port: admitted (address-dependent). An address A never
+    // sent to: filtered.
+    scapy(
+        &t.b,
+        r#"
+import socket, sys
+for src, port in (("203.0.113.2", 7777), ("203.0.113.4", 7000)):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, port))
+    s.sendto(("from %s:%d" % (src, port)).encode(), (sys.argv[1], 41000))
+"#,
+        &[X],
+    );
+    let got = String::from_utf8_lossy(&a.wait_with_output().expect("a").stdout).to_string();
+    assert_eq!(
+        got.trim(),
+        "203.0.113.2 7777 from 203.0.113.2:7777",
+        "{got}"
+    );
+    assert!(t.tern.drop_count("nat_filtered") >= 1);
+
+    // Both outbound packets left from the same external port (EIM), A's own.
+    let pcap = cap.stop().to_path_buf();
+    let rows = tshark(
+        &pcap,
+        "udp.dstport == 7000 && ip.src == 203.0.113.1",
+        &["ip.dst", "udp.srcport"],
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][1], rows[1][1]);
+    assert_ne!(rows[0][0], rows[1][0]);
+
+    // An unsolicited SYN to the external address: no answer for 6 s, then ICMP port
+    // unreachable (RFC 5382 REQ-4), which fails the connect as "refused".
+    let out = scapy(
+        &t.b,
+        r#"
+import socket, sys, time
+s = socket.socket(); s.settimeout(15); t0 = time.time()
+try:
+    s.connect((sys.argv[1], 45000)); print("connected")
+except ConnectionRefusedError:
+    print("refused %.1f" % (time.time() - t0))
+except OSError as e:
+    print("error %s %.1f" % (e, time.time() - t0))
+"#,
+        &[X],
+    );
+    let secs: f64 = out
+        .trim()
+        .strip_prefix("refused ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .expect("seconds");
+    assert!((5.5..9.0).contains(&secs), "answered after {secs} s");
+    let counters = t.tern.ctl(&["show", "counters"]);
+    assert!(
+        counters["events"]["nat_syn_answered"].as_u64() >= Some(1),
+        "{counters}"
+    );
+}
+
+#[test]
+fn dnat_port_forward_carries_tcp_and_conntrack_delete_ends_it() {
+    let extra = format!(
+        "{NAT}\n[[nat.forward]]\nname = \"svc\"\nproto = \"tcp\"\nexternal = \"{X}:5001\"\nbackends = [\"{A4}:5001\"]\n"
+    );
+    let t = TwoHosts::new(&extra, 1500);
+    // B connects to tern's outside address; A serves. 20 MiB, byte for byte.
+    let (sent, received) = tcp_transfer(&t.b, &t.a, X, 20);
+    assert_eq!(sent, received);
+    let rows = sessions(&t, &["port", "5001"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["kind"] == "dnat" && r["reply_src"] == format!("{A4}:5001")),
+        "{rows:?}"
+    );
+    let deleted = t.tern.ctl(&["conntrack", "delete", "port", "5001"]);
+    assert!(deleted["deleted"].as_u64() >= Some(1), "{deleted}");
+    assert!(sessions(&t, &["port", "5001"]).is_empty());
+
+    // Runtime rules: take the only backend down, and new connections find nothing.
+    t.tern
+        .ctl(&["nat", "backend", "svc", &format!("{A4}:5001"), "down"]);
+    let before = t.tern.drop_count("nat_no_backend");
+    let start = Instant::now();
+    let out = scapy(
+        &t.b,
+        r#"
+import socket, sys
+s = socket.socket(); s.settimeout(2)
+try:
+    s.connect((sys.argv[1], 5001)); print("connected")
+except OSError:
+    print("failed")
+"#,
+        &[X],
+    );
+    assert_eq!(out.trim(), "failed");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(t.tern.drop_count("nat_no_backend") > before);
+}
