@@ -170,9 +170,31 @@ fn ctl_route_add_and_del() {
 
 /// Arbitrary and mutated frames: nothing panics (a panicking worker would stop
 /// forwarding), everything is counted, and a good packet still goes through afterwards.
+/// The same with NAT between the ports, and a port forward: the fuzz of the NAT path.
+const NAT: &str = r#"
+[nat]
+inside = ["m0"]
+outside = ["m1"]
+capacity = 256
+[[nat.forward]]
+name = "fw"
+proto = "udp"
+external = "203.0.113.1:53"
+backends = ["192.0.2.2:53", "192.0.2.3:53"]
+"#;
+
 #[test]
 fn random_and_mutated_frames_never_stop_the_worker() {
-    let config = Config::parse("test", CONFIG).expect("config");
+    random_and_mutated_frames(CONFIG.to_string(), false);
+}
+
+#[test]
+fn random_and_mutated_frames_through_nat_never_stop_the_worker() {
+    random_and_mutated_frames(format!("{CONFIG}{NAT}"), true);
+}
+
+fn random_and_mutated_frames(text: String, nat: bool) {
+    let config = Config::parse("test", &text).expect("config");
     let router = Router::start(&config, false).expect("start");
     let (p0, p1) = (
         router.memory[0].clone().expect("memory"),
@@ -219,7 +241,37 @@ fn random_and_mutated_frames_never_stop_the_worker() {
         f[eth::LEN + 28..].copy_from_slice(inner);
         f
     };
-    let templates: Vec<Vec<u8>> = vec![good.clone(), gre, {
+    // Inbound to the NAT's external address (port forward and mapped ports), and an ICMP
+    // error quoting a translated packet: mutations exercise conntrack and error paths.
+    let inbound = {
+        let mut f = good.clone();
+        let ip = &mut f[eth::LEN..];
+        ip[12..16].copy_from_slice(&[203, 0, 113, 2]);
+        ip[16..20].copy_from_slice(&[203, 0, 113, 1]);
+        ipv4::fill_checksum(ip);
+        ip[20..24].copy_from_slice(&[0, 53, 0, 53]);
+        f
+    };
+    let icmp_error = {
+        let mut f = vec![0u8; eth::LEN + 28 + 28];
+        eth::write(&mut f, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
+        ipv4::write(
+            &mut f[eth::LEN..],
+            0,
+            56,
+            1,
+            0,
+            64,
+            ipv4::PROTO_ICMP,
+            "203.0.113.2".parse().expect("ip"),
+            "203.0.113.1".parse().expect("ip"),
+        );
+        f[eth::LEN + 20] = 3;
+        f[eth::LEN + 21] = 3;
+        f[eth::LEN + 28..].copy_from_slice(&inbound[eth::LEN..eth::LEN + 28]);
+        f
+    };
+    let mut templates: Vec<Vec<u8>> = vec![good.clone(), gre, {
         let mut v6 = vec![0u8; eth::LEN + 48];
         eth::write(&mut v6, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV6);
         v6[eth::LEN] = 0x60;
@@ -228,6 +280,9 @@ fn random_and_mutated_frames_never_stop_the_worker() {
         v6[eth::LEN + 7] = 64;
         v6
     }];
+    if nat {
+        templates.extend([inbound, icmp_error]);
+    }
     let total = 20_000;
     for i in 0..total {
         let mut f = if i % 4 == 0 {
@@ -264,6 +319,23 @@ fn random_and_mutated_frames_never_stop_the_worker() {
         decapsulated > 100,
         "intact GRE frames went through decap: {c}"
     );
+    if nat {
+        let translated = c["events"]["nat_translated"].as_u64().unwrap_or(0);
+        assert!(translated > 100, "intact frames went through the NAT: {c}");
+        let ct = router.ctl(&["show", "conntrack"]).expect("conntrack");
+        let shard = &ct["shards"][0];
+        let by_class: u64 = shard["by_class"]
+            .as_object()
+            .expect("classes")
+            .values()
+            .filter_map(|v| v.as_u64())
+            .sum();
+        assert_eq!(Some(by_class), shard["sessions_total"].as_u64(), "{shard}");
+        assert_eq!(
+            shard["sessions"].as_array().map(|a| a.len() as u64),
+            shard["sessions_total"].as_u64()
+        );
+    }
     assert!(
         rx > total as u64,
         "every frame was received and accounted: {c}"

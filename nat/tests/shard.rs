@@ -618,3 +618,78 @@ fn random_traffic_keeps_the_invariants() {
     n.check();
     assert!(n.shard.stats.created > 100);
 }
+
+#[test]
+fn arbitrary_bytes_never_panic_and_keep_the_invariants() {
+    let mut n = Nat::new(|r| {
+        r.capacity = 64;
+        r.filtering = Filtering::EndpointIndependent;
+        let fe = Endpoint {
+            addr: a(X),
+            port: 53,
+        };
+        let be = vec![Endpoint {
+            addr: a("192.0.2.50"),
+            port: 53,
+        }];
+        r.add_frontend(Frontend::new("dns".into(), 17, fe, be))
+            .unwrap();
+    });
+    let (h, r) = (a("192.0.2.10"), a("198.51.100.7"));
+    let sent = n.out(udp(h, 4000, r, 53), 0).unwrap();
+    let templates = [
+        udp(h, 4000, r, 53),
+        tcp(h, 5000, r, 80, SYN),
+        echo(h, r, 9, true),
+        udp(r, 53, n.x, 4000),
+        udp(r, 1234, n.x, 53),
+        tcp(r, 80, n.x, 5000, SYN | ACK),
+        icmp_error(r, n.x, 3, 3, &sent),
+        fragments(&udp(r, 53, n.x, 4000), 8).0,
+        fragments(&udp(r, 53, n.x, 4000), 8).1,
+    ];
+    let mut seed = 0x0123_4567_89ab_cdefu64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for step in 0..200_000u64 {
+        let mut p = templates[(rnd() % templates.len() as u64) as usize].clone();
+        for _ in 0..rnd() % 4 {
+            let at = (rnd() as usize) % p.len();
+            p[at] = rnd() as u8;
+        }
+        // The dataplane hands over only packets whose IPv4 header it validated.
+        let ihl = ((p[0] & 0x0f) as usize) * 4;
+        if p[0] >> 4 != 4
+            || ihl < 20
+            || ihl > p.len()
+            || wire::ipv4::total_len(&p) < ihl
+            || wire::ipv4::total_len(&p) > p.len()
+        {
+            continue;
+        }
+        wire::ipv4::fill_checksum(&mut p);
+        let side = if rnd() % 2 == 0 {
+            Side::Inside
+        } else {
+            Side::Outside
+        };
+        let now = step * 7;
+        let h = match n.shard.prerouting(&mut p, side, 0, now) {
+            Pre::Session(h) => Some(h),
+            Pre::Pass => None,
+            _ => continue,
+        };
+        let snat = (side == Side::Inside).then_some(n.x);
+        let _ = n.shard.postrouting(&mut p, h, snat, now);
+        if step % 1024 == 0 {
+            n.shard.expire(now, 32);
+            let _ = n.shard.released_fragments();
+            n.check();
+        }
+    }
+    n.check();
+}
