@@ -22,7 +22,17 @@ const X: u32 = 0xcb00_7100; // 203.0.113.0, the pool starts at .1
 fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
     let mut p = vec![0u8; 48];
     let total = p.len() as u16;
-    wire::ipv4::write(&mut p, 0, total, 1, 0, 64, 17, Ipv4Addr::from(src), Ipv4Addr::from(dst));
+    wire::ipv4::write(
+        &mut p,
+        0,
+        total,
+        1,
+        0,
+        64,
+        17,
+        Ipv4Addr::from(src),
+        Ipv4Addr::from(dst),
+    );
     p[20..22].copy_from_slice(&sport.to_be_bytes());
     p[22..24].copy_from_slice(&dport.to_be_bytes());
     p[24..26].copy_from_slice(&28u16.to_be_bytes());

@@ -258,3 +258,91 @@ except OSError:
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(t.tern.drop_count("nat_no_backend") > before);
 }
+
+#[test]
+fn ten_thousand_concurrent_udp_flows_from_four_inside_hosts() {
+    let t = TwoHosts::new(NAT, 1500);
+    for i in 10..14 {
+        t.a.ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("192.0.2.{i}/24"),
+            "dev",
+            &t.tap_a,
+        ]);
+    }
+    let server =
+        t.b.command(&[
+            "/usr/bin/python3",
+            "-c",
+            r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind(("0.0.0.0", 7000)); s.settimeout(5)
+peers = set(); end = time.time() + 60
+while time.time() < end:
+    try:
+        d, p = s.recvfrom(100)
+    except socket.timeout:
+        break
+    peers.add(p); s.sendto(d, p)
+print(len(peers))
+"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("server");
+    std::thread::sleep(Duration::from_millis(500));
+    // 2500 sockets per inside address, all open at once; each sends until answered.
+    let out = scapy(
+        &t.a,
+        r#"
+import resource, selectors, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+socks = []
+for i in range(10, 14):
+    for _ in range(2500):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.0.2.%d" % i, 0)); s.setblocking(False)
+        socks.append(s)
+pending = set(range(len(socks))); end = time.time() + 40
+sel = selectors.DefaultSelector()
+for n, s in enumerate(socks):
+    sel.register(s, selectors.EVENT_READ, n)
+while pending and time.time() < end:
+    for n in list(pending)[:2000]:
+        try:
+            socks[n].sendto(b"%d" % n, (sys.argv[1], 7000))
+        except BlockingIOError:
+            pass
+        time.sleep(0.0002)
+    t0 = time.time()
+    while time.time() - t0 < 0.5:
+        for key, _ in sel.select(0.1):
+            try:
+                d = key.fileobj.recv(100)
+                if d == b"%d" % key.data:
+                    pending.discard(key.data)
+            except BlockingIOError:
+                pass
+print(len(socks) - len(pending))
+"#,
+        &[B4],
+    );
+    let peers =
+        String::from_utf8_lossy(&server.wait_with_output().expect("server").stdout).to_string();
+    assert_eq!(out.trim(), "10000", "flows answered");
+    assert_eq!(
+        peers.trim(),
+        "10000",
+        "distinct external endpoints seen by B"
+    );
+    let ct = t.tern.ctl(&["show", "conntrack", "proto", "udp"]);
+    assert_eq!(
+        ct["shards"][0]["sessions_total"].as_u64(),
+        Some(10_000),
+        "{}",
+        ct["shards"][0]["by_class"]
+    );
+}
