@@ -110,7 +110,7 @@ except socket.timeout:
     }
     let udp = tshark(
         &pcap,
-        "udp.dstport == 7000",
+        "udp.dstport == 7000 && !icmp",
         &["ip.src", "udp.srcport", "udp.checksum.status"],
     );
     assert!(!udp.is_empty());
