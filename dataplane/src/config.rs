@@ -214,21 +214,8 @@ impl Config {
             }
         })?;
 
-        let int = |v: &Option<Spanned<i64>>,
-                   field: &str,
-                   min: i64,
-                   max: i64,
-                   default: i64|
-         -> Result<i64, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-                Some(s) => Err(at(
-                    s.span(),
-                    field,
-                    format!("{} is outside {min}..={max}", s.get_ref()),
-                )),
-            }
+        let int = |v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64| {
+            int_in(&at, v, field, min, max, default)
         };
         let d = &raw.dataplane;
         let workers = int(&d.workers, "dataplane.workers", 1, 64, 1)? as usize;
@@ -616,6 +603,27 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
         })
+    }
+}
+
+/// An integer field: `default` when absent, an error naming the field when outside
+/// `min..=max`.
+fn int_in(
+    at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+    v: &Option<Spanned<i64>>,
+    field: &str,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> Result<i64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+        Some(s) => Err(at(
+            s.span(),
+            field,
+            format!("{} is outside {min}..={max}", s.get_ref()),
+        )),
     }
 }
 

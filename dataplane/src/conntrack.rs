@@ -43,12 +43,8 @@ impl Filter {
             let v = it.next().ok_or_else(|| format!("{w} needs a value"))?;
             match w {
                 "proto" => {
-                    f.proto = Some(match *v {
-                        "tcp" => nat::flow::TCP,
-                        "udp" => nat::flow::UDP,
-                        "icmp" => nat::flow::ICMP,
-                        n => n.parse().map_err(|_| format!("{n:?} is not a protocol"))?,
-                    })
+                    let p = nat::flow::proto_by_name(v);
+                    f.proto = Some(p.ok_or_else(|| format!("{v:?} is not a protocol"))?);
                 }
                 "addr" => {
                     let a: Ipv4Addr = v
@@ -76,7 +72,7 @@ impl Filter {
 }
 
 fn endpoint(addr: u32, port: u16) -> String {
-    format!("{}:{port}", Ipv4Addr::from(addr))
+    nat::Endpoint { addr, port }.to_string()
 }
 
 /// One session as `show conntrack` prints it: the original direction as it arrived and
@@ -118,19 +114,12 @@ pub fn serve(stage: &mut Stage, req: NatRequest) {
         } => {
             let shard = &stage.shard;
             let t = shard.rules().timeouts;
-            let timeout = |c: nat::Class| match c {
-                nat::Class::TcpEstablished => t.tcp_established,
-                nat::Class::TcpTransitory => t.tcp_transitory,
-                nat::Class::Udp => t.udp,
-                nat::Class::Icmp => t.icmp,
-                nat::Class::Other => t.other,
-            };
             let sessions: Vec<Value> = shard
                 .sessions()
                 .iter()
                 .filter(|(_, s)| filter.matches(s))
                 .take(limit)
-                .map(|(_, s)| session_row(s, now, timeout(s.class)))
+                .map(|(_, s)| session_row(s, now, t.idle(s.class)))
                 .collect();
             let by_class: serde_json::Map<String, Value> = nat::table::CLASSES
                 .iter()
@@ -188,17 +177,13 @@ impl NatControl {
         NatControl { rules, mailboxes }
     }
 
-    pub fn rules(&self) -> &Arc<nat::Rules> {
-        &self.rules
-    }
-
     pub fn ctl(&mut self, w: &[&str]) -> Result<Value, String> {
         match w {
             ["show", "conntrack", rest @ ..] => self.show(rest),
             ["conntrack", "delete", rest @ ..] => self.delete(rest),
             ["show", "nat"] => Ok(self.show_rules()),
             ["nat", "backend", frontend, backend, state @ ("up" | "down")] => {
-                let e = parse_endpoint(backend)?;
+                let e: nat::Endpoint = backend.parse()?;
                 self.change(|r| {
                     let f = r
                         .frontend_mut(frontend)
@@ -213,16 +198,13 @@ impl NatControl {
                 })
             }
             ["nat", "forward", "add", name, proto, external, backends @ ..] => {
-                let proto = match *proto {
-                    "tcp" => nat::flow::TCP,
-                    "udp" => nat::flow::UDP,
-                    p => return Err(format!("{p:?} is not tcp or udp")),
-                };
-                let external = parse_endpoint(external)?;
+                let proto = nat::flow::frontend_proto(proto)
+                    .ok_or_else(|| format!("{proto:?} is not tcp or udp"))?;
+                let external: nat::Endpoint = external.parse()?;
                 let backends = backends
                     .iter()
-                    .map(|b| parse_endpoint(b))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .map(|b| b.parse())
+                    .collect::<Result<Vec<nat::Endpoint>, _>>()?;
                 let f = nat::Frontend::new(name.to_string(), proto, external, backends);
                 self.change(|r| {
                     if r.frontends.iter().any(|o| o.name == f.name) {
@@ -317,14 +299,4 @@ impl NatControl {
             })).collect::<Vec<_>>(),
         })
     }
-}
-
-fn parse_endpoint(s: &str) -> Result<nat::Endpoint, String> {
-    let a: std::net::SocketAddrV4 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not IPv4-address:port"))?;
-    Ok(nat::Endpoint {
-        addr: (*a.ip()).into(),
-        port: a.port(),
-    })
 }

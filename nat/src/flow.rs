@@ -76,6 +76,21 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+/// The protocol named by `s` (as `proto_name` prints it, or a number).
+pub fn proto_by_name(s: &str) -> Option<u8> {
+    match s {
+        "tcp" => Some(TCP),
+        "udp" => Some(UDP),
+        "icmp" => Some(ICMP),
+        n => n.parse().ok(),
+    }
+}
+
+/// The protocol of a DNAT frontend: `tcp` or `udp`.
+pub fn frontend_proto(s: &str) -> Option<u8> {
+    proto_by_name(s).filter(|&p| p == TCP || p == UDP)
+}
+
 /// The transport-level view of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {

@@ -17,8 +17,8 @@ pub fn table_size(backends: usize) -> usize {
 /// The most backends a balancer may have (so that the largest prime keeps > 100 × N).
 pub const MAX_BACKENDS: usize = 655;
 
-fn mix(mut x: u64) -> u64 {
-    // splitmix64 finaliser: a fixed, well-spread hash, identical on every worker and run.
+/// The splitmix64 finaliser: a fixed, well-spread 64-bit mix.
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
     x ^ (x >> 31)

@@ -38,10 +38,6 @@ pub struct Mappings {
     subscribers: Fast<u32, Subscriber>,
 }
 
-fn key(proto: u8, e: Endpoint) -> u64 {
-    (proto as u64) << 48 | (e.addr as u64) << 16 | e.port as u64
-}
-
 impl Mappings {
     pub fn new(capacity: usize) -> Mappings {
         let rs = ahash::RandomState::new;
@@ -67,11 +63,11 @@ impl Mappings {
     }
 
     pub fn by_inside(&self, proto: u8, inside: Endpoint) -> Option<u32> {
-        self.by_inside.get(&key(proto, inside)).copied()
+        self.by_inside.get(&inside.key(proto)).copied()
     }
 
     pub fn by_external(&self, proto: u8, external: Endpoint) -> Option<u32> {
-        self.by_external.get(&key(proto, external)).copied()
+        self.by_external.get(&external.key(proto)).copied()
     }
 
     pub fn subscriber(&self, inside: u32) -> Option<&Subscriber> {
@@ -101,8 +97,8 @@ impl Mappings {
                 self.slots.len() as u32 - 1
             }
         };
-        self.by_inside.insert(key(proto, inside), i);
-        self.by_external.insert(key(proto, external), i);
+        self.by_inside.insert(inside.key(proto), i);
+        self.by_external.insert(external.key(proto), i);
         let sub = self.subscribers.entry(inside.addr).or_default();
         sub.external = external.addr;
         sub.ports += 1;
@@ -137,8 +133,8 @@ impl Mappings {
         }
         m.live = false;
         let m = *m;
-        self.by_inside.remove(&key(m.proto, m.inside));
-        self.by_external.remove(&key(m.proto, m.external));
+        self.by_inside.remove(&m.inside.key(m.proto));
+        self.by_external.remove(&m.external.key(m.proto));
         self.free.push(i);
         if let Some(sub) = self.subscribers.get_mut(&m.inside.addr) {
             sub.ports = sub.ports.saturating_sub(1);
@@ -147,6 +143,16 @@ impl Mappings {
             }
         }
         Some(m)
+    }
+
+    /// Frees mapping `i` if no session took it (a session create that failed after the
+    /// mapping was made). Returns it: the caller releases the external port.
+    pub fn remove_unused(&mut self, i: u32) -> Option<Mapping> {
+        if self.get(i)?.sessions > 0 {
+            return None;
+        }
+        self.attach(i, 0);
+        self.detach(i, 0)
     }
 
     /// Whether mapping `i` has a session towards `remote` (address-dependent filtering).

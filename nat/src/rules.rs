@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::flow::{Flow, ICMP, TCP, UDP};
 use crate::maglev;
+use crate::table::Class;
 
 /// Which inbound packets a mapping lets in (RFC 4787 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,19 @@ pub struct Timeouts {
     pub fragment: u64,
 }
 
+impl Timeouts {
+    /// The idle timeout of a session class.
+    pub fn idle(&self, class: Class) -> u64 {
+        match class {
+            Class::TcpEstablished => self.tcp_established,
+            Class::TcpTransitory => self.tcp_transitory,
+            Class::Udp => self.udp,
+            Class::Icmp => self.icmp,
+            Class::Other => self.other,
+        }
+    }
+}
+
 /// RFC 4787 REQ-5 (UDP ≥ 2 min, 5 min recommended), RFC 5382 REQ-5 (established
 /// ≥ 2 h 4 min, transitory ≥ 4 min), RFC 5508 REQ-1 (ICMP query ≥ 60 s).
 pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
@@ -75,6 +89,28 @@ pub const MIN_ICMP: u64 = 60_000;
 pub struct Endpoint {
     pub addr: u32,
     pub port: u16,
+}
+
+impl Endpoint {
+    /// A compact key for (protocol, endpoint) indices.
+    #[inline]
+    pub fn key(&self, proto: u8) -> u64 {
+        (proto as u64) << 48 | (self.addr as u64) << 16 | self.port as u64
+    }
+}
+
+/// `192.0.2.10:80`.
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        let a: std::net::SocketAddrV4 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not IPv4-address:port"))?;
+        Ok(Endpoint {
+            addr: (*a.ip()).into(),
+            port: a.port(),
+        })
+    }
 }
 
 impl std::fmt::Display for Endpoint {
@@ -159,10 +195,6 @@ pub struct Rules {
     pub seed: u64,
 }
 
-fn frontend_key(proto: u8, e: Endpoint) -> u64 {
-    (proto as u64) << 48 | (e.addr as u64) << 16 | e.port as u64
-}
-
 impl Rules {
     pub fn new(seed: u64) -> Rules {
         Rules {
@@ -180,7 +212,7 @@ impl Rules {
 
     /// Adds a frontend; refuses a second one on the same protocol, address and port.
     pub fn add_frontend(&mut self, f: Frontend) -> Result<(), String> {
-        let key = frontend_key(f.proto, f.external);
+        let key = f.external.key(f.proto);
         if self.index.contains_key(&key) {
             return Err(format!("{} is already a frontend", f.external));
         }
@@ -210,7 +242,7 @@ impl Rules {
             .frontends
             .iter()
             .enumerate()
-            .map(|(i, f)| (frontend_key(f.proto, f.external), i))
+            .map(|(i, f)| (f.external.key(f.proto), i))
             .collect();
     }
 
@@ -219,22 +251,12 @@ impl Rules {
         if self.frontends.is_empty() || flow.proto == ICMP {
             return None;
         }
-        let key = frontend_key(
-            flow.proto,
-            Endpoint {
-                addr: flow.dst,
-                port: flow.dport,
-            },
-        );
+        let key = Endpoint {
+            addr: flow.dst,
+            port: flow.dport,
+        }
+        .key(flow.proto);
         self.index.get(&key).map(|&i| &self.frontends[i])
-    }
-
-    /// Whether `e` is a backend of some frontend for `proto` (its replies belong to the
-    /// client's shard).
-    pub fn is_backend(&self, proto: u8, e: Endpoint) -> bool {
-        self.frontends
-            .iter()
-            .any(|f| f.proto == proto && f.backends.contains(&e))
     }
 
     pub fn frontend_mut(&mut self, name: &str) -> Option<&mut Frontend> {
@@ -243,10 +265,8 @@ impl Rules {
 
     /// The balancers' hash of a new flow: its source endpoint and protocol.
     pub fn flow_hash(&self, flow: &Flow) -> u64 {
-        let mut x =
-            self.seed ^ (flow.src as u64) << 24 ^ (flow.sport as u64) << 8 ^ flow.proto as u64;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-        x ^ (x >> 31)
+        maglev::mix(
+            self.seed ^ (flow.src as u64) << 24 ^ (flow.sport as u64) << 8 ^ flow.proto as u64,
+        )
     }
 }

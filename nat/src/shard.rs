@@ -61,42 +61,6 @@ pub enum Reason {
     SynNotHeld,
 }
 
-pub const REASONS: [Reason; 13] = [
-    Reason::Truncated,
-    Reason::NoMapping,
-    Reason::Filtered,
-    Reason::NoBackend,
-    Reason::TableFull,
-    Reason::PortsExhausted,
-    Reason::SessionQuota,
-    Reason::PortQuota,
-    Reason::IcmpBadChecksum,
-    Reason::IcmpNoFlow,
-    Reason::FragmentOverlap,
-    Reason::FragmentHoldFull,
-    Reason::SynNotHeld,
-];
-
-impl Reason {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Reason::Truncated => "nat_truncated",
-            Reason::NoMapping => "nat_no_mapping",
-            Reason::Filtered => "nat_filtered",
-            Reason::NoBackend => "nat_no_backend",
-            Reason::TableFull => "nat_table_full",
-            Reason::PortsExhausted => "nat_ports_exhausted",
-            Reason::SessionQuota => "nat_session_quota",
-            Reason::PortQuota => "nat_port_quota",
-            Reason::IcmpBadChecksum => "nat_icmp_bad_checksum",
-            Reason::IcmpNoFlow => "nat_icmp_no_flow",
-            Reason::FragmentOverlap => "nat_fragment_overlap",
-            Reason::FragmentHoldFull => "nat_fragment_hold_full",
-            Reason::SynNotHeld => "nat_syn_not_held",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pre {
     /// Nothing for the NAT: route as it is.
@@ -244,14 +208,7 @@ impl Shard {
     }
 
     fn timeout(&self, class: Class) -> u64 {
-        let t = &self.rules.timeouts;
-        match class {
-            Class::TcpEstablished => t.tcp_established,
-            Class::TcpTransitory => t.tcp_transitory,
-            Class::Udp => t.udp,
-            Class::Icmp => t.icmp,
-            Class::Other => t.other,
-        }
+        self.rules.timeouts.idle(class)
     }
 
     // ---- pre-routing ------------------------------------------------------------------
@@ -539,6 +496,14 @@ impl Shard {
         snat: Option<u32>,
         now: u64,
     ) -> Post {
+        // Nothing to translate and nothing to create: only a first fragment matters (its
+        // later fragments learn they pass untranslated).
+        let first_fragment = wire::ipv4::flags_frag(ip)
+            & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK)
+            == wire::ipv4::FLAG_MF;
+        if pre.is_none() && snat.is_none() && !first_fragment {
+            return Post::Pass;
+        }
         let p = match flow::parse(ip) {
             Ok(p) => p,
             Err(_) => return Post::Drop(Reason::Truncated),
@@ -686,12 +651,8 @@ impl Shard {
     }
 
     fn drop_unused_mapping(&mut self, mi: u32, now: u64) {
-        if self.mappings.get(mi).is_some_and(|m| m.sessions == 0) {
-            // attach+detach frees a mapping that no session took.
-            self.mappings.attach(mi, 0);
-            if let Some(m) = self.mappings.detach(mi, 0) {
-                self.release_port(&m, now);
-            }
+        if let Some(m) = self.mappings.remove_unused(mi) {
+            self.release_port(&m, now);
         }
     }
 

@@ -277,10 +277,6 @@ impl Sessions {
             .map(|(i, s)| (i as u32, s))
     }
 
-    pub fn index_len(&self) -> usize {
-        self.index.len()
-    }
-
     /// Bytes held: slab, free list and the index (hashbrown: key, value and a control
     /// byte per bucket).
     pub fn bytes(&self) -> usize {

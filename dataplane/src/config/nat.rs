@@ -17,7 +17,7 @@
 //! backends = ["192.0.2.10:80"]     # several: Maglev load balancing
 //! ```
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -170,14 +170,8 @@ pub(super) fn parse(
             )
         })?;
     }
-    let int = |v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64| match v {
-        None => Ok(default),
-        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(at(
-            s.span(),
-            field,
-            format!("{} is outside {min}..={max}", s.get_ref()),
-        )),
+    let int = |v: &Option<Spanned<i64>>, field: &str, min: i64, max: i64, default: i64| {
+        super::int_in(at, v, field, min, max, default)
     };
     rules.capacity = int(&raw.capacity, "nat.capacity", 16, 1 << 24, 1 << 16)? as usize;
     rules.max_sessions_per_host = int(
@@ -224,31 +218,17 @@ pub(super) fn parse(
 
     for (i, f) in raw.forward.iter().enumerate() {
         let field = |x: &str| format!("nat.forward[{i}].{x}");
-        let proto = match f.proto.get_ref().as_str() {
-            "tcp" => nat::flow::TCP,
-            "udp" => nat::flow::UDP,
-            other => {
-                return Err(at(
-                    f.proto.span(),
-                    &field("proto"),
-                    format!("{other:?} is not tcp or udp"),
-                ))
-            }
-        };
+        let proto = nat::flow::frontend_proto(f.proto.get_ref()).ok_or_else(|| {
+            at(
+                f.proto.span(),
+                &field("proto"),
+                format!("{:?} is not tcp or udp", f.proto.get_ref()),
+            )
+        })?;
         let endpoint = |s: &Spanned<String>, name: &str| {
             s.get_ref()
-                .parse::<SocketAddrV4>()
-                .map(|a| nat::Endpoint {
-                    addr: (*a.ip()).into(),
-                    port: a.port(),
-                })
-                .map_err(|_| {
-                    at(
-                        s.span(),
-                        name,
-                        format!("{:?} is not IPv4-address:port", s.get_ref()),
-                    )
-                })
+                .parse::<nat::Endpoint>()
+                .map_err(|e| at(s.span(), name, e))
         };
         let external = endpoint(&f.external, &field("external"))?;
         let mut backends = Vec::new();
