@@ -43,7 +43,7 @@ pub struct Generator {
 }
 
 impl PortQueue for Generator {
-    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Box<Frame>>, max: usize) -> usize {
+    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
         for _ in 0..max {
             let Some(mut f) = pool.alloc() else { break };
             let frame = &self.frames[self.next];
@@ -54,7 +54,7 @@ impl PortQueue for Generator {
         }
         max
     }
-    fn send_burst(&mut self, frames: &mut Vec<Box<Frame>>, pool: &mut Pool) -> usize {
+    fn send_burst(&mut self, frames: &mut Vec<Frame>, pool: &mut Pool) -> usize {
         frames.drain(..).for_each(|f| pool.free(f));
         0
     }
@@ -134,7 +134,7 @@ impl BenchWorker {
             core: None,
             ports,
             queues,
-            pool: 4096,
+            pool: Pool::new(4096),
             burst: config.burst,
             fib4,
             fib6,

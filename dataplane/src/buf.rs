@@ -1,41 +1,60 @@
-//! Packet buffers: fixed-size frames with headroom, from a per-worker preallocated pool.
+//! Packet buffers: fixed-size chunks of one per-worker memory region, with headroom.
 //!
-//! A [`Frame`] holds one Ethernet frame at `data()`, with [`HEADROOM`] bytes in front of it so
-//! encapsulation can prepend headers in place. Frames are boxed once, when the pool is
-//! built; the fast path only moves the boxes between the pool, bursts and the I/O backends.
+//! A worker's frames all live in one page-aligned, mmap'd [`Region`] of [`CHUNK`]-byte
+//! chunks (huge pages where the kernel offers them). The AF_XDP backend registers that
+//! region as the UMEM of the worker's sockets, so a frame received on one AF_XDP port is
+//! transmitted on another without a copy: the fast path only moves 16-byte [`Frame`]
+//! handles between the pool, bursts and the backends.
+//!
+//! A received frame starts [`HEADROOM`] bytes into its chunk — where the kernel puts AF_XDP
+//! receive data (its `XDP_PACKET_HEADROOM`) — so encapsulation can prepend headers in place.
 
-/// Bytes kept free in front of a received frame.
-pub const HEADROOM: usize = 128;
-/// The largest frame a buffer holds (MTU 2000 plus the Ethernet header fits).
+use std::ptr::NonNull;
+
+/// Bytes of one buffer. A power of two, as AF_XDP's aligned chunk mode requires.
+pub const CHUNK: usize = 4096;
+/// Bytes kept free in front of a received frame (the kernel's XDP_PACKET_HEADROOM).
+pub const HEADROOM: usize = 256;
+/// The largest frame a buffer holds (MTU 2034 plus the Ethernet header).
 pub const MAX_FRAME: usize = 2048;
-const BUF_SIZE: usize = HEADROOM + MAX_FRAME;
 
+/// One packet buffer: a handle on a chunk of its pool's region. It is the only handle on
+/// that chunk (frames are neither `Clone` nor `Copy`), so `&mut Frame` is exclusive access
+/// to the bytes.
 pub struct Frame {
-    /// Port index the frame arrived on (or leaves by, once routed).
-    pub port: u16,
+    chunk: NonNull<u8>,
     head: u16,
     len: u16,
-    buf: [u8; BUF_SIZE],
+    /// Port index the frame arrived on (or leaves by, once routed).
+    pub port: u16,
 }
 
+// SAFETY: a frame is the sole owner of its chunk; moving it to another thread moves that
+// ownership (the region outlives every frame, see `Pool`'s drop).
+unsafe impl Send for Frame {}
+
 impl Frame {
-    fn new() -> Box<Frame> {
-        Box::new(Frame {
-            port: 0,
-            head: HEADROOM as u16,
-            len: 0,
-            buf: [0; BUF_SIZE],
-        })
+    #[inline(always)]
+    fn buf(&self) -> &[u8] {
+        // SAFETY: `chunk` points at CHUNK bytes of a live region owned by this frame.
+        unsafe { std::slice::from_raw_parts(self.chunk.as_ptr(), CHUNK) }
+    }
+
+    #[inline(always)]
+    fn buf_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `buf`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.chunk.as_ptr(), CHUNK) }
     }
 
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.head as usize..self.head as usize + self.len as usize]
+        &self.buf()[self.head as usize..self.head as usize + self.len as usize]
     }
 
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.head as usize..self.head as usize + self.len as usize]
+        let (h, l) = (self.head as usize, self.len as usize);
+        &mut self.buf_mut()[h..h + l]
     }
 
     #[inline(always)]
@@ -47,6 +66,12 @@ impl Frame {
         self.len == 0
     }
 
+    /// Offset of the data in the chunk (AF_XDP descriptors carry chunk + offset).
+    #[inline(always)]
+    pub fn head(&self) -> usize {
+        self.head as usize
+    }
+
     /// Resets to an empty frame at the standard headroom.
     #[inline(always)]
     pub fn reset(&mut self) {
@@ -54,18 +79,18 @@ impl Frame {
         self.len = 0;
     }
 
-    /// The whole space after the headroom, for a backend to receive into; follow with
+    /// The space after the headroom, for a backend to receive into; follow with
     /// [`Self::set_len`].
     #[inline(always)]
     pub fn rx_space(&mut self) -> &mut [u8] {
         self.head = HEADROOM as u16;
-        &mut self.buf[HEADROOM..]
+        &mut self.buf_mut()[HEADROOM..HEADROOM + MAX_FRAME]
     }
 
     /// Sets the length of the data (clamped to the buffer).
     #[inline(always)]
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(BUF_SIZE - self.head as usize) as u16;
+        self.len = len.min(CHUNK - self.head as usize) as u16;
     }
 
     /// Drops `n` bytes from the front (e.g. after decapsulation).
@@ -94,38 +119,171 @@ impl Frame {
             return false;
         }
         self.reset();
-        self.buf[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(bytes);
+        self.buf_mut()[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(bytes);
         self.len = bytes.len() as u16;
         true
     }
 }
 
-/// A worker's frames. Allocation never touches the system allocator after construction.
+/// Page-aligned anonymous memory for `chunks` buffers, unmapped on drop.
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is plain memory; who may touch which chunk is decided by `Frame`
+// ownership.
+unsafe impl Send for Region {}
+
+impl Region {
+    fn new(chunks: usize) -> std::io::Result<Region> {
+        let len = chunks * CHUNK;
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Huge pages cut the TLB misses of touching thousands of buffers; only advice.
+        // SAFETY: advice on the mapping just made.
+        unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+        Ok(Region {
+            base: NonNull::new(p.cast()).ok_or_else(std::io::Error::last_os_error)?,
+            len,
+        })
+    }
+
+    /// Start and length, for registering the region as an AF_XDP UMEM.
+    pub fn raw(&self) -> (*mut u8, usize) {
+        (self.base.as_ptr(), self.len)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`; `Pool` only drops a region that no
+        // frame points into.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A worker's frames. Allocation and freeing are a pop and a push of a chunk index; nothing
+/// touches the system allocator after construction.
 pub struct Pool {
-    free: Vec<Box<Frame>>,
+    region: Option<Region>,
+    free: Vec<u32>,
     size: usize,
 }
 
 impl Pool {
+    /// A pool of `size` frames. Panics only if the kernel refuses the memory at start.
     pub fn new(size: usize) -> Pool {
-        Pool {
-            free: (0..size).map(|_| Frame::new()).collect(),
+        Pool::try_new(size).unwrap_or_else(|e| panic!("cannot map {size} packet buffers: {e}"))
+    }
+
+    pub fn try_new(size: usize) -> std::io::Result<Pool> {
+        let size = size.clamp(1, u32::MAX as usize);
+        Ok(Pool {
+            region: Some(Region::new(size)?),
+            free: (0..size as u32).rev().collect(),
             size,
+        })
+    }
+
+    fn base(&self) -> *mut u8 {
+        match &self.region {
+            Some(r) => r.base.as_ptr(),
+            None => std::ptr::null_mut(),
         }
     }
 
-    #[inline(always)]
-    pub fn alloc(&mut self) -> Option<Box<Frame>> {
-        let mut f = self.free.pop()?;
-        f.reset();
-        Some(f)
+    /// The memory the frames live in (AF_XDP registers it as its UMEM).
+    pub fn region(&self) -> (*mut u8, usize) {
+        self.region
+            .as_ref()
+            .map(Region::raw)
+            .unwrap_or((std::ptr::null_mut(), 0))
     }
 
     #[inline(always)]
-    pub fn free(&mut self, frame: Box<Frame>) {
-        // A frame beyond the pool's size (one that came from elsewhere) is still kept: the
-        // free list was allocated with capacity `size` and grows only in that case.
-        self.free.push(frame);
+    pub fn alloc(&mut self) -> Option<Frame> {
+        let index = self.free.pop()?;
+        // SAFETY: `index` < size, so the chunk lies inside the region.
+        let chunk = unsafe { self.base().add(index as usize * CHUNK) };
+        Some(Frame {
+            chunk: NonNull::new(chunk)?,
+            head: HEADROOM as u16,
+            len: 0,
+            port: 0,
+        })
+    }
+
+    /// The chunk index of a frame of this pool, or `None` for a foreign frame.
+    #[inline(always)]
+    fn index_of(&self, frame: &Frame) -> Option<u32> {
+        let offset = (frame.chunk.as_ptr() as usize).wrapping_sub(self.base() as usize);
+        (offset < self.size * CHUNK).then_some((offset / CHUNK) as u32)
+    }
+
+    #[inline(always)]
+    pub fn free(&mut self, frame: Frame) {
+        // A foreign frame (from another pool) is not taken: its own pool then counts it as
+        // out, and keeps its region mapped (see `Drop`).
+        if let Some(index) = self.index_of(&frame) {
+            self.free.push(index);
+        }
+    }
+
+    /// Gives a frame to the kernel (an AF_XDP fill or TX ring): its address in the region,
+    /// data offset included. `None` for a foreign frame (dropped: its own pool counts it out).
+    #[inline(always)]
+    pub fn lend(&mut self, frame: Frame) -> Option<u64> {
+        let index = self.index_of(&frame)?;
+        Some(index as u64 * CHUNK as u64 + frame.head as u64)
+    }
+
+    /// Takes back a frame the kernel returned at region address `addr` with `len` bytes;
+    /// `None` for an address outside the region.
+    ///
+    /// # Safety
+    /// `addr` must have come from [`Self::lend`] on this pool, and be returned once.
+    #[inline(always)]
+    pub unsafe fn reclaim(&mut self, addr: u64, len: usize) -> Option<Frame> {
+        let index = (addr / CHUNK as u64) as usize;
+        if index >= self.size {
+            return None;
+        }
+        let head = (addr % CHUNK as u64) as u16;
+        // SAFETY: index < size, inside the region.
+        let chunk = unsafe { self.base().add(index * CHUNK) };
+        let mut frame = Frame {
+            chunk: NonNull::new(chunk)?,
+            head,
+            len: 0,
+            port: 0,
+        };
+        frame.set_len(len);
+        Some(frame)
+    }
+
+    /// Returns a lent chunk without making a frame of it (TX completions).
+    ///
+    /// # Safety
+    /// As for [`Self::reclaim`].
+    #[inline(always)]
+    pub unsafe fn reclaim_free(&mut self, addr: u64) {
+        let index = addr / CHUNK as u64;
+        if (index as usize) < self.size {
+            self.free.push(index as u32);
+        }
     }
 
     pub fn available(&self) -> usize {
@@ -134,5 +292,66 @@ impl Pool {
 
     pub fn size(&self) -> usize {
         self.size
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Frames still out (in a burst someone kept, or lent to the kernel) point into the
+        // region: keep it mapped for the rest of the process rather than risk a dangling
+        // frame. Every test and worker that returns its frames unmaps normally.
+        if self.free.len() != self.size {
+            std::mem::forget(self.region.take());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_distinct_chunks_and_come_back() {
+        let mut pool = Pool::new(8);
+        let mut a = pool.alloc().expect("frame");
+        let mut b = pool.alloc().expect("frame");
+        a.fill(&[1; 60]);
+        b.fill(&[2; 70]);
+        assert_eq!(a.data(), &[1; 60][..]);
+        assert_eq!(b.data(), &[2; 70][..]);
+        assert!(a.prepend(HEADROOM));
+        assert!(!a.prepend(1));
+        assert_eq!(pool.available(), 6);
+        pool.free(a);
+        pool.free(b);
+        assert_eq!(pool.available(), 8);
+    }
+
+    #[test]
+    fn lend_and_reclaim_round_trip() {
+        let mut pool = Pool::new(4);
+        let mut f = pool.alloc().expect("frame");
+        f.fill(b"hello world");
+        assert!(f.advance(6));
+        let addr = pool.lend(f).expect("own frame");
+        assert_eq!(addr % CHUNK as u64, (HEADROOM + 6) as u64);
+        // SAFETY: `addr` was lent just above.
+        let back = unsafe { pool.reclaim(addr, 5) }.expect("in region");
+        assert_eq!(back.data(), b"world");
+        pool.free(back);
+        // SAFETY: out of range, refused.
+        assert!(unsafe { pool.reclaim(4 * CHUNK as u64, 1) }.is_none());
+        assert_eq!(pool.available(), 4);
+    }
+
+    #[test]
+    fn foreign_frames_are_not_adopted() {
+        let mut a = Pool::new(2);
+        let mut b = Pool::new(2);
+        let f = a.alloc().expect("frame");
+        b.free(f);
+        assert_eq!(b.available(), 2);
+        assert_eq!(a.available(), 1);
+        // `a` drops with a frame out: its region stays mapped (no dangling frame).
     }
 }

@@ -39,7 +39,11 @@ pub struct Config {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A TAP device tern creates.
     Tap,
+    /// An existing kernel interface (a NIC, a veth end) tern adopts through AF_XDP.
+    AfXdp,
+    /// In-process queues (tests, benchmarks).
     Memory,
 }
 
@@ -288,12 +292,13 @@ impl Config {
             let backend = match r.backend.as_ref().map(|b| b.get_ref().as_str()) {
                 None | Some("tap") => Backend::Tap,
                 Some("memory") => Backend::Memory,
+                Some("afxdp") => Backend::AfXdp,
                 Some(other) => {
                     let span = r.backend.as_ref().map(|b| b.span()).unwrap_or(0..0);
                     return Err(at(
                         span,
                         &field("backend"),
-                        format!("{other:?} is not a backend (tap, memory)"),
+                        format!("{other:?} is not a backend (tap, afxdp, memory)"),
                     ));
                 }
             };

@@ -7,12 +7,13 @@ use std::thread::JoinHandle;
 
 use lpm::Qsbr;
 
+use crate::buf::Pool;
 use crate::config::{masquerade_address, Backend, Config};
 use crate::conntrack::{NatControl, NatRequest};
 use crate::control::{Control, ControlMsg};
 use crate::counters::WorkerCounters;
 use crate::io::memory::MemoryPort;
-use crate::io::{tap, PortQueue, PortTx};
+use crate::io::{tap, xdp, PortQueue, PortTx};
 use crate::pipeline::PortInfo;
 use crate::worker::{Worker, WorkerSetup};
 
@@ -82,6 +83,21 @@ impl Router {
     /// thread. With `serve_ctl`, also listens on the configured unix socket.
     pub fn start(config: &Config, serve_ctl: bool) -> Result<Router, String> {
         let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
+        // Each worker's frames come from its own region, which its AF_XDP sockets share as
+        // their UMEM: so the pools exist before the ports.
+        let mut pools = Vec::with_capacity(config.workers);
+        for w in 0..config.workers {
+            pools.push(
+                Pool::try_new(config.pool)
+                    .map_err(|e| format!("worker {w}: cannot map {} buffers: {e}", config.pool))?,
+            );
+        }
+        let xdp_ports = config
+            .interfaces
+            .iter()
+            .filter(|i| i.backend == Backend::AfXdp)
+            .count();
+        let mut umems: Vec<xdp::Umem> = pools.iter().map(|p| xdp::Umem::of(p, xdp_ports)).collect();
         // queues[worker][port]
         let mut queues: Vec<Vec<Box<dyn PortQueue>>> =
             (0..config.workers).map(|_| Vec::new()).collect();
@@ -93,6 +109,21 @@ impl Router {
                     let qs = tap::open(&iface.name, config.workers, iface.mtu)
                         .map_err(|e| format!("cannot open TAP device {}: {e}", iface.name))?;
                     let tx = qs[0].sender().map_err(|e| format!("{}: {e}", iface.name))?;
+                    senders.push(Arc::new(tx));
+                    for (w, q) in qs.into_iter().enumerate() {
+                        queues[w].push(Box::new(q));
+                    }
+                    memory.push(None);
+                }
+                Backend::AfXdp => {
+                    let (qs, tx, mode) = xdp::open(&iface.name, iface.mtu, &iface.mac, &mut umems)
+                        .map_err(|e| format!("cannot open {} for AF_XDP: {e}", iface.name))?;
+                    tracing::info!(
+                        interface = %iface.name,
+                        xdp = if mode.native { "native" } else { "generic" },
+                        af_xdp = if mode.zero_copy { "zero-copy" } else { "copy" },
+                        "AF_XDP port up"
+                    );
                     senders.push(Arc::new(tx));
                     for (w, q) in qs.into_iter().enumerate() {
                         queues[w].push(Box::new(q));
@@ -129,13 +160,13 @@ impl Router {
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for (id, queues) in queues.into_iter().enumerate() {
+        for (id, (queues, pool)) in queues.into_iter().zip(pools).enumerate() {
             let setup = WorkerSetup {
                 id,
                 core: config.cores.as_ref().and_then(|c| c.get(id).copied()),
                 ports: ports.clone(),
                 queues,
-                pool: config.pool,
+                pool,
                 burst: config.burst,
                 fib4: fib4.clone(),
                 fib6: fib6.clone(),

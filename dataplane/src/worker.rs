@@ -60,7 +60,8 @@ pub struct WorkerSetup {
     pub core: Option<usize>,
     pub ports: Arc<[PortInfo]>,
     pub queues: Vec<Box<dyn PortQueue>>,
-    pub pool: usize,
+    /// The worker's frames; AF_XDP queues in `queues` share its region as their UMEM.
+    pub pool: Pool,
     pub burst: usize,
     pub fib4: Fib4Reader,
     pub fib6: Fib6Reader,
@@ -90,10 +91,10 @@ pub struct Worker {
     stats: Local,
     control: SyncSender<ControlMsg>,
     icmp: Limiter,
-    rx: Vec<Box<Frame>>,
+    rx: Vec<Frame>,
     meta: Vec<Meta>,
-    tx: Vec<Vec<Box<Frame>>>,
-    fragments: Vec<Box<Frame>>,
+    tx: Vec<Vec<Frame>>,
+    fragments: Vec<Frame>,
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
 }
@@ -114,7 +115,7 @@ impl Worker {
             stats: Local::new(ports + s.tunnels.len()),
             ports: s.ports,
             queues: s.queues,
-            pool: Pool::new(s.pool),
+            pool: s.pool,
             burst: s.burst.min(256),
             fib4: s.fib4,
             fib6: s.fib6,
@@ -199,7 +200,7 @@ impl Worker {
     }
 
     /// Runs the pipeline over a burst received on `port`. The frames are consumed.
-    pub fn process(&mut self, port: u16, frames: &mut Vec<Box<Frame>>) {
+    pub fn process(&mut self, port: u16, frames: &mut Vec<Frame>) {
         let n = frames.len().min(self.meta.len());
         let info = &self.ports[port as usize];
         let counts = &mut self.stats.ports[port as usize];
@@ -228,7 +229,7 @@ impl Worker {
         }
     }
 
-    fn dispatch(&mut self, mut frame: Box<Frame>, meta: Meta) {
+    fn dispatch(&mut self, mut frame: Frame, meta: Meta) {
         let in_port = frame.port;
         match meta.class {
             Class::Drop(reason) => self.drop(frame, reason),
@@ -276,7 +277,7 @@ impl Worker {
         }
     }
 
-    fn local_v6(&mut self, mut frame: Box<Frame>) {
+    fn local_v6(&mut self, mut frame: Frame) {
         let port = frame.port;
         let (outcome, learned) = local::ipv6(&mut frame, &self.ports[port as usize]);
         self.learn(frame.port, learned);
@@ -313,7 +314,7 @@ impl Worker {
     }
 
     /// TTL, MTU (ICMP too big), SNAT, IPv4 fragmentation, then out through `egress`.
-    fn forward(&mut self, mut frame: Box<Frame>, egress: Egress, nat: Option<::nat::Handle>) {
+    fn forward(&mut self, mut frame: Frame, egress: Egress, nat: Option<::nat::Handle>) {
         let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
         let alive = if v4 {
             ttl::decrement_v4(frame.data_mut())
@@ -391,7 +392,7 @@ impl Worker {
         self.transmit(frame, egress);
     }
 
-    fn transmit(&mut self, frame: Box<Frame>, egress: Egress) {
+    fn transmit(&mut self, frame: Frame, egress: Egress) {
         match egress {
             Egress::Port { port, target } => self.emit(frame, port, target),
             Egress::Tunnel(t) => self.encapsulate(frame, t),
@@ -401,7 +402,7 @@ impl Worker {
     /// Encapsulates into tunnel `t` and routes the outer packet to the remote endpoint.
     /// The outer route must leave by a port: a route to the remote through a tunnel would
     /// loop, and is dropped and counted.
-    fn encapsulate(&mut self, mut frame: Box<Frame>, t: u16) {
+    fn encapsulate(&mut self, mut frame: Frame, t: u16) {
         let Some(tunnel) = self.tunnels.get(t) else {
             return self.drop(frame, Drop::BadAdjacency);
         };
@@ -469,7 +470,7 @@ impl Worker {
     }
 
     /// Rewrites and queues a frame on `out`, or punts it for neighbour resolution.
-    fn emit(&mut self, mut frame: Box<Frame>, out: u16, target: Result<Mac, Option<IpAddr>>) {
+    fn emit(&mut self, mut frame: Frame, out: u16, target: Result<Mac, Option<IpAddr>>) {
         let Some(port) = self.ports.get(out as usize) else {
             return self.drop(frame, Drop::BadAdjacency);
         };
@@ -498,7 +499,7 @@ impl Worker {
         }
     }
 
-    fn local_outcome(&mut self, frame: Box<Frame>, outcome: Outcome) {
+    fn local_outcome(&mut self, frame: Frame, outcome: Outcome) {
         match outcome {
             Outcome::ReplyOnPort => {
                 let port = frame.port;
@@ -537,7 +538,7 @@ impl Worker {
         }
     }
 
-    fn no_route(&mut self, frame: Box<Frame>) {
+    fn no_route(&mut self, frame: Frame) {
         if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
             self.icmp_error(
                 &frame,
@@ -611,7 +612,7 @@ impl Worker {
     }
 
     /// Routes a packet tern originated (no TTL decrement).
-    fn send_originated(&mut self, frame: Box<Frame>) {
+    fn send_originated(&mut self, frame: Frame) {
         let data = frame.data();
         let next_hop = if eth::ethertype(data) == eth::TYPE_IPV4 {
             self.fib4.lookup(ipv4::dst(&data[eth::LEN..]))
@@ -637,7 +638,7 @@ impl Worker {
         }
     }
 
-    fn drop(&mut self, frame: Box<Frame>, reason: Drop) {
+    fn drop(&mut self, frame: Frame, reason: Drop) {
         self.stats.drop(frame.port, reason);
         self.pool.free(frame);
     }

@@ -27,7 +27,7 @@ impl MemoryPort {
 }
 
 impl PortQueue for MemoryPort {
-    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Box<Frame>>, max: usize) -> usize {
+    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
         let mut rx = lock(&self.rx);
         let mut n = 0;
         while n < max {
@@ -43,7 +43,7 @@ impl PortQueue for MemoryPort {
         n
     }
 
-    fn send_burst(&mut self, frames: &mut Vec<Box<Frame>>, pool: &mut Pool) -> usize {
+    fn send_burst(&mut self, frames: &mut Vec<Frame>, pool: &mut Pool) -> usize {
         let mut tx = lock(&self.tx);
         let n = frames.len();
         for f in frames.drain(..) {
@@ -68,11 +68,11 @@ pub struct NullPort {
 }
 
 impl PortQueue for NullPort {
-    fn recv_burst(&mut self, _: &mut Pool, _: &mut Vec<Box<Frame>>, _: usize) -> usize {
+    fn recv_burst(&mut self, _: &mut Pool, _: &mut Vec<Frame>, _: usize) -> usize {
         0
     }
 
-    fn send_burst(&mut self, frames: &mut Vec<Box<Frame>>, pool: &mut Pool) -> usize {
+    fn send_burst(&mut self, frames: &mut Vec<Frame>, pool: &mut Pool) -> usize {
         let n = frames.len();
         self.sent += n as u64;
         for f in frames.drain(..) {

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{PortQueue, PortTx};
+use super::{netdev, PortQueue, PortTx};
 use crate::buf::{Frame, Pool};
 
 const TUNSETIFF: libc::c_ulong = 0x400454ca;
@@ -26,25 +26,6 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
-#[repr(C)]
-struct IfReqInt {
-    name: [u8; libc::IFNAMSIZ],
-    value: libc::c_int,
-    _pad: [u8; 20],
-}
-
-fn ifname(name: &str) -> std::io::Result<[u8; libc::IFNAMSIZ]> {
-    let mut n = [0u8; libc::IFNAMSIZ];
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("bad interface name {name:?}"),
-        ));
-    }
-    n[..name.len()].copy_from_slice(name.as_bytes());
-    Ok(n)
-}
-
 /// Opens `queues` queues of the TAP device `name` (creating it), sets its MTU and brings
 /// it up.
 pub fn open(name: &str, queues: usize, mtu: u16) -> std::io::Result<Vec<TapQueue>> {
@@ -56,7 +37,7 @@ pub fn open(name: &str, queues: usize, mtu: u16) -> std::io::Result<Vec<TapQueue
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")?;
         let mut req = IfReqFlags {
-            name: ifname(name)?,
+            name: netdev::ifname(name)?,
             flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE,
             _pad: [0; 22],
         };
@@ -66,46 +47,8 @@ pub fn open(name: &str, queues: usize, mtu: u16) -> std::io::Result<Vec<TapQueue
         }
         out.push(TapQueue { file });
     }
-    configure(name, mtu)?;
+    netdev::configure(name, mtu, None)?;
     Ok(out)
-}
-
-/// Sets the MTU and the UP flag through an ordinary socket's ioctls.
-fn configure(name: &str, mtu: u16) -> std::io::Result<()> {
-    // SAFETY: a plain datagram socket, closed below.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let result = (|| {
-        let mut req = IfReqInt {
-            name: ifname(name)?,
-            value: mtu as libc::c_int,
-            _pad: [0; 20],
-        };
-        // SAFETY: SIOCSIFMTU takes an ifreq with ifr_mtu, laid out as `req`.
-        if unsafe { libc::ioctl(sock, libc::SIOCSIFMTU, &mut req) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut flags = IfReqFlags {
-            name: ifname(name)?,
-            flags: 0,
-            _pad: [0; 22],
-        };
-        // SAFETY: SIOCGIFFLAGS / SIOCSIFFLAGS take an ifreq with ifr_flags.
-        if unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut flags) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        flags.flags |= libc::IFF_UP as libc::c_short;
-        // SAFETY: as above.
-        if unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut flags) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    })();
-    // SAFETY: closing the socket opened above.
-    unsafe { libc::close(sock) };
-    result
 }
 
 pub struct TapQueue {
@@ -122,7 +65,7 @@ impl TapQueue {
 }
 
 impl PortQueue for TapQueue {
-    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Box<Frame>>, max: usize) -> usize {
+    fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
             let Some(mut frame) = pool.alloc() else { break };
@@ -142,7 +85,7 @@ impl PortQueue for TapQueue {
         n
     }
 
-    fn send_burst(&mut self, frames: &mut Vec<Box<Frame>>, pool: &mut Pool) -> usize {
+    fn send_burst(&mut self, frames: &mut Vec<Frame>, pool: &mut Pool) -> usize {
         let mut sent = 0;
         for f in frames.drain(..) {
             if self.file.write(f.data()).is_ok() {

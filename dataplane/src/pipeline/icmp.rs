@@ -82,7 +82,7 @@ pub fn error_v4(
     kind: u8,
     code: u8,
     rest: [u8; 4],
-) -> Option<Box<Frame>> {
+) -> Option<Frame> {
     const MAX_IP: usize = 576;
     let quoted = ip.len().min(MAX_IP - 20 - 8);
     let total = 20 + 8 + quoted;
@@ -120,7 +120,7 @@ pub fn error_v6(
     kind: u8,
     code: u8,
     rest: [u8; 4],
-) -> Option<Box<Frame>> {
+) -> Option<Frame> {
     const MAX_IP: usize = ipv6::MIN_MTU;
     let quoted = ip.len().min(MAX_IP - 40 - 8);
     let payload = 8 + quoted;

@@ -23,7 +23,7 @@ pub fn fragment_v4(
     frame: &Frame,
     mtu: u16,
     pool: &mut Pool,
-    out: &mut Vec<Box<Frame>>,
+    out: &mut Vec<Frame>,
 ) -> Option<usize> {
     let f = frame.data();
     let ip = &f[eth::LEN..];

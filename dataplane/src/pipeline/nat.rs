@@ -66,7 +66,7 @@ impl Stage {
     /// interface meet their session; the class is updated for a translated destination.
     pub fn prerouting(
         &mut self,
-        frames: &mut [Box<Frame>],
+        frames: &mut [Frame],
         meta: &mut [Meta],
         port: u16,
         stats: &mut Local,

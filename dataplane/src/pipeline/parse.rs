@@ -6,7 +6,7 @@ use crate::buf::Frame;
 use crate::counters::Drop;
 use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
-pub fn burst(frames: &mut [Box<Frame>], meta: &mut [Meta], port: &PortInfo) {
+pub fn burst(frames: &mut [Frame], meta: &mut [Meta], port: &PortInfo) {
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
         m.class = classify(frame, port);
         m.next_hop = lpm::NO_ROUTE;

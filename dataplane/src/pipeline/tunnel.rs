@@ -13,7 +13,7 @@ use crate::wire::{eth, ipv4, ipv6};
 /// Stage 1b: decapsulates every frame of the burst addressed to a tunnel endpoint of
 /// ours and reclassifies its inner packet. `first_tunnel` is the counter index of tunnel 0.
 pub fn decap_burst(
-    frames: &mut [Box<Frame>],
+    frames: &mut [Frame],
     meta: &mut [Meta],
     table: &TunnelTable,
     port: &PortInfo,
