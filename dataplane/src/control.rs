@@ -909,9 +909,18 @@ impl Control {
             .zip(&t.ports)
             .map(|(name, c)| (name, json!({"rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops})))
             .collect();
+        let workers: Vec<Value> = self
+            .counters
+            .iter()
+            .map(|w| {
+                let (rx, tx) = w.packets();
+                json!({"rx_packets": rx, "tx_packets": tx})
+            })
+            .collect();
         let s = &self.stats;
         json!({
             "interfaces": interfaces,
+            "workers": workers,
             "drops": drops,
             "events": events,
             "control": {"arp_requests_sent": s.arp_requests, "neighbor_solicitations_sent": s.ns_sent, "neighbors_resolved": s.resolved,

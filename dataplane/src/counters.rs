@@ -376,6 +376,13 @@ impl WorkerCounters {
         }
     }
 
+    /// Frames this worker received and sent, over all its ports (how the load spreads).
+    pub fn packets(&self) -> (u64, u64) {
+        self.ports.iter().fold((0, 0), |(rx, tx), c| {
+            (rx + c[0].load(Relaxed), tx + c[2].load(Relaxed))
+        })
+    }
+
     /// Adds `local` in and zeroes it. Only the owning worker calls this.
     pub fn flush(&self, local: &mut Local) {
         fn add(c: &AtomicU64, v: &mut u64) {

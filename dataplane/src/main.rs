@@ -200,6 +200,14 @@ fn render(words: &[String], v: &Value) -> String {
         Some("counters") => {
             for (section, values) in v.as_object().into_iter().flatten() {
                 out += &format!("{section}:\n");
+                for (i, w) in values.as_array().into_iter().flatten().enumerate() {
+                    out += &format!(
+                        "  {:<28} rx={} tx={}\n",
+                        format!("{section}[{i}]"),
+                        w["rx_packets"],
+                        w["tx_packets"]
+                    );
+                }
                 for (k, val) in values.as_object().into_iter().flatten() {
                     if val.is_object() {
                         let parts: Vec<String> = val

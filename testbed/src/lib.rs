@@ -140,6 +140,12 @@ impl Tern {
     /// Starts tern on `config` (TOML text; `{socket}` is replaced by a private socket path)
     /// and waits until it answers on its socket.
     pub fn start(config: &str) -> Tern {
+        Tern::start_in(None, config)
+    }
+
+    /// As [`Tern::start`], inside network namespace `ns` when given (AF_XDP ports are
+    /// interfaces of that namespace).
+    pub fn start_in(ns: Option<&Netns>, config: &str) -> Tern {
         let dir = std::env::temp_dir().join(unique("tern-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let socket = dir.join("tern.sock");
@@ -147,7 +153,16 @@ impl Tern {
         let path = dir.join("tern.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.join("tern.log")).expect("log");
-        let child = Command::new(tern_binary())
+        let mut command = match ns {
+            // `ip netns exec` execs tern in place: the child's pid is tern's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(tern_binary());
+                c
+            }
+            None => Command::new(tern_binary()),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -195,6 +210,14 @@ impl Tern {
             .unwrap_or_else(|| panic!("no drop counter {reason}"))
     }
 
+    /// Kills tern with SIGKILL (no cleanup of its own can run) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops tern with SIGTERM and waits (at most 10 s) for it to exit.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -221,17 +244,61 @@ impl Drop for Tern {
     }
 }
 
+/// How tern's ports reach the hosts of a topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// TAP devices tern creates, moved into the host namespaces.
+    Tap,
+    /// veth pairs; tern runs in its own namespace and adopts its ends with AF_XDP.
+    AfXdp,
+}
+
+impl Ports {
+    fn backend(self) -> &'static str {
+        match self {
+            Ports::Tap => "tap",
+            Ports::AfXdp => "afxdp",
+        }
+    }
+}
+
+/// Declares one test per backend for each named scenario `fn NAME(ports: Ports)`: modules
+/// `tap` and `afxdp`, so `cargo nextest run afxdp::` runs the AF_XDP half.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod tap {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::Ports::Tap)
+            })*
+        }
+        mod afxdp {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::Ports::AfXdp)
+            })*
+        }
+    };
+}
+
 /// Two Linux hosts, A and B, each on its own tern port:
 ///
 /// ```text
 ///  A 192.0.2.2/24 2001:db8:a::2/64 ── tern 192.0.2.1 | 203.0.113.1 ── B 203.0.113.2/24 2001:db8:b::2/64
 /// ```
+///
+/// The host side of each link has the same name as tern's port (`tap_a`, `tap_b`).
 pub struct TwoHosts {
     pub a: Netns,
     pub b: Netns,
     pub tern: Tern,
     pub tap_a: String,
     pub tap_b: String,
+    /// tern's configuration (before `{socket}` is filled in), to start it again.
+    pub config: String,
+    /// tern's namespace with AF_XDP ports (dropped last: tern goes first).
+    pub dut: Option<Netns>,
 }
 
 pub const A4: &str = "192.0.2.2";
@@ -243,22 +310,45 @@ pub const B6: &str = "2001:db8:b::2";
 pub const TERN_A6: &str = "2001:db8:a::1";
 
 impl TwoHosts {
-    /// Builds the topology; `extra` is added to tern's config (routes, dataplane settings, NAT),
-    /// `mtu_b` is the MTU of tern's port towards B.
+    /// Builds the topology with TAP ports; `extra` is added to tern's config (routes,
+    /// dataplane settings, NAT), `mtu_b` is the MTU of tern's port towards B.
     pub fn new(extra: &str, mtu_b: u16) -> TwoHosts {
+        TwoHosts::with(Ports::Tap, extra, mtu_b)
+    }
+
+    pub fn with(ports: Ports, extra: &str, mtu_b: u16) -> TwoHosts {
+        TwoHosts::build(ports, extra, mtu_b, 1)
+    }
+
+    /// As [`TwoHosts::with`]; AF_XDP links get `queues` queues each way (one per worker).
+    pub fn build(ports: Ports, extra: &str, mtu_b: u16, queues: usize) -> TwoHosts {
         let tap_a = unique("ta");
         let tap_b = unique("tb");
         // `extra` may name the ports as {tap_a} and {tap_b} (e.g. NAT interface roles).
         let extra = extra.replace("{tap_a}", &tap_a).replace("{tap_b}", &tap_b);
+        let backend = ports.backend();
         let config = format!(
             "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\n\
-             [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
-             [[interface]]\nname = \"{tap_b}\"\nmac = \"02:00:00:00:0b:01\"\nmtu = {mtu_b}\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n"
+             [[interface]]\nname = \"{tap_a}\"\nbackend = \"{backend}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
+             [[interface]]\nname = \"{tap_b}\"\nbackend = \"{backend}\"\nmac = \"02:00:00:00:0b:01\"\nmtu = {mtu_b}\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n"
         );
         let a = Netns::new("ha");
         let b = Netns::new("hb");
-        let tern = Tern::start(&config);
-        attach(
+        let (tern, dut) = match ports {
+            Ports::Tap => {
+                let tern = Tern::start(&config);
+                a.adopt(&tap_a);
+                b.adopt(&tap_b);
+                (tern, None)
+            }
+            Ports::AfXdp => {
+                let dut = Netns::new("hd");
+                veth(&dut, &tap_a, &a, &tap_a, queues);
+                veth(&dut, &tap_b, &b, &tap_b, queues);
+                (Tern::start_in(Some(&dut), &config), Some(dut))
+            }
+        };
+        host(
             &a,
             &tap_a,
             "192.0.2.2/24",
@@ -266,7 +356,7 @@ impl TwoHosts {
             Some((TERN_A4, TERN_A6)),
             1500,
         );
-        attach(
+        host(
             &b,
             &tap_b,
             "203.0.113.2/24",
@@ -280,15 +370,52 @@ impl TwoHosts {
             tern,
             tap_a,
             tap_b,
+            config,
+            dut,
         }
     }
 }
 
-/// Moves tern's TAP device `tap` into `ns` and configures it as a host interface: up with
-/// `mtu`, the addresses, default routes via `gateway` (IPv4, IPv6), DAD and offloads off
-/// (with offloads on, captured checksums look wrong and bad ones pass).
+/// A veth pair with `queues` queues each way: `left` in namespace `l`, `right` in `r`
+/// (gone with either namespace).
+pub fn veth(l: &Netns, left: &str, r: &Netns, right: &str, queues: usize) {
+    let q = queues.to_string();
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        left,
+        "netns",
+        &l.name,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        right,
+        "netns",
+        &r.name,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+    ]);
+}
+
+/// Moves tern's TAP device `tap` into `ns` and configures it as a host interface (see
+/// [`host`]).
 pub fn attach(ns: &Netns, tap: &str, v4: &str, v6: &str, gateway: Option<(&str, &str)>, mtu: u16) {
     ns.adopt(tap);
+    host(ns, tap, v4, v6, gateway, mtu);
+}
+
+/// Configures interface `tap` of `ns` as a host interface: up with `mtu`, the addresses,
+/// default routes via `gateway` (IPv4, IPv6), DAD and offloads off (with offloads on,
+/// captured checksums look wrong and bad ones pass).
+pub fn host(ns: &Netns, tap: &str, v4: &str, v6: &str, gateway: Option<(&str, &str)>, mtu: u16) {
     ns.ok(&[
         "sysctl",
         "-qw",

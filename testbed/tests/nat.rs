@@ -21,9 +21,10 @@ fn sessions(t: &TwoHosts, filter: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors() {
-    let t = TwoHosts::new(NAT, 1500);
+on_both_backends!(snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors);
+
+fn snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors(ports: Ports) {
+    let t = TwoHosts::with(ports, NAT, 1500);
     let mut cap = Capture::start(&t.b, &t.tap_b, "icmp or udp or tcp");
 
     let out = ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);

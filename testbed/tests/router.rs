@@ -3,9 +3,15 @@
 
 use testbed::*;
 
-#[test]
-fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
-    let t = TwoHosts::new("", 1500);
+on_both_backends!(
+    ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark,
+    icmp_errors_time_exceeded_unreachable_and_too_big,
+    tcp_transfer_of_100_mb_is_byte_exact,
+    malformed_frames_are_counted_by_reason_and_good_traffic_flows_around_them,
+);
+
+fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark(ports: Ports) {
+    let t = TwoHosts::with(ports, "", 1500);
     let b_mac =
         t.b.ok(&["cat", &format!("/sys/class/net/{}/address", t.tap_b)])
             .trim()
@@ -66,9 +72,8 @@ fn ping_v4_and_v6_from_cold_caches_with_ttl_and_macs_checked_by_tshark() {
     assert!(ping(&t.a, &["-6", "-c", "1", "-W", "2", TERN_A6]).contains("1 received"));
 }
 
-#[test]
-fn icmp_errors_time_exceeded_unreachable_and_too_big() {
-    let t = TwoHosts::new("", 1400);
+fn icmp_errors_time_exceeded_unreachable_and_too_big(ports: Ports) {
+    let t = TwoHosts::with(ports, "", 1400);
     // Warm the caches first so every probe below reaches tern's forwarding path.
     assert!(ping(&t.a, &["-c", "1", "-W", "3", B4]).contains("1 received"));
     assert!(ping(&t.a, &["-6", "-c", "1", "-W", "3", B6]).contains("1 received"));
@@ -116,17 +121,15 @@ fn icmp_errors_time_exceeded_unreachable_and_too_big() {
     }
 }
 
-#[test]
-fn tcp_transfer_of_100_mb_is_byte_exact() {
-    let t = TwoHosts::new("", 1500);
+fn tcp_transfer_of_100_mb_is_byte_exact(ports: Ports) {
+    let t = TwoHosts::with(ports, "", 1500);
     let (sent, received) = tcp_transfer(&t.a, &t.b, B4, 100);
     assert_eq!(received, sent, "bytes and sha256 received equal those sent");
     assert!(sent.starts_with("104857600 "), "{sent}");
 }
 
-#[test]
-fn malformed_frames_are_counted_by_reason_and_good_traffic_flows_around_them() {
-    let t = TwoHosts::new("", 1500);
+fn malformed_frames_are_counted_by_reason_and_good_traffic_flows_around_them(ports: Ports) {
+    let t = TwoHosts::with(ports, "", 1500);
     assert!(ping(&t.a, &["-c", "1", "-W", "3", B4]).contains("1 received"));
     // Raw frames on A's link, to tern's MAC, from a raw AF_PACKET socket (scapy sendp).
     let script = r#"

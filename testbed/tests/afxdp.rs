@@ -1,0 +1,91 @@
+//! What is particular to AF_XDP ports: the program's lifetime, rebinding, and one socket per
+//! worker on multi-queue links. (Forwarding itself is covered on both backends by the
+//! `afxdp::` halves of the router and NAT tests.)
+
+use std::time::{Duration, Instant};
+
+use testbed::*;
+
+fn xdp_attached(t: &TwoHosts, ifname: &str) -> bool {
+    let dut = t.dut.as_ref().expect("AF_XDP topology");
+    dut.ok(&["ip", "link", "show", ifname]).contains("prog/xdp")
+}
+
+#[test]
+fn program_detaches_when_tern_is_killed_and_a_new_tern_binds_at_once() {
+    let mut t = TwoHosts::with(Ports::AfXdp, "", 1500);
+    assert!(xdp_attached(&t, &t.tap_a) && xdp_attached(&t, &t.tap_b));
+    let out = ping(&t.a, &["-c", "2", "-i", "0.2", "-W", "2", B4]);
+    assert!(out.contains("2 received"), "{out}");
+
+    // SIGKILL: tern runs no cleanup, the kernel drops the BPF link with the process.
+    t.tern.kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&t, &t.tap_a) || xdp_attached(&t, &t.tap_b) {
+        assert!(
+            Instant::now() < deadline,
+            "XDP program still attached after tern died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // With no program, the kernel stack owns the port again and nothing is forwarded.
+    let out = ping(&t.a, &["-c", "1", "-W", "1", B4]);
+    assert!(out.contains("0 received"), "{out}");
+
+    // A new tern binds the same queues straight away (EBUSY is retried) and forwards.
+    t.tern = Tern::start_in(t.dut.as_ref(), &t.config);
+    let out = ping(&t.a, &["-c", "2", "-i", "0.2", "-W", "2", B4]);
+    assert!(out.contains("2 received"), "{out}\n{}", t.tern.log());
+    assert!(t.tern.log().contains("AF_XDP port up"), "{}", t.tern.log());
+}
+
+#[test]
+fn two_workers_each_take_their_queue_of_a_two_queue_link() {
+    let t = TwoHosts::build(Ports::AfXdp, "[dataplane]\nworkers = 2\n", 1500, 2);
+    // Many TCP connections: the sender's transmit queue (hence tern's receive queue, on
+    // veth) follows each flow's hash, so both queues see traffic.
+    let server = t.b.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', 5001)); s.listen(64)\n\
+         for _ in range(32):\n    c,_=s.accept(); c.sendall(c.recv(100)); c.close()\n",
+    ]);
+    let mut server = KillOnDrop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let client = t.a.ok(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             ok=0\n\
+             for i in range(32):\n    c=socket.create_connection(('{B4}', 5001), timeout=3)\n    \
+             c.sendall(b'x%d' % i); ok += c.recv(100) == b'x%d' % i; c.close()\n\
+             print(ok)\n"
+        ),
+    ]);
+    assert_eq!(client.trim(), "32", "every connection echoed");
+    let _ = server.0.wait();
+    let workers = t.tern.ctl(&["show", "counters"])["workers"].clone();
+    let rx: Vec<u64> = workers
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(rx.len(), 2, "{workers}");
+    assert!(
+        rx.iter().all(|&n| n > 0),
+        "both workers received frames: {workers}"
+    );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
