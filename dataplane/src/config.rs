@@ -148,7 +148,9 @@ struct RawInterface {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
-    prefix: Spanned<String>,
+    prefix: Option<Spanned<String>>,
+    /// A file of prefixes, one per line, all with this route's `via` / `interface`.
+    file: Option<Spanned<String>>,
     via: Option<Spanned<String>>,
     interface: Option<Spanned<String>>,
 }
@@ -487,23 +489,26 @@ impl Config {
 
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
-            let prefix: IpNet = r.prefix.get_ref().parse().map_err(|_| {
-                at(
-                    r.prefix.span(),
-                    &format!("route[{i}].prefix"),
-                    format!("{:?} is not a prefix", r.prefix.get_ref()),
-                )
-            })?;
-            if prefix.trunc() != prefix {
-                return Err(at(
-                    r.prefix.span(),
-                    &format!("route[{i}].prefix"),
-                    format!(
-                        "{prefix} has host bits set (did you mean {}?)",
-                        prefix.trunc()
-                    ),
-                ));
-            }
+            let (prefixes, span) = match (&r.prefix, &r.file) {
+                (Some(p), None) => {
+                    let prefix = parse_prefix(p.get_ref())
+                        .map_err(|message| at(p.span(), &format!("route[{i}].prefix"), message))?;
+                    (vec![prefix], p.span())
+                }
+                (None, Some(f)) => {
+                    let path = relative_to(file, f.get_ref());
+                    let prefixes = read_prefix_file(&path)?;
+                    (prefixes, f.span())
+                }
+                _ => {
+                    let span = r.via.as_ref().or(r.interface.as_ref()).map(|s| s.span());
+                    return Err(at(
+                        span.unwrap_or(0..0),
+                        &format!("route[{i}]"),
+                        "needs exactly one of `prefix` and `file`".into(),
+                    ));
+                }
+            };
             let via = match &r.via {
                 None => None,
                 Some(v) => {
@@ -514,11 +519,14 @@ impl Config {
                             format!("{:?} is not an address", v.get_ref()),
                         )
                     })?;
-                    if addr.is_ipv4() != prefix.addr().is_ipv4() {
+                    if let Some(other) = prefixes
+                        .iter()
+                        .find(|p| p.addr().is_ipv4() != addr.is_ipv4())
+                    {
                         return Err(at(
                             v.span(),
                             &format!("route[{i}].via"),
-                            format!("{addr} is not of the same family as {prefix}"),
+                            format!("{addr} is not of the same family as {other}"),
                         ));
                     }
                     Some(addr)
@@ -545,17 +553,17 @@ impl Config {
             }
             if via.is_none() && interface.is_none() && tunnel.is_none() {
                 return Err(at(
-                    r.prefix.span(),
+                    span,
                     &format!("route[{i}]"),
                     "needs `via` (a gateway) or `interface` (on-link)".into(),
                 ));
             }
-            routes.push(StaticRoute {
+            routes.extend(prefixes.into_iter().map(|prefix| StaticRoute {
                 prefix,
                 via,
                 interface,
                 tunnel,
-            });
+            }));
         }
 
         let mut neighbors = Vec::new();
@@ -613,6 +621,51 @@ impl Config {
 
 /// An integer field: `default` when absent, an error naming the field when outside
 /// `min..=max`.
+/// A prefix with its host bits clear, or what is wrong with the text.
+fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let prefix: IpNet = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a prefix"))?;
+    if prefix.trunc() != prefix {
+        return Err(format!(
+            "{prefix} has host bits set (did you mean {}?)",
+            prefix.trunc()
+        ));
+    }
+    Ok(prefix)
+}
+
+/// `path` as written in config file `config`: relative paths start at the config's folder.
+fn relative_to(config: &str, path: &str) -> std::path::PathBuf {
+    let p = Path::new(path);
+    match Path::new(config).parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A route file: one prefix per line; blank lines and `#` comments skipped. Errors name
+/// the route file and its line.
+fn read_prefix_file(path: &Path) -> Result<Vec<IpNet>, ConfigError> {
+    let name = path.display().to_string();
+    let error = |line: usize, message: String| ConfigError {
+        file: name.clone(),
+        line,
+        field: String::new(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(0, format!("cannot read: {e}")))?;
+    let mut prefixes = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        prefixes.push(parse_prefix(line).map_err(|m| error(n + 1, m))?);
+    }
+    Ok(prefixes)
+}
+
 fn int_in(
     at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
     v: &Option<Spanned<i64>>,
@@ -729,6 +782,39 @@ mod tests {
             error(&format!("{base}bogus = 1\n"))
         );
         assert!(error("[dataplane]\nworkers = 1\n").contains("no [[interface]]"));
+    }
+
+    #[test]
+    fn route_files_load_every_prefix_and_errors_name_the_route_file_line() {
+        let dir = std::env::temp_dir().join(format!("tern-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("good.txt"),
+            "# two prefixes\n198.51.100.0/24\n\n198.18.0.0/15  # a comment\n",
+        )
+        .expect("write");
+        std::fs::write(dir.join("bad.txt"), "198.51.100.0/24\n198.51.100.7/24\n").expect("write");
+        let config = dir.join("t.toml").display().to_string();
+        let base = "[[interface]]\nname = \"a0\"\naddresses = [\"192.0.2.1/24\"]\n\n[[route]]\nvia = \"192.0.2.2\"\n";
+        let ok = Config::parse(&config, &format!("{base}file = \"good.txt\"\n")).expect("valid");
+        let prefixes: Vec<String> = ok.routes.iter().map(|r| r.prefix.to_string()).collect();
+        assert_eq!(prefixes, ["198.51.100.0/24", "198.18.0.0/15"]);
+        let err =
+            Config::parse(&config, &format!("{base}file = \"bad.txt\"\n")).expect_err("host bits");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:2: 198.51.100.7/24 has host bits set (did you mean 198.51.100.0/24?)",
+                dir.join("bad.txt").display()
+            )
+        );
+        assert_eq!(
+            error(&format!(
+                "{base}prefix = \"198.51.100.0/24\"\nfile = \"good.txt\"\n"
+            )),
+            "t.toml:6: route[0]: needs exactly one of `prefix` and `file`"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

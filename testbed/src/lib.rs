@@ -5,6 +5,8 @@
 //! captures ([`Capture`]). Names carry the process id and a counter, so tests can run in
 //! parallel. Only RFC 5737 / RFC 3849 documentation addresses are used.
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

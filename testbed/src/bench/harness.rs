@@ -1,0 +1,512 @@
+//! The wires and the devices under test.
+//!
+//! ```text
+//!  gen ns                     dut ns                          sink ns
+//!  gen0 198.18.0.2 ── veth ── dut0 198.18.0.1 | dut1 198.19.0.1 ── veth ── sink0 198.19.0.2
+//!  (core 0: generator,        (core 1: the DUT and the napi       (nft ingress: count and
+//!   sink's napi thread)        threads of dut0/dut1)               drop udp dport 9)
+//! ```
+//!
+//! Every mode forwards gen → sink on the same veth pairs (tern-tap uses its TAP devices in
+//! place of them) with the same routes. A trial measures, between two snapshots around the
+//! generator's run: frames offered (the generator), forwarded (the DUT's egress counter),
+//! delivered (the sink's nft counter) and the CPU time of every DUT thread
+//! (`/proc/<tid>/schedstat`), the napi kernel threads that run the veth receive path (and,
+//! with AF_XDP, the XDP program and the copy into the UMEM) and `ksoftirqd` of the DUT core.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{veth, Netns};
+
+pub const GEN_CORE: usize = 0;
+pub const DUT_CORE: usize = 1;
+pub const GEN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0];
+pub const DUT_A_MAC: [u8; 6] = [2, 0, 0, 0, 0xd0, 0];
+pub const DUT_B_MAC: [u8; 6] = [2, 0, 0, 0, 0xd0, 1];
+pub const SINK_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0];
+pub const GEN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const NEXT_HOP: &str = "198.19.0.2";
+/// Destinations without a full table: this prefix, routed via the sink.
+pub const TEST_NET: &str = "198.19.128.0/17";
+
+pub fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Kernel,
+    TernAfxdp,
+    TernTap,
+    Floor,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Kernel, Mode::TernAfxdp, Mode::TernTap, Mode::Floor];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Kernel => "kernel",
+            Mode::TernAfxdp => "tern-afxdp",
+            Mode::TernTap => "tern-tap",
+            Mode::Floor => "floor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    pub fn is_tern(self) -> bool {
+        matches!(self, Mode::TernAfxdp | Mode::TernTap)
+    }
+}
+
+/// The three namespaces and their veth pairs; all deleted on drop.
+pub struct Wires {
+    pub gen: Netns,
+    pub dut: Netns,
+    pub sink: Netns,
+    pub dir: PathBuf,
+    /// The route file for tern (one prefix per line) when a table is loaded.
+    pub table: Option<PathBuf>,
+}
+
+fn write_sys(ns: &Netns, path: &str, value: &str) {
+    ns.ok(&["sh", "-c", &format!("echo {value} > {path}")]);
+}
+
+impl Wires {
+    /// Builds the namespaces; with `table`, installs its prefixes via the sink in the
+    /// kernel of the DUT namespace (tern gets them from a route file).
+    pub fn new(table: Option<&[ipnet::Ipv4Net]>) -> Wires {
+        let gen = Netns::new("bg");
+        let dut = Netns::new("bd");
+        let sink = Netns::new("bs");
+        let dir = std::env::temp_dir().join(crate::unique("tern-bench-"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        veth(&gen, "gen0", &dut, "dut0", 1);
+        veth(&dut, "dut1", &sink, "sink0", 1);
+        gen.ok(&[
+            "ip",
+            "link",
+            "set",
+            "gen0",
+            "address",
+            &mac_text(&GEN_MAC),
+            "up",
+        ]);
+        gen.ok(&["ip", "addr", "add", "198.18.0.2/24", "dev", "gen0"]);
+        sink.ok(&[
+            "ip",
+            "link",
+            "set",
+            "sink0",
+            "address",
+            &mac_text(&SINK_MAC),
+            "up",
+        ]);
+        sink.ok(&["ip", "addr", "add", "198.19.0.2/24", "dev", "sink0"]);
+        dut.ok(&[
+            "ip",
+            "link",
+            "set",
+            "dut0",
+            "address",
+            &mac_text(&DUT_A_MAC),
+            "up",
+        ]);
+        dut.ok(&[
+            "ip",
+            "link",
+            "set",
+            "dut1",
+            "address",
+            &mac_text(&DUT_B_MAC),
+            "up",
+        ]);
+        dut.ok(&["ip", "addr", "add", "198.18.0.1/24", "dev", "dut0"]);
+        dut.ok(&["ip", "addr", "add", "198.19.0.1/24", "dev", "dut1"]);
+        // GRO on gives the veth receive side a NAPI instance; threaded NAPI runs it in a
+        // kernel thread we can pin and account for (otherwise it runs in the softirq of
+        // whichever CPU sent the frame: the generator's). veth only hands a frame to NAPI
+        // when the sender has TSO off (attaching XDP turns it off on the peer; the kernel
+        // mode has no XDP), so TSO goes off on both senders for every mode alike.
+        for (ns, dev) in [(&dut, "dut0"), (&dut, "dut1"), (&sink, "sink0")] {
+            ns.ok(&["ethtool", "-K", dev, "gro", "on"]);
+            write_sys(ns, &format!("/sys/class/net/{dev}/threaded"), "1");
+        }
+        gen.ok(&["ethtool", "-K", "gen0", "tso", "off"]);
+        dut.ok(&["ethtool", "-K", "dut1", "tso", "off"]);
+        for ns in [&gen, &dut, &sink] {
+            let _ = ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        }
+        sink.ok(&[
+            "nft",
+            "add table netdev bench; \
+             add chain netdev bench in { type filter hook ingress device sink0 priority 0; }; \
+             add rule netdev bench in udp dport 9 counter drop",
+        ]);
+        let table_file = table.map(|prefixes| {
+            let path = dir.join("routes.txt");
+            let text: String = prefixes.iter().map(|p| format!("{p}\n")).collect();
+            std::fs::write(&path, text).expect("route file");
+            let batch = dir.join("routes.batch");
+            let text: String = prefixes
+                .iter()
+                .map(|p| format!("route replace {p} via {NEXT_HOP}\n"))
+                .collect();
+            std::fs::write(&batch, text).expect("batch file");
+            dut.ok(&["ip", "-batch", &batch.display().to_string()]);
+            path
+        });
+        if table_file.is_none() {
+            dut.ok(&["ip", "route", "add", TEST_NET, "via", NEXT_HOP]);
+        }
+        Wires {
+            gen,
+            dut,
+            sink,
+            dir,
+            table: table_file,
+        }
+    }
+
+    /// Frames the sink counted (and dropped).
+    pub fn delivered(&self) -> u64 {
+        let out = self.sink.ok(&["nft", "list", "table", "netdev", "bench"]);
+        // "... counter packets N bytes M drop" once per chain.
+        out.split("counter packets ")
+            .skip(1)
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    fn stat(ns: &Netns, dev: &str, name: &str) -> u64 {
+        ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")])
+            .stdout
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Pins the napi threads: the DUT's to the DUT core, the sink's to the generator core.
+    /// Returns the DUT's (for CPU accounting) with ksoftirqd of the DUT core.
+    fn kernel_threads(&self) -> Vec<u32> {
+        let mut dut = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            let comm = comm.trim();
+            if comm.starts_with("napi/dut0-") || comm.starts_with("napi/dut1-") {
+                pin(pid, DUT_CORE);
+                dut.push(pid);
+            } else if comm.starts_with("napi/sink0-") {
+                pin(pid, GEN_CORE);
+            } else if comm == format!("ksoftirqd/{DUT_CORE}") {
+                dut.push(pid);
+            }
+        }
+        dut
+    }
+}
+
+impl Drop for Wires {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pin(pid: u32, core: usize) {
+    // SAFETY: a cpu_set_t built with the libc macros, for a thread id we read from /proc.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(pid as i32, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Nanoseconds on CPU of every thread of `pid` (and of `pid` alone for a kernel thread).
+fn cpu_ns(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t.join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A running device under test.
+pub struct Dut {
+    pub mode: Mode,
+    process: Option<Child>,
+    /// tern's ctl socket (tern modes).
+    socket: Option<PathBuf>,
+    /// The interfaces the generator sends on and the sink counts on.
+    pub gen_if: &'static str,
+    sink_chain: Option<String>,
+    config: Option<PathBuf>,
+}
+
+/// One snapshot of the counters a trial subtracts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    pub at: Option<Instant>,
+    pub forwarded: u64,
+    pub delivered: u64,
+    pub cpu_ns: u64,
+}
+
+fn tern_config(w: &Wires, mode: Mode, socket: &Path) -> String {
+    let (a, b, backend) = match mode {
+        Mode::TernTap => ("tgen0", "tsink0", "tap"),
+        _ => ("dut0", "dut1", "afxdp"),
+    };
+    let routes = match &w.table {
+        Some(file) => format!("file = \"{}\"", file.display()),
+        None => format!("prefix = \"{TEST_NET}\""),
+    };
+    format!(
+        "[dataplane]\nworkers = 1\nburst = 64\npool = 8192\n\n\
+         [control]\nsocket = \"{}\"\n\n\
+         [[interface]]\nname = \"{a}\"\nbackend = \"{backend}\"\nmac = \"{}\"\naddresses = [\"198.18.0.1/24\"]\n\n\
+         [[interface]]\nname = \"{b}\"\nbackend = \"{backend}\"\nmac = \"{}\"\naddresses = [\"198.19.0.1/24\"]\n\n\
+         [[route]]\n{routes}\nvia = \"{NEXT_HOP}\"\n",
+        socket.display(),
+        mac_text(&DUT_A_MAC),
+        mac_text(&DUT_B_MAC),
+    )
+}
+
+impl Dut {
+    /// Starts `mode` and waits until it is ready to forward.
+    pub fn start(w: &Wires, mode: Mode, exe: &Path) -> Result<Dut, String> {
+        let core = DUT_CORE.to_string();
+        let mut dut = Dut {
+            mode,
+            process: None,
+            socket: None,
+            gen_if: "gen0",
+            sink_chain: None,
+            config: None,
+        };
+        match mode {
+            Mode::Kernel => {
+                w.dut.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            }
+            Mode::Floor => {
+                let child = w
+                    .dut
+                    .command(&[
+                        "taskset",
+                        "-c",
+                        &core,
+                        &exe.display().to_string(),
+                        "floor",
+                        "--a",
+                        "dut0",
+                        "--b",
+                        "dut1",
+                        "--next-hop",
+                        &mac_text(&SINK_MAC),
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("floor: {e}"))?;
+                dut.process = Some(child);
+                // Ready once the program is attached to both ports.
+                wait_for(Duration::from_secs(10), || {
+                    w.dut
+                        .ok(&["ip", "link", "show", "dut1"])
+                        .contains("prog/xdp")
+                })
+                .map_err(|_| "floor did not attach".to_string())?;
+            }
+            Mode::TernAfxdp | Mode::TernTap => {
+                let socket = w.dir.join(format!("{}.sock", mode.name()));
+                let _ = std::fs::remove_file(&socket);
+                let config = w.dir.join(format!("{}.toml", mode.name()));
+                std::fs::write(&config, tern_config(w, mode, &socket))
+                    .map_err(|e| e.to_string())?;
+                let log_path = w.dir.join(format!("{}.log", mode.name()));
+                let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+                let child = w
+                    .dut
+                    .command(&["taskset", "-c", &core])
+                    .arg(crate::tern_binary())
+                    .args(["run", "--config"])
+                    .arg(&config)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| format!("tern: {e}"))?;
+                dut.process = Some(child);
+                dut.config = Some(config);
+                wait_for(Duration::from_secs(60), || {
+                    dataplane::ctl::request(&socket, &["show".into(), "interfaces".into()]).is_ok()
+                })
+                .map_err(|_| {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    format!("{} did not come up: {log}", mode.name())
+                })?;
+                dut.socket = Some(socket);
+                if mode == Mode::TernTap {
+                    w.dut
+                        .ok(&["ip", "link", "set", "tgen0", "netns", &w.gen.name]);
+                    w.dut
+                        .ok(&["ip", "link", "set", "tsink0", "netns", &w.sink.name]);
+                    w.gen.ok(&["ip", "link", "set", "tgen0", "up"]);
+                    w.sink.ok(&[
+                        "ip",
+                        "link",
+                        "set",
+                        "tsink0",
+                        "address",
+                        &mac_text(&SINK_MAC),
+                        "up",
+                    ]);
+                    w.sink
+                        .ok(&["ip", "addr", "add", "198.19.0.2/24", "dev", "tsink0"]);
+                    let chain = "tap".to_string();
+                    w.sink.ok(&[
+                        "nft",
+                        &format!(
+                            "add chain netdev bench {chain} {{ type filter hook ingress device tsink0 priority 0; }}; \
+                             add rule netdev bench {chain} udp dport 9 counter drop"
+                        ),
+                    ]);
+                    dut.sink_chain = Some(chain);
+                    dut.gen_if = "tgen0";
+                }
+            }
+        }
+        Ok(dut)
+    }
+
+    pub fn snapshot(&self, w: &Wires) -> Snapshot {
+        let mut pids = w.kernel_threads();
+        if let Some(p) = &self.process {
+            pids.push(p.id());
+        }
+        let forwarded = match (self.mode, &self.socket) {
+            (Mode::TernTap, Some(socket)) => {
+                dataplane::ctl::request(socket, &["show".into(), "counters".into()])
+                    .ok()
+                    .and_then(|v| v["interfaces"]["tsink0"]["tx_packets"].as_u64())
+                    .unwrap_or(0)
+            }
+            _ => Wires::stat(&w.dut, "dut1", "tx_packets"),
+        };
+        Snapshot {
+            at: Some(Instant::now()),
+            forwarded,
+            delivered: w.delivered(),
+            cpu_ns: pids.iter().map(|&p| cpu_ns(p)).sum(),
+        }
+    }
+
+    /// tern's own count of frames sent on its egress port (tern modes).
+    pub fn tern_tx(&self) -> Option<u64> {
+        let socket = self.socket.as_ref()?;
+        let name = if self.mode == Mode::TernTap {
+            "tsink0"
+        } else {
+            "dut1"
+        };
+        dataplane::ctl::request(socket, &["show".into(), "counters".into()]).ok()?["interfaces"]
+            [name]["tx_packets"]
+            .as_u64()
+    }
+
+    pub fn stop(mut self, w: &Wires) {
+        if self.mode == Mode::Kernel {
+            w.dut.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        }
+        if let Some(mut child) = self.process.take() {
+            // SAFETY: signalling the process we spawned, by its pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(chain) = self.sink_chain.take() {
+            let _ = w
+                .sink
+                .exec(&["nft", &format!("delete chain netdev bench {chain}")]);
+        }
+        // A queue is free for the next AF_XDP bind a moment after its socket closed.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The generator, run in the gen namespace on its core; returns the frames it sent.
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    w: &Wires,
+    exe: &Path,
+    ifname: &str,
+    destinations: &Path,
+    frame_len: usize,
+    rate: u64,
+    duration: Duration,
+) -> Result<u64, String> {
+    let out = w
+        .gen
+        .command(&[
+            "taskset",
+            "-c",
+            &GEN_CORE.to_string(),
+            &exe.display().to_string(),
+            "gen",
+            "--ifname",
+            ifname,
+            "--destinations",
+            &destinations.display().to_string(),
+            "--frame-len",
+            &frame_len.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--seconds",
+            &duration.as_secs_f64().to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("generator: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "generator failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| "generator printed no count".into())
+}

@@ -1,0 +1,310 @@
+//! `tern-bench`: tern against the kernel, a bare AF_XDP floor and tern over TAP, on the same
+//! veth wires, interleaved rounds, medians with min–max. Needs root (namespaces, XDP).
+//!
+//! ```text
+//! tern-bench run                    # fixed rate + saturation, 3 rounds, all modes
+//! tern-bench run --table ris        # the same with the RIS 2026 IPv4 table in every FIB
+//! tern-bench run --rfc2544 64,128,512,1518
+//! tern-bench run --smoke            # CI: a few seconds per mode, checks delivered == forwarded
+//! ```
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use testbed::bench::harness::{self, Mode, Wires};
+use testbed::bench::report::{self, Trial};
+use testbed::bench::{destinations, floor, gen, Progress, Session};
+
+#[derive(Parser)]
+#[command(name = "tern-bench", about = "forwarding throughput harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the wires, run every mode, write the report.
+    Run(RunArgs),
+    /// (internal) the traffic generator, run in the generator's namespace.
+    Gen {
+        #[arg(long)]
+        ifname: String,
+        #[arg(long)]
+        destinations: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        frame_len: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long)]
+        seconds: f64,
+    },
+    /// (internal) the bare AF_XDP forwarder, run in the DUT's namespace.
+    Floor {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        #[arg(long)]
+        next_hop: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Modes, comma-separated: kernel, tern-afxdp, tern-tap, floor.
+    #[arg(long, default_value = "kernel,tern-afxdp,tern-tap,floor")]
+    modes: String,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds per trial.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// The fixed rate (frames/s) every mode is measured at.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 1024)]
+    flows: usize,
+    /// Frame size with FCS (64 = 60 bytes on the wire of a software interface).
+    #[arg(long, default_value_t = 64)]
+    frame: usize,
+    /// Skip the saturation series.
+    #[arg(long)]
+    no_saturation: bool,
+    /// `ris`: the RIS 2026 IPv4 table (../shared/data) in every FIB, flows over all of it;
+    /// or a file of prefixes.
+    #[arg(long)]
+    table: Option<String>,
+    /// RFC 2544 throughput (binary search for zero loss) at these frame sizes.
+    #[arg(long, value_delimiter = ',')]
+    rfc2544: Vec<usize>,
+    /// Where the report goes (bench.txt, bench.json, bench.svg).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// CI smoke: 1 round of 2 s at 20 000 frames/s, no saturation; fails unless every
+    /// tern mode delivered what it forwarded and forwarded what was offered.
+    #[arg(long)]
+    smoke: bool,
+}
+
+fn mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad MAC {s}"))?;
+    v.try_into().map_err(|_| format!("bad MAC {s}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Gen {
+            ifname,
+            destinations,
+            frame_len,
+            rate,
+            seconds,
+        } => (|| {
+            let text = std::fs::read_to_string(&destinations).map_err(|e| e.to_string())?;
+            let destinations: Vec<Ipv4Addr> =
+                text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let spec = gen::Spec {
+                ifname,
+                src_mac: harness::GEN_MAC,
+                dst_mac: harness::DUT_A_MAC,
+                src: harness::GEN_IP,
+                destinations,
+                frame_len: frame_len.saturating_sub(4).max(60),
+                rate,
+                duration: Duration::from_secs_f64(seconds),
+            };
+            let sent = gen::run(&spec).map_err(|e| e.to_string())?;
+            println!("{sent}");
+            Ok(())
+        })(),
+        Cmd::Floor { a, b, next_hop } => (|| {
+            let spec = floor::Spec {
+                a,
+                b,
+                mac_a: harness::DUT_A_MAC,
+                mac_b: harness::DUT_B_MAC,
+                next_hop: mac(&next_hop)?,
+                burst: 64,
+            };
+            let n = floor::run(&spec).map_err(|e| e.to_string())?;
+            println!("{n}");
+            Ok(())
+        })(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The RIS IPv4 table next to the repository, without prefixes that overlap the wires.
+fn load_table(which: &str) -> Result<Vec<ipnet::Ipv4Net>, String> {
+    let text = if which == "ris" {
+        let path = ["../shared/data", "../../shared/data"]
+            .iter()
+            .map(|d| PathBuf::from(d).join("ris-rrc00-AS3333-20260511-ipv4-rib.txt.xz"))
+            .find(|p| p.exists())
+            .ok_or("the RIS table is not in ../shared/data")?;
+        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let mut s = String::new();
+        xz2::read::XzDecoder::new(file)
+            .read_to_string(&mut s)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        s
+    } else {
+        std::fs::read_to_string(which).map_err(|e| format!("{which}: {e}"))?
+    };
+    let ours: ipnet::Ipv4Net = "198.18.0.0/15".parse().map_err(|_| "net")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().parse::<ipnet::Ipv4Net>().ok())
+        .filter(|p| !p.contains(&ours) && !ours.contains(p))
+        .collect())
+}
+
+fn run(mut a: RunArgs) -> Result<(), String> {
+    if a.smoke {
+        a.rounds = 1;
+        a.seconds = 2.0;
+        a.rate = 20_000;
+        a.no_saturation = true;
+        a.rfc2544.clear();
+    }
+    let modes: Vec<Mode> = a
+        .modes
+        .split(',')
+        .map(|m| Mode::parse(m.trim()).ok_or(format!("unknown mode {m}")))
+        .collect::<Result<_, _>>()?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let table = a.table.as_deref().map(load_table).transpose()?;
+    eprintln!(
+        "building wires{}",
+        table
+            .as_ref()
+            .map(|t| format!(" ({} routes)", t.len()))
+            .unwrap_or_default()
+    );
+    let wires = Wires::new(table.as_deref());
+    let dest_file = wires.dir.join("destinations.txt");
+    let dests = destinations(a.flows, table.as_deref(), 0x7e5a_11ce);
+    std::fs::write(
+        &dest_file,
+        dests.iter().map(|d| format!("{d}\n")).collect::<String>(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let mut series: Vec<(String, u64)> = vec![(format!("{}kpps", a.rate / 1000), a.rate)];
+    if !a.no_saturation {
+        series.push(("saturation".into(), 0));
+    }
+    let mut progress = Progress {
+        done: 0,
+        total: series.len() * a.rounds * modes.len() + a.rfc2544.len() * modes.len(),
+    };
+    let mut trials: Vec<Trial> = Vec::new();
+    for (name, rate) in &series {
+        for round in 0..a.rounds {
+            for &mode in &modes {
+                let s = Session::start(&wires, &exe, mode, &dest_file)?;
+                let t = s.trial(name, round, a.frame, *rate, a.seconds);
+                s.stop();
+                trials.push(t?);
+                progress.step(&format!("{name} round {} {}", round + 1, mode.name()));
+            }
+        }
+    }
+    for &size in &a.rfc2544 {
+        for &mode in &modes {
+            let t = rfc2544(&wires, &exe, mode, &dest_file, size, a.seconds)?;
+            trials.push(t);
+            progress.step(&format!("rfc2544 {size} {}", mode.name()));
+        }
+    }
+
+    let rows = report::summarize(&trials);
+    let text = report::table(&rows);
+    print!("{text}");
+    let setup = json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "frame": a.frame, "flows": a.flows, "seconds": a.seconds, "rounds": a.rounds,
+        "table_routes": table.as_ref().map(|t| t.len()),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "wires": "veth pairs (AF_XDP copy mode: veth has no zero-copy)",
+    });
+    std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    let write = |name: &str, body: String| {
+        std::fs::write(a.out.join(name), body).map_err(|e| format!("{name}: {e}"))
+    };
+    write("bench.txt", text.clone())?;
+    write(
+        "bench.json",
+        serde_json::to_string_pretty(&report::to_json(&trials, &rows, setup)).unwrap_or_default(),
+    )?;
+    write("bench.svg", report::svg(&rows))?;
+    eprintln!("report: {}/bench.{{txt,json,svg}}", a.out.display());
+    if a.smoke {
+        for t in trials.iter().filter(|t| t.mode.is_tern()) {
+            let tern_tx = t.tern_tx.unwrap_or(0);
+            if t.delivered != t.forwarded || t.forwarded != t.offered || tern_tx != t.forwarded {
+                return Err(format!(
+                    "smoke: {} offered {} forwarded {} (tern says {tern_tx}) delivered {}",
+                    t.mode.name(),
+                    t.offered,
+                    t.forwarded,
+                    t.delivered
+                ));
+            }
+        }
+        eprintln!("smoke: every tern mode delivered all it was offered");
+    }
+    Ok(())
+}
+
+/// RFC 2544 throughput: the highest rate with zero loss over a trial, by binary search
+/// between 0 and what the mode forwards at saturation (7 halvings: within 1%).
+fn rfc2544(
+    wires: &Wires,
+    exe: &std::path::Path,
+    mode: Mode,
+    dest: &std::path::Path,
+    size: usize,
+    seconds: f64,
+) -> Result<Trial, String> {
+    let s = Session::start(wires, exe, mode, dest)?;
+    let result = (|| {
+        let sat = s.trial(&format!("rfc2544-{size}"), 0, size, 0, seconds)?;
+        let (mut lo, mut hi) = (0u64, (sat.forwarded as f64 / seconds) as u64 + 1);
+        let mut best: Option<Trial> = None;
+        for _ in 0..7 {
+            let rate = (lo + hi) / 2;
+            if rate == 0 {
+                break;
+            }
+            let t = s.trial(&format!("rfc2544-{size}"), 0, size, rate, seconds)?;
+            if t.delivered >= t.offered {
+                lo = rate;
+                best = Some(t);
+            } else {
+                hi = rate;
+            }
+        }
+        best.ok_or_else(|| format!("{}: no zero-loss rate found at {size} bytes", mode.name()))
+    })();
+    s.stop();
+    result
+}
