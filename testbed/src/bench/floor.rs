@@ -58,7 +58,7 @@ pub fn run(spec: &Spec) -> std::io::Result<u64> {
             continue;
         }
         idle += 1;
-        if idle >= 256 {
+        if idle >= dataplane::worker::SPINS_BEFORE_SLEEP {
             idle = 0;
             let mut p: Vec<libc::pollfd> = fds
                 .iter()
