@@ -46,17 +46,17 @@ impl Server {
         let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // A blocking accept: the thread costs nothing while nobody asks; `stop` wakes it
+        // with a connection of its own.
         let thread = std::thread::Builder::new()
             .name("tern-ctl".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => serve(stream, &control),
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                    }
+            .spawn(move || loop {
+                match listener.accept() {
+                    _ if flag.load(Ordering::Relaxed) => break,
+                    Ok((stream, _)) => serve(stream, &control),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -69,7 +69,9 @@ impl Server {
 
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        if UnixStream::connect(&self.path).is_ok() {
+            let _ = self.thread.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -45,10 +45,18 @@ pub enum Mode {
     TernAfxdp,
     TernTap,
     Floor,
+    /// DPDK's l3fwd example (LPM) on the af_xdp PMD, built from Debian's sources at run time.
+    DpdkL3fwd,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Kernel, Mode::TernAfxdp, Mode::TernTap, Mode::Floor];
+    pub const ALL: [Mode; 5] = [
+        Mode::Kernel,
+        Mode::TernAfxdp,
+        Mode::TernTap,
+        Mode::Floor,
+        Mode::DpdkL3fwd,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +64,7 @@ impl Mode {
             Mode::TernAfxdp => "tern-afxdp",
             Mode::TernTap => "tern-tap",
             Mode::Floor => "floor",
+            Mode::DpdkL3fwd => "dpdk-l3fwd",
         }
     }
 
@@ -76,6 +85,8 @@ pub struct Wires {
     pub dir: PathBuf,
     /// The route file for tern (one prefix per line) when a table is loaded.
     pub table: Option<PathBuf>,
+    /// The same routes as l3fwd rule files (IPv4, IPv6).
+    pub l3fwd_rules: (PathBuf, PathBuf),
 }
 
 fn write_sys(ns: &Netns, path: &str, value: &str) {
@@ -169,12 +180,22 @@ impl Wires {
         if table_file.is_none() {
             dut.ok(&["ip", "route", "add", TEST_NET, "via", NEXT_HOP]);
         }
+        // l3fwd: "R<prefix> <port>"; port 1 is dut1 (towards the sink).
+        let mut rules = String::from("R198.18.0.0/24 0\n");
+        match table {
+            Some(prefixes) => prefixes.iter().for_each(|p| rules += &format!("R{p} 1\n")),
+            None => rules += &format!("R{TEST_NET} 1\n"),
+        }
+        let l3fwd_rules = (dir.join("l3fwd-v4.cfg"), dir.join("l3fwd-v6.cfg"));
+        std::fs::write(&l3fwd_rules.0, rules).expect("l3fwd rules");
+        std::fs::write(&l3fwd_rules.1, "R2001:db8::/32 1\n").expect("l3fwd rules");
         Wires {
             gen,
             dut,
             sink,
             dir,
             table: table_file,
+            l3fwd_rules,
         }
     }
 
@@ -336,6 +357,51 @@ impl Dut {
                 })
                 .map_err(|_| "floor did not attach".to_string())?;
             }
+            Mode::DpdkL3fwd => {
+                let l3fwd = build_l3fwd(exe)?;
+                let log_path = w.dir.join("dpdk-l3fwd.log");
+                let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+                let child = w
+                    .dut
+                    .command(&["taskset", "-c", &core])
+                    .arg(&l3fwd)
+                    .args([
+                        "-l",
+                        &core,
+                        "--no-huge",
+                        "-m",
+                        "512",
+                        "--no-pci",
+                        "--file-prefix=tern-bench",
+                        "--vdev=net_af_xdp0,iface=dut0",
+                        "--vdev=net_af_xdp1,iface=dut1",
+                        "--",
+                        "-p",
+                        "0x3",
+                        &format!("--config=(0,0,{core}),(1,0,{core})"),
+                        "-P",
+                        "--parse-ptype",
+                        &format!("--rule_ipv4={}", w.l3fwd_rules.0.display()),
+                        &format!("--rule_ipv6={}", w.l3fwd_rules.1.display()),
+                        &format!("--eth-dest=0,{}", mac_text(&GEN_MAC)),
+                        &format!("--eth-dest=1,{}", mac_text(&SINK_MAC)),
+                    ])
+                    .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| format!("dpdk-l3fwd: {e}"))?;
+                dut.process = Some(child);
+                wait_for(Duration::from_secs(120), || {
+                    std::fs::read_to_string(&log_path)
+                        .unwrap_or_default()
+                        .contains("entering main loop")
+                })
+                .map_err(|_| {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    format!("dpdk-l3fwd did not start: {}", tail.join("\n"))
+                })?;
+            }
             Mode::TernAfxdp | Mode::TernTap => {
                 let socket = w.dir.join(format!("{}.sock", mode.name()));
                 let _ = std::fs::remove_file(&socket);
@@ -446,6 +512,13 @@ impl Dut {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if self.mode == Mode::DpdkL3fwd {
+            // The PMD detaches its program when it closes the ports; make sure.
+            for dev in ["dut0", "dut1"] {
+                let _ = w.dut.exec(&["ip", "link", "set", "dev", dev, "xdp", "off"]);
+            }
+            let _ = std::fs::remove_dir_all("/var/run/dpdk/tern-bench");
+        }
         if let Some(chain) = self.sink_chain.take() {
             let _ = w
                 .sink
@@ -454,6 +527,50 @@ impl Dut {
         // A queue is free for the next AF_XDP bind a moment after its socket closed.
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Builds DPDK's l3fwd from Debian's example sources (dpdk-doc, libdpdk-dev) into
+/// `target/dpdk-l3fwd`, once. Two edits, both needed on veth: no RX checksum offload (the
+/// af_xdp PMD on veth has none) and room for a full table (the example allows 1024 routes).
+/// Nothing of DPDK is kept in the repository.
+fn build_l3fwd(exe: &Path) -> Result<PathBuf, String> {
+    let src = Path::new("/usr/share/dpdk/examples");
+    if !src.join("l3fwd/main.c").exists() {
+        return Err(
+            "dpdk-l3fwd needs Debian's dpdk-doc and libdpdk-dev: bash .ci/install-deps --bench"
+                .into(),
+        );
+    }
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("no target folder")?
+        .join("dpdk-l3fwd");
+    let binary = target.join("l3fwd/build/l3fwd");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    let sh = |script: &str| -> Result<(), String> {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&target)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "building dpdk-l3fwd: {script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    sh("rm -rf l3fwd common && cp -r /usr/share/dpdk/examples/l3fwd /usr/share/dpdk/examples/common .")?;
+    sh("sed -i 's/\\.offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,/.offloads = 0,/' l3fwd/main.c")?;
+    sh("sed -i 's/define IPV4_L3FWD_LPM_MAX_RULES .*/define IPV4_L3FWD_LPM_MAX_RULES (1 << 21)/' l3fwd/l3fwd_lpm.c")?;
+    sh("grep -q 'offloads = 0,' l3fwd/main.c && make -C l3fwd -j2 >/dev/null")?;
+    Ok(binary)
 }
 
 fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {

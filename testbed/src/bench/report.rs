@@ -198,6 +198,7 @@ pub fn svg(rows: &[Row]) -> String {
         Mode::TernAfxdp => "#1f77b4",
         Mode::TernTap => "#9ecae1",
         Mode::Floor => "#2ca02c",
+        Mode::DpdkL3fwd => "#ff7f0e",
     };
     let width =
         left + series.len() as f64 * (Mode::ALL.len() as f64 * (bar + gap) + group_gap) + 150.0;
