@@ -799,9 +799,10 @@ impl Control {
 
     fn show_interfaces(&self) -> Value {
         let totals = counters::sum(&self.counters, self.interface_count());
-        let ports = self.ports.iter().zip(&totals.ports).map(|(p, c)| {
+        let ports = self.ports.iter().zip(&totals.ports).enumerate().map(|(i, (p, c))| {
             json!({
                 "name": p.name, "type": "ethernet", "mac": format_mac(&p.mac), "mtu": p.mtu,
+                "backend": self.tx.get(i).map(|t| t.status()).unwrap_or(Value::Null),
                 "addresses": p.v4.iter().map(|n| n.to_string()).chain(p.v6.iter().map(|n| n.to_string())).collect::<Vec<_>>(),
                 "link_local": p.link_local.to_string(),
                 "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops,

@@ -162,6 +162,18 @@ fn render(words: &[String], v: &Value) -> String {
                     s(&i["drops"]),
                     addrs.join(" ")
                 );
+                let b = &i["backend"];
+                if b.is_object() {
+                    out += &format!(
+                        "{:<12} AF_XDP {} XDP, {} mode; kernel drops: rx_dropped={} rx_ring_full={} fill_ring_empty={}\n",
+                        "",
+                        s(&b["xdp"]),
+                        s(&b["af_xdp"]),
+                        s(&b["rx_dropped"]),
+                        s(&b["rx_ring_full"]),
+                        s(&b["rx_fill_ring_empty"])
+                    );
+                }
             }
         }
         Some("routes") => {

@@ -97,10 +97,14 @@ pub struct Worker {
     fragments: Vec<Frame>,
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
+    /// Polls so far (wrapping), to space out the idle chores.
+    polls: u32,
 }
 
 /// Empty polls before the worker sleeps in `poll(2)` (the harness's floor uses the same).
 pub const SPINS_BEFORE_SLEEP: u32 = 256;
+/// Empty polls between the chores an idle worker still does (see `poll_once`).
+const IDLE_CHORES: u32 = 64;
 /// Longest sleep, so a stop request is seen promptly.
 const SLEEP: Duration = Duration::from_millis(20);
 
@@ -131,6 +135,7 @@ impl Worker {
             fragments: Vec::with_capacity(64),
             nat,
             nat_requests,
+            polls: 0,
         }
     }
 
@@ -163,14 +168,16 @@ impl Worker {
             }
             self.rx = rx;
         }
-        if self.nat.is_some() {
+        // While idle spinning, the NAT's clock tick, expiry and mailbox and the counter
+        // flush run every IDLE_CHORES polls instead of every poll: they would cost more than
+        // the empty polls themselves. (The worker also does both before it sleeps.)
+        self.polls = self.polls.wrapping_add(1);
+        let chores = received > 0 || self.polls % IDLE_CHORES == 0;
+        if chores && self.nat.is_some() {
             self.nat_housekeeping();
         }
         self.flush_tx();
-        // An empty poll has nothing to publish (NAT housekeeping may count without rx);
-        // skipping the flush keeps idle spinning cheap. Counters are also flushed before
-        // the worker sleeps, so they are exact whenever it is idle.
-        if received > 0 || self.nat.is_some() {
+        if chores {
             self.counters.flush(&mut self.stats);
         }
         self.qsbr.quiescent();
@@ -178,6 +185,9 @@ impl Worker {
     }
 
     fn sleep_until_readable(&mut self) {
+        if self.nat.is_some() {
+            self.nat_housekeeping();
+        }
         self.counters.flush(&mut self.stats);
         let mut fds: Vec<libc::pollfd> = self
             .queues
@@ -203,6 +213,9 @@ impl Worker {
             };
         }
         self.qsbr.online();
+        if let Some(stage) = &mut self.nat {
+            stage.tick();
+        }
     }
 
     /// Runs the pipeline over a burst received on `port`. The frames are consumed.

@@ -15,6 +15,13 @@ fn xdp_attached(t: &TwoHosts, ifname: &str) -> bool {
 fn program_detaches_when_tern_is_killed_and_a_new_tern_binds_at_once() {
     let mut t = TwoHosts::with(Ports::AfXdp, "", 1500);
     assert!(xdp_attached(&t, &t.tap_a) && xdp_attached(&t, &t.tap_b));
+    // veth: native XDP, copy-mode AF_XDP (no zero-copy driver), one socket per worker.
+    let ports = t.tern.ctl(&["show", "interfaces"]);
+    let backend = &ports[0]["backend"];
+    assert_eq!(backend["xdp"], "native", "{ports}");
+    assert_eq!(backend["af_xdp"], "copy", "{ports}");
+    assert_eq!(backend["sockets"], 1, "{ports}");
+    assert!(backend["rx_dropped"].is_u64(), "{ports}");
     let out = ping(&t.a, &["-c", "2", "-i", "0.2", "-W", "2", B4]);
     assert!(out.contains("2 received"), "{out}");
 

@@ -23,7 +23,13 @@ pub trait PortQueue: Send {
     }
 }
 
-/// A thread-safe way to send single frames on a port, for the control plane.
+/// The control plane's handle on a port: sends single frames, reports backend details.
 pub trait PortTx: Send + Sync {
     fn send(&self, frame: &[u8]) -> std::io::Result<()>;
+
+    /// Backend-specific state for `show interfaces` (AF_XDP: mode and the kernel's drop
+    /// counters).
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }

@@ -77,6 +77,45 @@ impl Mode {
     }
 }
 
+/// What the forwarders do besides routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pipeline {
+    /// Route and rewrite MACs.
+    Plain,
+    /// And masquerade every flow behind dut1's address (tern's NAT; the kernel's nftables).
+    Snat,
+    /// And encapsulate in GRE (key 1) towards the sink (tern only: this kernel has no GRE).
+    Gre,
+}
+
+impl Pipeline {
+    pub fn parse(s: &str) -> Option<Pipeline> {
+        match s {
+            "plain" => Some(Pipeline::Plain),
+            "snat" => Some(Pipeline::Snat),
+            "gre" => Some(Pipeline::Gre),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Plain => "plain",
+            Pipeline::Snat => "snat",
+            Pipeline::Gre => "gre",
+        }
+    }
+
+    /// Whether `mode` can run this pipeline (the floor is the I/O reference for all).
+    pub fn supports(self, mode: Mode) -> bool {
+        match self {
+            Pipeline::Plain => true,
+            Pipeline::Snat => mode != Mode::DpdkL3fwd,
+            Pipeline::Gre => mode.is_tern() || mode == Mode::Floor,
+        }
+    }
+}
+
 /// The three namespaces and their veth pairs; all deleted on drop.
 pub struct Wires {
     pub gen: Netns,
@@ -87,6 +126,7 @@ pub struct Wires {
     pub table: Option<PathBuf>,
     /// The same routes as l3fwd rule files (IPv4, IPv6).
     pub l3fwd_rules: (PathBuf, PathBuf),
+    pub pipeline: Pipeline,
 }
 
 fn write_sys(ns: &Netns, path: &str, value: &str) {
@@ -96,7 +136,7 @@ fn write_sys(ns: &Netns, path: &str, value: &str) {
 impl Wires {
     /// Builds the namespaces; with `table`, installs its prefixes via the sink in the
     /// kernel of the DUT namespace (tern gets them from a route file).
-    pub fn new(table: Option<&[ipnet::Ipv4Net]>) -> Wires {
+    pub fn new(table: Option<&[ipnet::Ipv4Net]>, pipeline: Pipeline) -> Wires {
         let gen = Netns::new("bg");
         let dut = Netns::new("bd");
         let sink = Netns::new("bs");
@@ -162,7 +202,8 @@ impl Wires {
             "nft",
             "add table netdev bench; \
              add chain netdev bench in { type filter hook ingress device sink0 priority 0; }; \
-             add rule netdev bench in udp dport 9 counter drop",
+             add rule netdev bench in udp dport 9 counter drop; \
+             add rule netdev bench in ip protocol gre counter drop",
         ]);
         let table_file = table.map(|prefixes| {
             let path = dir.join("routes.txt");
@@ -180,6 +221,15 @@ impl Wires {
         if table_file.is_none() {
             dut.ok(&["ip", "route", "add", TEST_NET, "via", NEXT_HOP]);
         }
+        if pipeline == Pipeline::Snat {
+            // The kernel's counterpart of tern's [nat]: conntrack + masquerade on dut1.
+            dut.ok(&[
+                "nft",
+                "add table ip nat; \
+                 add chain ip nat post { type nat hook postrouting priority 100; }; \
+                 add rule ip nat post oifname dut1 masquerade",
+            ]);
+        }
         // l3fwd: "R<prefix> <port>"; port 1 is dut1 (towards the sink).
         let mut rules = String::from("R198.18.0.0/24 0\n");
         match table {
@@ -196,6 +246,7 @@ impl Wires {
             dir,
             table: table_file,
             l3fwd_rules,
+            pipeline,
         }
     }
 
@@ -300,12 +351,25 @@ fn tern_config(w: &Wires, mode: Mode, socket: &Path) -> String {
         Some(file) => format!("file = \"{}\"", file.display()),
         None => format!("prefix = \"{TEST_NET}\""),
     };
+    let (gateway, extra) = match w.pipeline {
+        Pipeline::Plain => (format!("via = \"{NEXT_HOP}\""), String::new()),
+        Pipeline::Snat => (
+            format!("via = \"{NEXT_HOP}\""),
+            format!("[nat]\ninside = [\"{a}\"]\noutside = [\"{b}\"]\ncapacity = 262144\n\n"),
+        ),
+        Pipeline::Gre => (
+            "interface = \"gre0\"".to_string(),
+            format!(
+                "[[tunnel]]\nname = \"gre0\"\nkind = \"gre\"\nlocal = \"198.19.0.1\"\nremote = \"{NEXT_HOP}\"\nkey = 1\n\n"
+            ),
+        ),
+    };
     format!(
         "[dataplane]\nworkers = 1\nburst = 64\npool = 8192\n\n\
          [control]\nsocket = \"{}\"\n\n\
          [[interface]]\nname = \"{a}\"\nbackend = \"{backend}\"\nmac = \"{}\"\naddresses = [\"198.18.0.1/24\"]\n\n\
          [[interface]]\nname = \"{b}\"\nbackend = \"{backend}\"\nmac = \"{}\"\naddresses = [\"198.19.0.1/24\"]\n\n\
-         [[route]]\n{routes}\nvia = \"{NEXT_HOP}\"\n",
+         {extra}[[route]]\n{routes}\n{gateway}\n",
         socket.display(),
         mac_text(&DUT_A_MAC),
         mac_text(&DUT_B_MAC),
@@ -452,7 +516,8 @@ impl Dut {
                         "nft",
                         &format!(
                             "add chain netdev bench {chain} {{ type filter hook ingress device tsink0 priority 0; }}; \
-                             add rule netdev bench {chain} udp dport 9 counter drop"
+                             add rule netdev bench {chain} udp dport 9 counter drop; \
+                             add rule netdev bench {chain} ip protocol gre counter drop"
                         ),
                     ]);
                     dut.sink_chain = Some(chain);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use testbed::bench::harness::{self, Mode, Wires};
+use testbed::bench::harness::{self, Mode, Pipeline, Wires};
 use testbed::bench::report::{self, Trial};
 use testbed::bench::{destinations, floor, gen, Progress, Session};
 
@@ -82,6 +82,10 @@ struct RunArgs {
     /// or a file of prefixes.
     #[arg(long)]
     table: Option<String>,
+    /// What the forwarders do besides routing: plain, snat (masquerade, one session per
+    /// flow), gre (encapsulate towards the sink). Modes that cannot are left out.
+    #[arg(long, default_value = "plain")]
+    pipeline: String,
     /// RFC 2544 throughput (binary search for zero loss) at these frame sizes.
     #[arg(long, value_delimiter = ',')]
     rfc2544: Vec<usize>,
@@ -190,11 +194,26 @@ fn run(mut a: RunArgs) -> Result<(), String> {
         a.no_saturation = true;
         a.rfc2544.clear();
     }
-    let modes: Vec<Mode> = a
+    let pipeline = Pipeline::parse(&a.pipeline).ok_or(format!(
+        "unknown pipeline {} (plain, snat, gre)",
+        a.pipeline
+    ))?;
+    let mut modes: Vec<Mode> = a
         .modes
         .split(',')
         .map(|m| Mode::parse(m.trim()).ok_or(format!("unknown mode {m}")))
         .collect::<Result<_, _>>()?;
+    modes.retain(|&m| {
+        let ok = pipeline.supports(m);
+        if !ok {
+            eprintln!(
+                "{}: cannot run the {} pipeline here, left out",
+                m.name(),
+                pipeline.name()
+            );
+        }
+        ok
+    });
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let table = a.table.as_deref().map(load_table).transpose()?;
     eprintln!(
@@ -204,7 +223,7 @@ fn run(mut a: RunArgs) -> Result<(), String> {
             .map(|t| format!(" ({} routes)", t.len()))
             .unwrap_or_default()
     );
-    let wires = Wires::new(table.as_deref());
+    let wires = Wires::new(table.as_deref(), pipeline);
     let dest_file = wires.dir.join("destinations.txt");
     let dests = destinations(a.flows, table.as_deref(), 0x7e5a_11ce);
     std::fs::write(
@@ -246,7 +265,7 @@ fn run(mut a: RunArgs) -> Result<(), String> {
     print!("{text}");
     let setup = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "frame": a.frame, "flows": a.flows, "seconds": a.seconds, "rounds": a.rounds,
+        "frame": a.frame, "flows": a.flows, "pipeline": pipeline.name(), "seconds": a.seconds, "rounds": a.rounds,
         "table_routes": table.as_ref().map(|t| t.len()),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "wires": "veth pairs (AF_XDP copy mode: veth has no zero-copy)",

@@ -217,7 +217,13 @@ pub fn open(
     for s in &mut sockets {
         s.attachment = Some(attachment.clone());
     }
-    Ok((sockets, XdpTx::open(ifindex)?, Mode { native, zero_copy }))
+    let mode = Mode { native, zero_copy };
+    // The control plane reads the sockets' statistics through duplicates of them.
+    let stats = sockets
+        .iter()
+        .map(|s| s.fd.try_clone())
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok((sockets, XdpTx::open(ifindex, stats, mode)?, mode))
 }
 
 /// One worker's AF_XDP socket on one interface.
@@ -308,11 +314,6 @@ impl XdpQueue {
             last.kind(),
             format!("bind AF_XDP socket to queue {queue}: {last}"),
         ))
-    }
-
-    /// The kernel's drop counters for this socket.
-    pub fn statistics(&self) -> io::Result<Statistics> {
-        getsockopt(self.fd.as_raw_fd(), XDP_STATISTICS)
     }
 
     /// Tops the fill ring up to its target with frames from the pool.
@@ -493,13 +494,16 @@ impl Drop for XdpQueue {
 }
 
 /// The control plane's way out of an AF_XDP port: a packet socket on the interface (frames
-/// it sends do not pass the XDP program, which only sees received frames).
+/// it sends do not pass the XDP program, which only sees received frames). It also reads
+/// the workers' sockets' statistics.
 pub struct XdpTx {
     fd: OwnedFd,
+    sockets: Vec<OwnedFd>,
+    mode: Mode,
 }
 
 impl XdpTx {
-    fn open(ifindex: u32) -> io::Result<XdpTx> {
+    fn open(ifindex: u32, sockets: Vec<OwnedFd>, mode: Mode) -> io::Result<XdpTx> {
         // Protocol 0: the socket sends only and never queues received frames.
         // SAFETY: a new packet socket, owned below.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -523,7 +527,23 @@ impl XdpTx {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(XdpTx { fd })
+        Ok(XdpTx { fd, sockets, mode })
+    }
+
+    /// The kernel's drop counters, summed over the workers' sockets.
+    pub fn statistics(&self) -> Statistics {
+        let mut sum = Statistics::default();
+        for fd in &self.sockets {
+            if let Ok(s) = getsockopt::<Statistics>(fd.as_raw_fd(), XDP_STATISTICS) {
+                sum.rx_dropped += s.rx_dropped;
+                sum.rx_invalid_descs += s.rx_invalid_descs;
+                sum.tx_invalid_descs += s.tx_invalid_descs;
+                sum.rx_ring_full += s.rx_ring_full;
+                sum.rx_fill_ring_empty_descs += s.rx_fill_ring_empty_descs;
+                sum.tx_ring_empty_descs += s.tx_ring_empty_descs;
+            }
+        }
+        sum
     }
 }
 
@@ -535,5 +555,20 @@ impl PortTx for XdpTx {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let s = self.statistics();
+        serde_json::json!({
+            "xdp": if self.mode.native { "native" } else { "generic" },
+            "af_xdp": if self.mode.zero_copy { "zero-copy" } else { "copy" },
+            "sockets": self.sockets.len(),
+            "rx_dropped": s.rx_dropped,
+            "rx_ring_full": s.rx_ring_full,
+            "rx_fill_ring_empty": s.rx_fill_ring_empty_descs,
+            "rx_invalid": s.rx_invalid_descs,
+            "tx_invalid": s.tx_invalid_descs,
+            "tx_ring_empty": s.tx_ring_empty_descs,
+        })
     }
 }
