@@ -172,7 +172,7 @@ impl Worker {
         // flush run every IDLE_CHORES polls instead of every poll: they would cost more than
         // the empty polls themselves. (The worker also does both before it sleeps.)
         self.polls = self.polls.wrapping_add(1);
-        let chores = received > 0 || self.polls % IDLE_CHORES == 0;
+        let chores = received > 0 || self.polls.is_multiple_of(IDLE_CHORES);
         if chores && self.nat.is_some() {
             self.nat_housekeeping();
         }
