@@ -27,6 +27,9 @@ pub struct Frame {
     len: u16,
     /// Port index the frame arrived on (or leaves by, once routed).
     pub port: u16,
+    /// The interface slot it arrived by: its port, or after decapsulation the tunnel's slot
+    /// (ports first, then tunnels), which NAT roles are looked up by.
+    pub ingress: u16,
 }
 
 // SAFETY: a frame is the sole owner of its chunk; moving it to another thread moves that
@@ -137,14 +140,19 @@ unsafe impl Send for Region {}
 
 impl Region {
     fn new(chunks: usize) -> std::io::Result<Region> {
+        const HUGE: usize = 2 << 20;
         let len = chunks * CHUNK;
+        // Map 2 MiB more than needed and keep a 2 MiB-aligned window, so transparent huge
+        // pages can back all of it: every frame is in a different 4 KiB page, and with 4 KiB
+        // pages the first touch of each received frame would be a TLB miss.
+        let span = len + HUGE;
         // SAFETY: a fresh private anonymous mapping; checked below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                span,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
@@ -152,11 +160,28 @@ impl Region {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        // Huge pages cut the TLB misses of touching thousands of buffers; only advice.
-        // SAFETY: advice on the mapping just made.
-        unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+        let start = (p as usize).next_multiple_of(HUGE);
+        let head = start - p as usize;
+        let tail = span - head - len;
+        // SAFETY: unmapping the unused ends of our own mapping; then advice and population
+        // of the window we keep (advice first, so the faults take huge pages).
+        unsafe {
+            if head > 0 {
+                libc::munmap(p, head);
+            }
+            if tail > 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail);
+            }
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            if libc::madvise(start as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) != 0 {
+                // Older kernels: fault the pages in by hand.
+                for page in (0..len).step_by(4096) {
+                    std::ptr::write_volatile((start + page) as *mut u8, 0);
+                }
+            }
+        }
         Ok(Region {
-            base: NonNull::new(p.cast()).ok_or_else(std::io::Error::last_os_error)?,
+            base: NonNull::new(start as *mut u8).ok_or_else(std::io::Error::last_os_error)?,
             len,
         })
     }
@@ -223,6 +248,7 @@ impl Pool {
             head: HEADROOM as u16,
             len: 0,
             port: 0,
+            ingress: 0,
         })
     }
 
@@ -269,6 +295,7 @@ impl Pool {
             head,
             len: 0,
             port: 0,
+            ingress: 0,
         };
         frame.set_len(len);
         Some(frame)

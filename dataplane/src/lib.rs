@@ -8,6 +8,7 @@ pub mod conntrack;
 pub mod control;
 pub mod counters;
 pub mod ctl;
+pub mod idle;
 pub mod io;
 pub mod pipeline;
 pub mod router;

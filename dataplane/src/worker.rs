@@ -17,6 +17,7 @@ use crate::buf::{Frame, Pool};
 use crate::conntrack::NatRequest;
 use crate::control::ControlMsg;
 use crate::counters::{Drop, Event, Local, WorkerCounters};
+use crate::idle::Idle;
 use crate::io::PortQueue;
 use crate::pipeline::icmp::{self, Limiter};
 use crate::pipeline::local::{self, Outcome};
@@ -99,10 +100,10 @@ pub struct Worker {
     nat_requests: Option<Receiver<NatRequest>>,
     /// Polls so far (wrapping), to space out the idle chores.
     polls: u32,
+    /// What the worker sleeps on: one entry per queue that has a descriptor.
+    poll_fds: Vec<libc::pollfd>,
 }
 
-/// Empty polls before the worker sleeps in `poll(2)` (the harness's floor uses the same).
-pub const SPINS_BEFORE_SLEEP: u32 = 256;
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
 const IDLE_CHORES: u32 = 64;
 /// Longest sleep, so a stop request is seen promptly.
@@ -111,6 +112,16 @@ const SLEEP: Duration = Duration::from_millis(20);
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let ports = s.ports.len();
+        let poll_fds = s
+            .queues
+            .iter()
+            .filter_map(|q| q.poll_fd())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let (nat, nat_requests) = match s.nat {
             Some((stage, rx)) => (Some(stage), Some(rx)),
             None => (None, None),
@@ -133,6 +144,7 @@ impl Worker {
             meta: vec![Meta::default(); 256],
             tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
             fragments: Vec::with_capacity(64),
+            poll_fds,
             nat,
             nat_requests,
             polls: 0,
@@ -141,15 +153,10 @@ impl Worker {
 
     /// The poll loop, until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) {
-        let mut idle = 0u32;
+        let mut idle = Idle::default();
         while !stop.load(Ordering::Relaxed) {
-            if self.poll_once() > 0 {
-                idle = 0;
-                continue;
-            }
-            idle += 1;
-            if idle >= SPINS_BEFORE_SLEEP {
-                idle = 0;
+            let received = self.poll_once();
+            if idle.should_sleep(received) {
                 self.sleep_until_readable();
             }
         }
@@ -168,9 +175,10 @@ impl Worker {
             }
             self.rx = rx;
         }
-        // While idle spinning, the NAT's clock tick, expiry and mailbox and the counter
-        // flush run every IDLE_CHORES polls instead of every poll: they would cost more than
-        // the empty polls themselves. (The worker also does both before it sleeps.)
+        // Counters are published every IDLE_CHORES polls and before the worker sleeps, not
+        // every poll: at a few frames per wakeup the flush would cost more than the frames.
+        // The NAT's clock tick, expiry and mailbox run on every poll with frames (sessions
+        // need the time) and every IDLE_CHORES polls otherwise.
         self.polls = self.polls.wrapping_add(1);
         let chores = received > 0 || self.polls.is_multiple_of(IDLE_CHORES);
         if chores && self.nat.is_some() {
@@ -189,16 +197,7 @@ impl Worker {
             self.nat_housekeeping();
         }
         self.counters.flush(&mut self.stats);
-        let mut fds: Vec<libc::pollfd> = self
-            .queues
-            .iter()
-            .filter_map(|q| q.poll_fd())
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let fds = &mut self.poll_fds;
         self.qsbr.offline();
         if fds.is_empty() {
             std::thread::sleep(Duration::from_micros(50));
@@ -225,6 +224,7 @@ impl Worker {
         let counts = &mut self.stats.ports[port as usize];
         for f in frames.iter_mut() {
             f.port = port;
+            f.ingress = port;
             counts.rx_packets += 1;
             counts.rx_bytes += f.len() as u64;
         }
@@ -378,7 +378,7 @@ impl Worker {
         }
         if v4 {
             if let Some(stage) = &mut self.nat {
-                let ingress = frame.port as usize;
+                let ingress = frame.ingress as usize;
                 match stage.postrouting(&mut frame, nat, ingress, slot) {
                     Ok(true) => self.stats.event(Event::NatTranslated),
                     Ok(false) => {}

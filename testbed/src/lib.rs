@@ -593,9 +593,16 @@ fn tunnel_config(local4: &str, remote4: &str, local6: &str, remote6: &str) -> St
 
 impl TunnelSites {
     pub fn new() -> TunnelSites {
+        TunnelSites::with("")
+    }
+
+    /// As [`TunnelSites::new`], with `tern1_extra` added to tern1's config (`{tap_a}`
+    /// names its port towards A).
+    pub fn with(tern1_extra: &str) -> TunnelSites {
         let (tap_a, w1, w2, tap_b) = (unique("sa"), unique("w1"), unique("w2"), unique("sb"));
+        let extra = tern1_extra.replace("{tap_a}", &tap_a);
         let tern1 = Tern::start(&format!(
-            "[control]\nsocket = \"{{socket}}\"\n\n\
+            "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\
              [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
              [[interface]]\nname = \"{w1}\"\nmac = \"{TERN1_WAN_MAC}\"\naddresses = [\"198.18.1.1/24\", \"2001:db8:1::1/64\"]\n\n\
              {}\n\

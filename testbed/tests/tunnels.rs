@@ -317,3 +317,73 @@ fn a_route_to_the_remote_through_the_tunnel_is_dropped_as_a_loop() {
     assert!(out.contains(" 0 received"), "{out}");
     assert_eq!(s.tern1.drop_count("tunnel_loop") - before, 2);
 }
+
+#[test]
+fn snat_before_encapsulation_translates_the_inner_source_and_the_outer_uses_the_endpoint() {
+    // tern1 masquerades site A behind 198.51.100.1 on its way into the keyed GRE tunnel;
+    // tern2 routes that address back into the tunnel.
+    let s = TunnelSites::with(
+        "[nat]\ninside = [\"{tap_a}\"]\noutside = [\"grek\"]\npool = [\"198.51.100.1\"]\n",
+    );
+    s.route_via("grek", false);
+    s.tern2
+        .ctl(&["route", "add", "198.51.100.0/24", "dev", "grek"]);
+    let mut at_b = Capture::start(&s.b, &s.tap_b, "icmp or tcp");
+    let mut on_wan = Capture::start(&s.w, &s.w1, "ip proto 47");
+    let out = ping(&s.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);
+    assert!(
+        out.contains("3 received"),
+        "{out}\ntern1: {}\ntern2: {}",
+        s.tern1.ctl(&["show", "counters"]),
+        s.tern2.ctl(&["show", "counters"])
+    );
+    let (sent, received) = tcp_transfer(&s.a, &s.b, B4, 20);
+    assert_eq!(received, sent, "byte-exact through SNAT + GRE");
+    let at_b = at_b.stop().to_path_buf();
+    let on_wan = on_wan.stop().to_path_buf();
+
+    // At B: the inner source is the pool address, never A's.
+    let rows = tshark(
+        &at_b,
+        "icmp.type == 8",
+        &["ip.src", "ip.dst", "icmp.checksum.status"],
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r[0], "198.51.100.1", "inner source translated: {r:?}");
+        assert_eq!(r[1], B4);
+        assert_eq!(r[2], "1", "ICMP checksum good after translation");
+    }
+    let tcp_sources = tshark(&at_b, "tcp.dstport == 5001", &["ip.src"]);
+    assert!(
+        !tcp_sources.is_empty() && tcp_sources.iter().all(|r| r[0] == "198.51.100.1"),
+        "TCP from A arrives from the pool address: {:?}",
+        tcp_sources.first()
+    );
+    // On the WAN: outer source = tern1's endpoint, inner source = the pool address, key 1001.
+    let rows = tshark(
+        &on_wan,
+        "gre && icmp.type == 8",
+        &["ip.src", "ip.dst", "gre.key", "ip.checksum.status"],
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            r[0],
+            format!("{TERN1_WAN4},198.51.100.1"),
+            "outer, inner source: {r:?}"
+        );
+        assert_eq!(
+            r[1],
+            format!("{TERN2_WAN4},{B4}"),
+            "outer, inner destination: {r:?}"
+        );
+        assert_eq!(r[2], "0x000003e9", "key 1001: {r:?}");
+        assert_eq!(r[3], "1,1", "both IPv4 header checksums good: {r:?}");
+    }
+    let sessions = s.tern1.ctl(&["show", "conntrack", "addr", A4]);
+    assert!(
+        sessions.to_string().contains("198.51.100.1"),
+        "tern1 tracks A's flows with their pool address: {sessions}"
+    );
+}

@@ -62,8 +62,9 @@ impl Stage {
         self.roles.get(slot).copied().flatten()
     }
 
-    /// Pre-routing over a burst received on `port`: IPv4 frames on an inside or outside
-    /// interface meet their session; the class is updated for a translated destination.
+    /// Pre-routing over a burst received on `port`: IPv4 frames that came in by an inside or
+    /// outside interface or tunnel meet their session; the class is updated for a
+    /// translated destination.
     pub fn prerouting(
         &mut self,
         frames: &mut [Frame],
@@ -71,14 +72,15 @@ impl Stage {
         port: u16,
         stats: &mut Local,
     ) {
-        let Some(side) = self.role(port as usize) else {
-            return;
-        };
         for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
             m.nat = None;
             if !matches!(m.class, Class::V4 { .. }) {
                 continue;
             }
+            // By the slot the frame came in by: a decapsulated frame has its tunnel's role.
+            let Some(side) = self.role(frame.ingress as usize) else {
+                continue;
+            };
             let ip = &mut frame.data_mut()[eth::LEN..];
             match self.shard.prerouting(ip, side, port, self.now) {
                 // A translated ICMP error passes with a new destination too.

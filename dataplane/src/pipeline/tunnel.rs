@@ -35,6 +35,7 @@ pub fn decap_burst(
         }
         m.class = match decap(frame, table, port) {
             Ok((tunnel, class)) => {
+                frame.ingress = (first_tunnel + tunnel as usize) as u16;
                 stats.event(Event::TunnelDecapsulated);
                 if let Some(c) = stats.ports.get_mut(first_tunnel + tunnel as usize) {
                     c.rx_packets += 1;

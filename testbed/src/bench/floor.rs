@@ -1,11 +1,13 @@
 //! The I/O floor: tern's own AF_XDP code and nothing else. Frames from port A get the next
 //! hop's MACs and leave by port B, zero-copy through the shared UMEM; no parsing, no
-//! lookup. What tern costs beyond this is its pipeline.
+//! lookup. It idles as tern's workers do (`dataplane::idle`). What tern costs beyond this
+//! is its pipeline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dataplane::buf::Pool;
+use dataplane::idle::Idle;
 use dataplane::io::xdp;
 use dataplane::io::PortQueue;
 use dataplane::wire::eth;
@@ -39,8 +41,16 @@ pub fn run(spec: &Spec) -> std::io::Result<u64> {
     let (mut a, mut b) = (qa.remove(0), qb.remove(0));
     let mut frames = Vec::with_capacity(spec.burst);
     let mut forwarded = 0u64;
-    let mut idle = 0u32;
-    let fds = [a.poll_fd(), b.poll_fd()];
+    let mut idle = Idle::default();
+    let mut fds: Vec<libc::pollfd> = [a.poll_fd(), b.poll_fd()]
+        .into_iter()
+        .flatten()
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     while !STOP.load(Ordering::Relaxed) {
         let n = a.recv_burst(&mut pool, &mut frames, spec.burst);
         for f in frames.iter_mut() {
@@ -53,24 +63,9 @@ pub fn run(spec: &Spec) -> std::io::Result<u64> {
         // B's TX completions.
         let m = b.recv_burst(&mut pool, &mut frames, spec.burst);
         frames.drain(..).for_each(|f| pool.free(f));
-        if n + m > 0 {
-            idle = 0;
-            continue;
-        }
-        idle += 1;
-        if idle >= dataplane::worker::SPINS_BEFORE_SLEEP {
-            idle = 0;
-            let mut p: Vec<libc::pollfd> = fds
-                .iter()
-                .flatten()
-                .map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
+        if idle.should_sleep(n + m) {
             // SAFETY: a valid pollfd array for the call's duration.
-            unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, 20) };
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
         }
     }
     std::thread::sleep(Duration::from_millis(10));

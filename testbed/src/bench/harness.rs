@@ -455,7 +455,9 @@ impl Dut {
                     .spawn()
                     .map_err(|e| format!("dpdk-l3fwd: {e}"))?;
                 dut.process = Some(child);
-                wait_for(Duration::from_secs(120), || {
+                // rte_lpm adds a rule with a linear scan of its depth group, so a full table
+                // takes minutes to load.
+                wait_for(Duration::from_secs(1800), || {
                     std::fs::read_to_string(&log_path)
                         .unwrap_or_default()
                         .contains("entering main loop")

@@ -167,6 +167,43 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The same as [`table`], as a Markdown table ready for BENCHMARKS.md, with the command.
+pub fn markdown(rows: &[Row], command: &str) -> String {
+    let s3 = |s: &Spread, scale: f64, prec: usize| {
+        format!(
+            "{:.p$} ({:.p$}–{:.p$})",
+            s.median * scale,
+            s.min * scale,
+            s.max * scale,
+            p = prec
+        )
+    };
+    let mut out = format!(
+        "`{command}`\n\n| series | mode | offered Mpps | forwarded Mpps | loss % | DUT CPU ns/packet |\n|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        out += &format!(
+            "| {} | {} | {:.3} | {} | {} | {} |\n",
+            r.series,
+            r.mode.name(),
+            r.offered_mpps.median,
+            s3(&r.mpps, 1.0, 3),
+            s3(&r.loss, 100.0, 2),
+            s3(&r.ns, 1.0, 0)
+        );
+    }
+    out += "\n";
+    for (s, vs_floor, vs_kernel) in ratios(rows) {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.2}×")).unwrap_or("–".into());
+        out += &format!(
+            "- {s}: tern-afxdp CPU/packet = {} floor; throughput per CPU = {} kernel\n",
+            f(vs_floor),
+            f(vs_kernel)
+        );
+    }
+    out
+}
+
 pub fn to_json(trials: &[Trial], rows: &[Row], setup: Value) -> Value {
     let sp = |s: &Spread| json!({"median": s.median, "min": s.min, "max": s.max});
     json!({

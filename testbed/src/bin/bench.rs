@@ -89,7 +89,7 @@ struct RunArgs {
     /// RFC 2544 throughput (binary search for zero loss) at these frame sizes.
     #[arg(long, value_delimiter = ',')]
     rfc2544: Vec<usize>,
-    /// Where the report goes (bench.txt, bench.json, bench.svg).
+    /// Where the report goes (bench.txt, bench.md, bench.json, bench.svg).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// CI smoke: kernel, tern-afxdp, tern-tap and floor, 1 round of 2 s at 20 000 frames/s,
@@ -280,7 +280,9 @@ fn run(mut a: RunArgs) -> Result<(), String> {
         serde_json::to_string_pretty(&report::to_json(&trials, &rows, setup)).unwrap_or_default(),
     )?;
     write("bench.svg", report::svg(&rows))?;
-    eprintln!("report: {}/bench.{{txt,json,svg}}", a.out.display());
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write("bench.md", report::markdown(&rows, &command))?;
+    eprintln!("report: {}/bench.{{txt,md,json,svg}}", a.out.display());
     if a.smoke {
         for t in trials.iter().filter(|t| t.mode.is_tern()) {
             let tern_tx = t.tern_tx.unwrap_or(0);
