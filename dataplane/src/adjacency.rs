@@ -21,9 +21,11 @@ pub enum Adjacency {
     Neighbor { port: u16, ip: IpAddr, mac: Mac },
     /// Equal-cost members (adjacency indices); a flow hash picks one.
     Ecmp(Vec<u32>),
-    /// Into a tunnel (index into the tunnel table): encapsulate, then route the outer
-    /// packet to the tunnel's remote endpoint.
-    Tunnel { tunnel: u16 },
+    /// Into a tunnel (index into the tunnel table): encapsulate, then send the outer packet
+    /// by `via`, the FIB next hop of the tunnel's remote (`lpm::NO_ROUTE` while there is
+    /// none). The control plane re-stacks `via` whenever a route changes, so encapsulation
+    /// needs no second FIB lookup (VPP calls this a midchain adjacency).
+    Tunnel { tunnel: u16, via: u32 },
 }
 
 /// Fixed indices: the first slots of the table.

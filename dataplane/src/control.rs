@@ -188,7 +188,10 @@ impl Control {
             )?;
         }
         for index in 0..tunnels.len() as u16 {
-            let adjacency = c.allocate(Adjacency::Tunnel { tunnel: index })?;
+            let adjacency = c.allocate(Adjacency::Tunnel {
+                tunnel: index,
+                via: lpm::NO_ROUTE,
+            })?;
             c.tunnel_adjacency.push(adjacency);
         }
         for n in &config.neighbors {
@@ -268,7 +271,9 @@ impl Control {
                 },
             ),
         };
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| e.to_string())?;
+        self.restack_tunnels();
+        Ok(())
     }
 
     fn remove(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
@@ -276,7 +281,31 @@ impl Control {
             IpNet::V4(n) => self.rib4.remove(n, source),
             IpNet::V6(n) => self.rib6.remove(n, source),
         };
-        result.map_err(|e| e.to_string())
+        let removed = result.map_err(|e| e.to_string())?;
+        self.restack_tunnels();
+        Ok(removed)
+    }
+
+    /// Stacks every tunnel adjacency on the current FIB next hop of its remote. Runs after
+    /// every route change: one lookup per tunnel, and a write only where the answer moved.
+    fn restack_tunnels(&mut self) {
+        for (t, &adjacency) in self.tunnel_adjacency.iter().enumerate() {
+            let Some(tunnel) = self.tunnels.get(t as u16) else {
+                continue;
+            };
+            let via = match tunnel.spec.remote {
+                IpAddr::V4(a) => self.rib4.fib().lookup(a),
+                IpAddr::V6(a) => self.rib6.fib().lookup(a),
+            }
+            .unwrap_or(lpm::NO_ROUTE);
+            let stacked = Adjacency::Tunnel {
+                tunnel: t as u16,
+                via,
+            };
+            if self.adjacencies.get(adjacency) != Some(&stacked) {
+                self.adjacencies.set(adjacency, stacked);
+            }
+        }
     }
 
     /// The port whose connected network holds `ip`.
@@ -853,9 +882,9 @@ impl Control {
                 json!({"type": "neighbor", "via": ip.to_string(), "interface": self.ports[*port as usize].name, "mac": format_mac(mac)})
             }
             Some(Adjacency::Ecmp(m)) => json!({"type": "ecmp", "members": m}),
-            Some(Adjacency::Tunnel { tunnel }) => {
+            Some(Adjacency::Tunnel { tunnel, via }) => {
                 let name = self.tunnels.get(*tunnel).map(|t| t.spec.name.clone());
-                json!({"type": "tunnel", "tunnel": name})
+                json!({"type": "tunnel", "tunnel": name, "remote_resolved": *via != lpm::NO_ROUTE})
             }
             None => json!({"type": "missing"}),
         }

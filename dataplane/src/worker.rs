@@ -39,8 +39,11 @@ enum Hop {
         port: u16,
         ip: Option<IpAddr>,
     },
-    /// Into the tunnel with this index.
-    Tunnel(u16),
+    /// Into the tunnel with this index, then by the next hop `via`.
+    Tunnel {
+        tunnel: u16,
+        via: u32,
+    },
     Missing,
 }
 
@@ -52,7 +55,10 @@ enum Egress {
         port: u16,
         target: Result<Mac, Option<IpAddr>>,
     },
-    Tunnel(u16),
+    Tunnel {
+        tunnel: u16,
+        via: u32,
+    },
 }
 
 /// Everything a worker is built from.
@@ -290,7 +296,9 @@ impl Worker {
                         let target = Err(ip);
                         self.forward(frame, Egress::Port { port, target }, meta.nat)
                     }
-                    Hop::Tunnel(t) => self.forward(frame, Egress::Tunnel(t), meta.nat),
+                    Hop::Tunnel { tunnel, via } => {
+                        self.forward(frame, Egress::Tunnel { tunnel, via }, meta.nat)
+                    }
                 }
             }
         }
@@ -310,7 +318,7 @@ impl Worker {
             Adjacency::Glean { port } => Some(Hop::Resolve { port, ip: None }),
             Adjacency::Incomplete { port, ip } => Some(Hop::Resolve { port, ip: Some(ip) }),
             Adjacency::Neighbor { port, mac, .. } => Some(Hop::Send { port, mac }),
-            Adjacency::Tunnel { tunnel } => Some(Hop::Tunnel(tunnel)),
+            Adjacency::Tunnel { tunnel, via } => Some(Hop::Tunnel { tunnel, via }),
             Adjacency::Ecmp(_) => None,
         };
         let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else {
@@ -353,9 +361,9 @@ impl Worker {
                 self.ports.get(port as usize).map_or(0, |p| p.mtu),
                 port as usize,
             ),
-            Egress::Tunnel(t) => (
-                self.tunnels.get(t).map_or(0, |t| t.mtu()),
-                self.ports.len() + t as usize,
+            Egress::Tunnel { tunnel, .. } => (
+                self.tunnels.get(tunnel).map_or(0, |t| t.mtu()),
+                self.ports.len() + tunnel as usize,
             ),
         };
         let fits = mtu::fits(&frame, mtu);
@@ -414,33 +422,29 @@ impl Worker {
     fn transmit(&mut self, frame: Frame, egress: Egress) {
         match egress {
             Egress::Port { port, target } => self.emit(frame, port, target),
-            Egress::Tunnel(t) => self.encapsulate(frame, t),
+            Egress::Tunnel { tunnel, via } => self.encapsulate(frame, tunnel, via),
         }
     }
 
     /// Encapsulates into tunnel `t` and routes the outer packet to the remote endpoint.
     /// The outer route must leave by a port: a route to the remote through a tunnel would
     /// loop, and is dropped and counted.
-    fn encapsulate(&mut self, mut frame: Frame, t: u16) {
+    fn encapsulate(&mut self, mut frame: Frame, t: u16, via: u32) {
         let Some(tunnel) = self.tunnels.get(t) else {
             return self.drop(frame, Drop::BadAdjacency);
         };
         let inner_bytes = (frame.len() - eth::LEN) as u64;
-        let remote = match tunnel::encap(&mut frame, tunnel) {
-            Ok(remote) => remote,
-            Err(reason) => return self.drop(frame, reason),
-        };
-        let next_hop = match remote {
-            IpAddr::V4(a) => self.fib4.lookup(a),
-            IpAddr::V6(a) => self.fib6.lookup(a),
-        };
-        let Some(next_hop) = next_hop else {
+        if let Err(reason) = tunnel::encap(&mut frame, tunnel) {
+            return self.drop(frame, reason);
+        }
+        // The adjacency is stacked on the remote's next hop: no FIB lookup here.
+        if via == NO_ROUTE {
             return self.drop(frame, Drop::NoRoute);
-        };
-        let (port, target) = match self.hop(next_hop, &frame) {
+        }
+        let (port, target) = match self.hop(via, &frame) {
             Hop::Send { port, mac } => (port, Ok(mac)),
             Hop::Resolve { port, ip } => (port, Err(ip)),
-            Hop::Tunnel(_) => return self.drop(frame, Drop::TunnelLoop),
+            Hop::Tunnel { .. } => return self.drop(frame, Drop::TunnelLoop),
             Hop::Local | Hop::Broadcast => return self.drop(frame, Drop::LocalUnhandled),
             Hop::Missing => return self.drop(frame, Drop::BadAdjacency),
         };
@@ -644,7 +648,7 @@ impl Worker {
         match self.hop(next_hop, &frame) {
             Hop::Send { port, mac } => self.emit(frame, port, Ok(mac)),
             Hop::Resolve { port, ip } => self.emit(frame, port, Err(ip)),
-            Hop::Tunnel(t) => self.encapsulate(frame, t),
+            Hop::Tunnel { tunnel, via } => self.encapsulate(frame, tunnel, via),
             // A reply to ourselves or to a broadcast address: nothing to send.
             _ => self.drop(frame, Drop::LocalUnhandled),
         }
