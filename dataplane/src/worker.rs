@@ -162,7 +162,7 @@ impl Worker {
         let mut idle = Idle::default();
         while !stop.load(Ordering::Relaxed) {
             let received = self.poll_once();
-            if idle.should_sleep(received) {
+            if idle.should_sleep(received) && !self.queues.iter().any(|q| q.tx_pending()) {
                 self.sleep_until_readable();
             }
         }

@@ -21,6 +21,12 @@ pub trait PortQueue: Send {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+
+    /// Whether frames handed to `send_burst` still wait to leave (the loop must not sleep
+    /// on them).
+    fn tx_pending(&self) -> bool {
+        false
+    }
 }
 
 /// The control plane's handle on a port: sends single frames, reports backend details.

@@ -63,7 +63,7 @@ pub fn run(spec: &Spec) -> std::io::Result<u64> {
         // B's TX completions.
         let m = b.recv_burst(&mut pool, &mut frames, spec.burst);
         frames.drain(..).for_each(|f| pool.free(f));
-        if idle.should_sleep(n + m) {
+        if idle.should_sleep(n + m) && !b.tx_pending() {
             // SAFETY: a valid pollfd array for the call's duration.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
         }

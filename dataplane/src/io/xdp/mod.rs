@@ -435,6 +435,12 @@ fn bind_retrying(fd: RawFd, addr: &SockaddrXdp) -> io::Result<()> {
 impl PortQueue for XdpQueue {
     fn recv_burst(&mut self, pool: &mut Pool, out: &mut Vec<Frame>, max: usize) -> usize {
         self.complete(pool);
+        // Frames a kick could not send (the peer's queue was full, the kernel short of
+        // buffers) wait in the TX ring: every poll tries again, so none is stranded when
+        // no new frame comes to push it.
+        if self.tx.outstanding() > 0 {
+            self.kick();
+        }
         self.refill(pool);
         let n = self.rx.ready().min(max as u32);
         for _ in 0..n {
@@ -482,6 +488,10 @@ impl PortQueue for XdpQueue {
 
     fn poll_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
+    }
+
+    fn tx_pending(&self) -> bool {
+        self.tx.outstanding() > 0
     }
 }
 
