@@ -167,14 +167,24 @@ pub fn serve(stage: &mut Stage, req: NatRequest) {
 pub struct NatControl {
     rules: Arc<nat::Rules>,
     mailboxes: Vec<SyncSender<NatRequest>>,
+    /// The external port map, to reserve the ports of forwards added at run time.
+    ports: Arc<nat::PortMap>,
 }
 
 /// How long the control plane waits for a worker's answer.
 const ANSWER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl NatControl {
-    pub fn new(rules: Arc<nat::Rules>, mailboxes: Vec<SyncSender<NatRequest>>) -> NatControl {
-        NatControl { rules, mailboxes }
+    pub fn new(
+        rules: Arc<nat::Rules>,
+        mailboxes: Vec<SyncSender<NatRequest>>,
+        ports: Arc<nat::PortMap>,
+    ) -> NatControl {
+        NatControl {
+            rules,
+            mailboxes,
+            ports,
+        }
     }
 
     pub fn ctl(&mut self, w: &[&str]) -> Result<Value, String> {
@@ -206,20 +216,35 @@ impl NatControl {
                     .map(|b| b.parse())
                     .collect::<Result<Vec<nat::Endpoint>, _>>()?;
                 let f = nat::Frontend::new(name.to_string(), proto, external, backends);
+                let ports = self.ports.clone();
+                let space = nat::ports::Space::of(proto);
                 self.change(|r| {
                     if r.frontends.iter().any(|o| o.name == f.name) {
                         return Err(format!("{:?} exists", f.name));
                     }
-                    r.add_frontend(f)
+                    r.add_frontend(f)?;
+                    // The external port leaves the SNAT port space, unless a mapping holds
+                    // it now (then the forward would hijack that mapping's flows).
+                    if !ports.try_reserve(external.addr, space, external.port) {
+                        return Err(format!(
+                            "{external} is in use by a NAT mapping or another forward"
+                        ));
+                    }
+                    Ok(())
                 })
             }
-            ["nat", "forward", "del", name] => self.change(|r| {
-                if r.remove_frontend(name) {
+            ["nat", "forward", "del", name] => {
+                let ports = self.ports.clone();
+                self.change(|r| {
+                    let Some(f) = r.frontends.iter().find(|f| f.name == *name) else {
+                        return Err(format!("no frontend {name:?}"));
+                    };
+                    let (external, space) = (f.external, nat::ports::Space::of(f.proto));
+                    r.remove_frontend(name);
+                    ports.unreserve(external.addr, space, external.port);
                     Ok(())
-                } else {
-                    Err(format!("no frontend {name:?}"))
-                }
-            }),
+                })
+            }
             _ => Err(format!("unknown NAT command {:?}", w.join(" "))),
         }
     }

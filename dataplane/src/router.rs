@@ -65,7 +65,7 @@ fn nat_shards(config: &Config) -> (NatStages, Option<NatControl>) {
         stages.push(Some((stage, rx)));
         mailboxes.push(tx);
     }
-    (stages, Some(NatControl::new(rules, mailboxes)))
+    (stages, Some(NatControl::new(rules, mailboxes, ports)))
 }
 
 /// A running router.

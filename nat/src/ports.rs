@@ -125,6 +125,34 @@ impl PortMap {
         }
     }
 
+    /// Reserves a port for a static forward added at run time, unless a shard holds it for a
+    /// mapping now or another forward has it. A port in hold-down is taken (the operator's
+    /// forward wins over the reuse delay). An address outside the map has nothing to
+    /// protect: true.
+    pub fn try_reserve(&self, addr: u32, space: Space, port: u16) -> bool {
+        let Some(word) = self.word(addr, space, port) else {
+            return true;
+        };
+        let mut current = word.load(Ordering::Relaxed);
+        loop {
+            if (1..=RESERVED).contains(&current) {
+                return false;
+            }
+            match word.compare_exchange_weak(current, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Frees a reserved port (its forward was deleted).
+    pub fn unreserve(&self, addr: u32, space: Space, port: u16) {
+        if let Some(word) = self.word(addr, space, port) {
+            let _ = word.compare_exchange(RESERVED, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
     /// Ports of `addr` in `space` taken by any shard or reserved (for `show`).
     pub fn in_use(&self, addr: u32, space: Space) -> usize {
         let Ok(a) = self.addrs.binary_search(&addr) else {
@@ -152,6 +180,39 @@ fn hold_over(word: u32, now_ms: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_forwards_reserve_only_ports_no_mapping_holds() {
+        let m = PortMap::new(vec![0xcb007101]);
+        assert!(m.try_take(0xcb007101, Space::Tcp, 8080, 0, 1_000));
+        assert!(
+            !m.try_reserve(0xcb007101, Space::Tcp, 8080),
+            "a live mapping keeps its port"
+        );
+        assert!(m.try_reserve(0xcb007101, Space::Tcp, 8081));
+        assert!(
+            !m.try_reserve(0xcb007101, Space::Tcp, 8081),
+            "one forward per port"
+        );
+        assert!(
+            !m.try_take(0xcb007101, Space::Tcp, 8081, 1, 1_000),
+            "never allocated"
+        );
+        m.unreserve(0xcb007101, Space::Tcp, 8081);
+        assert!(
+            m.try_take(0xcb007101, Space::Tcp, 8081, 1, 1_000),
+            "free again"
+        );
+        m.release(0xcb007101, Space::Tcp, 8080, 1_000, 120_000);
+        assert!(
+            m.try_reserve(0xcb007101, Space::Tcp, 8080),
+            "hold-down yields to a forward"
+        );
+        assert!(
+            m.try_reserve(0x0a000001, Space::Tcp, 80),
+            "not a NAT address: nothing to protect"
+        );
+    }
 
     #[test]
     fn take_release_hold_down() {

@@ -258,6 +258,68 @@ except OSError:
     assert_eq!(out.trim(), "failed");
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(t.tern.drop_count("nat_no_backend") > before);
+
+    // A forward added at run time takes its external port out of the SNAT port space; one
+    // on a port a forward (or a live mapping) already has is refused; del frees the port.
+    t.tern.ctl(&[
+        "nat",
+        "forward",
+        "add",
+        "web",
+        "tcp",
+        &format!("{X}:8080"),
+        &format!("{A4}:80"),
+    ]);
+    let again = t.tern.try_ctl(&[
+        "nat",
+        "forward",
+        "add",
+        "web2",
+        "tcp",
+        &format!("{X}:8080"),
+        &format!("{A4}:81"),
+    ]);
+    assert!(
+        again
+            .as_ref()
+            .is_err_and(|e| e.contains("already a frontend")),
+        "{again:?}"
+    );
+    t.tern.ctl(&["nat", "forward", "del", "web"]);
+    t.tern.ctl(&[
+        "nat",
+        "forward",
+        "add",
+        "web2",
+        "tcp",
+        &format!("{X}:8080"),
+        &format!("{A4}:81"),
+    ]);
+    // A's UDP from port 40123 is masqueraded to X:40123 (port preserved); a forward may not
+    // take that port while the mapping lives.
+    t.a.ok(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('', 40123)); s.sendto(b'x', ('{B4}', 7000))"
+        ),
+    ]);
+    let taken = t.tern.try_ctl(&[
+        "nat",
+        "forward",
+        "add",
+        "udp1",
+        "udp",
+        &format!("{X}:40123"),
+        &format!("{A4}:53"),
+    ]);
+    assert!(
+        taken
+            .as_ref()
+            .is_err_and(|e| e.contains("in use by a NAT mapping")),
+        "{taken:?}"
+    );
 }
 
 #[test]
