@@ -5,7 +5,7 @@
 //!   applies the destination half of its translation (DNAT, or the return path of SNAT),
 //!   so the FIB routes the real destination. New sessions that start from the outside are
 //!   made here: inbound through a mapping (filtering permitting), DNAT to a frontend's
-//!   backend, hairpin from the inside to an external mapping.
+//!   backend, hairpin from the inside to an external mapping or a forward.
 //! * `postrouting`, after TTL and MTU: applies the source half (SNAT), creating an SNAT
 //!   session for a new flow from an inside to an outside interface.
 //!
@@ -352,6 +352,12 @@ impl Shard {
             let Some(backend) = f.pick(self.rules.flow_hash(&flow)) else {
                 return Pre::Drop(Reason::NoBackend);
             };
+            if matches!(side, Side::Inside) {
+                // An inside host using the forward's external address ("NAT loopback"): a
+                // hairpin, so the backend sees (and answers) an external source, not an
+                // inside address it would reply to directly.
+                return self.hairpin(ip, p, backend, now);
+            }
             let reply = Flow {
                 proto: flow.proto,
                 src: backend.addr,

@@ -409,3 +409,87 @@ print(len(socks) - len(pending))
         ct["shards"][0]["by_class"]
     );
 }
+
+#[test]
+fn two_inside_hosts_with_the_same_echo_id_get_distinct_external_ids_and_their_own_replies() {
+    // RFC 5508 §3.1 / RFC 4787: ICMP query ids are mapped like ports; two inside hosts that
+    // pick the same id must not collide.
+    let t = TwoHosts::new(NAT, 1500);
+    for i in [10, 11] {
+        t.a.ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("192.0.2.{i}/24"),
+            "dev",
+            &t.tap_a,
+        ]);
+    }
+    let mut cap = Capture::start(&t.b, &t.tap_b, "icmp");
+    let out = scapy(
+        &t.a,
+        r#"
+import sys
+from scapy.all import IP, ICMP, sr, conf
+conf.verb = 0
+reqs = [IP(src="192.0.2.10", dst=sys.argv[1])/ICMP(id=0x1234, seq=1),
+        IP(src="192.0.2.11", dst=sys.argv[1])/ICMP(id=0x1234, seq=2)]
+ans, _ = sr(reqs, timeout=4, multi=True)
+ok = sorted("%s %d %d" % (r[IP].dst, r[ICMP].id, r[ICMP].seq) for _, r in ans if r[ICMP].type == 0)
+print(";".join(ok))
+"#,
+        &[B4],
+    );
+    assert_eq!(
+        out.trim(),
+        "192.0.2.10 4660 1;192.0.2.11 4660 2",
+        "each inside host got its own reply with its own id back"
+    );
+    let pcap = cap.stop().to_path_buf();
+    let rows = tshark(
+        &pcap,
+        "icmp.type == 8",
+        &["ip.src", "icmp.ident", "icmp.checksum.status"],
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r[0] == X && r[2] == "1"), "{rows:?}");
+    assert_ne!(rows[0][1], rows[1][1], "distinct external ids: {rows:?}");
+}
+
+#[test]
+fn hairpin_tcp_to_a_forwarded_port_arrives_from_the_external_address() {
+    // RFC 4787 REQ-9 / RFC 5382 REQ-8: an inside host reaching another inside service by its
+    // external address and port is hairpinned, and the service sees the external source.
+    let extra = format!(
+        "{NAT}\n[[nat.forward]]\nname = \"svc\"\nproto = \"tcp\"\nexternal = \"{X}:5001\"\nbackends = [\"192.0.2.10:5001\"]\n"
+    );
+    let t = TwoHosts::new(&extra, 1500);
+    t.a.ok(&["ip", "addr", "add", "192.0.2.10/24", "dev", &t.tap_a]);
+    let server = t.a.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s=socket.socket(); s.bind(('192.0.2.10', 5001)); s.listen(1); s.settimeout(8)\n\
+         c,p=s.accept(); c.sendall(('%s' % p[0]).encode()); c.close(); print(p[0])\n",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    // The client is the other inside address (A's own 192.0.2.2).
+    let seen_by_client = t.a.ok(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             c=socket.create_connection(('{X}', 5001), timeout=5, source_address=('{A4}', 0))\n\
+             print(c.recv(100).decode())\n"
+        ),
+    ]);
+    let out = server.wait_with_output().expect("server");
+    let seen_by_server = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(seen_by_server, X, "the service sees the external address");
+    assert_eq!(seen_by_client.trim(), X);
+    let rows = sessions(&t, &["port", "5001"]);
+    assert!(
+        rows.iter().any(|r| r["kind"] == "hairpin"),
+        "a hairpin session: {rows:?}"
+    );
+}
