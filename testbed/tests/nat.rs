@@ -493,3 +493,63 @@ fn hairpin_tcp_to_a_forwarded_port_arrives_from_the_external_address() {
         "a hairpin session: {rows:?}"
     );
 }
+
+#[test]
+fn a_full_session_table_answers_a_new_flow_with_icmp_admin_prohibited() {
+    // RFC 5508 §3 / RFC 4787: when no session can be created (every slot holds a replied
+    // flow, so nothing may be dropped early), the new flow's source gets ICMP 3/13.
+    let t = TwoHosts::new(&format!("{NAT}capacity = 16\n"), 1500);
+    let server = t.b.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7000)); s.settimeout(10)\n\
+         while True:\n    d,p=s.recvfrom(100); s.sendto(d,p)\n",
+    ]);
+    let _server = KillOnDrop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cap = Capture::start(&t.a, &t.tap_a, "icmp");
+    let out = scapy(
+        &t.a,
+        r#"
+import socket, sys
+socks = []
+for i in range(16):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+    s.bind(("", 41000 + i)); s.sendto(b"x", (sys.argv[1], 7000)); s.recvfrom(10)
+    socks.append(s)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 41999))
+s.sendto(b"one too many", (sys.argv[1], 7000))
+import time; time.sleep(1)
+print("16 answered")
+"#,
+        &[B4],
+    );
+    assert_eq!(out.trim(), "16 answered");
+    let pcap = cap.stop().to_path_buf();
+    let rows = tshark(
+        &pcap,
+        "icmp.type == 3 && icmp.code == 13",
+        &["ip.src", "ip.dst", "udp.srcport", "icmp.checksum.status"],
+    );
+    assert_eq!(rows.len(), 1, "one 3/13 for the 17th flow: {rows:?}");
+    // Outer header, then the quoted (untranslated) packet of the refused flow.
+    assert_eq!(
+        rows[0][0],
+        format!("{TERN_A4},{A4}"),
+        "from tern's inside address"
+    );
+    assert_eq!(rows[0][1], format!("{A4},{B4}"));
+    assert_eq!(rows[0][2], "41999", "quoting the refused flow");
+    assert_eq!(rows[0][3], "1", "ICMP checksum good");
+    assert!(t.tern.drop_count("nat_table_full") >= 1);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
