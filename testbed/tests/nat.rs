@@ -553,3 +553,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn too_big_with_df_gets_frag_needed_to_the_untranslated_source() {
+    // A DF packet too big for the outside link is answered with ICMP 3/4 and the next-hop
+    // MTU (RFC 1191), addressed to the inside host as it sent it (the check comes before
+    // SNAT), and the mapping keeps working for packets that fit.
+    let t = TwoHosts::new(NAT, 1400);
+    let mut cap = Capture::start(&t.a, &t.tap_a, "icmp");
+    let out = scapy(
+        &t.a,
+        r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER = IP_PMTUDISC_PROBE: DF, no local check
+s.bind(("", 42000))
+s.sendto(b"x" * 1472, (sys.argv[1], 7000))
+import time; time.sleep(0.5)
+s.sendto(b"small", (sys.argv[1], 7000))
+print("sent")
+"#,
+        &[B4],
+    );
+    assert_eq!(out.trim(), "sent");
+    let pcap = cap.stop().to_path_buf();
+    let rows = tshark(
+        &pcap,
+        "icmp.type == 3 && icmp.code == 4",
+        &["ip.dst", "icmp.mtu", "udp.srcport", "icmp.checksum.status"],
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0][0],
+        format!("{A4},{B4}"),
+        "to A, quoting A's own packet"
+    );
+    assert_eq!(rows[0][1], "1400", "the outside link's MTU");
+    assert_eq!(rows[0][2], "42000", "untranslated source port in the quote");
+    assert_eq!(rows[0][3], "1");
+    // The small datagram went out through the mapping of port 42000.
+    let rows = sessions(&t, &["port", "42000"]);
+    assert!(!rows.is_empty(), "the mapping is there: {rows:?}");
+}
