@@ -654,3 +654,120 @@ print(len(frags), d[:5].decode(), len(d), p[0])
         t.tern.ctl(&["show", "counters"])["events"]["nat_fragment_released"].as_u64() >= Some(1)
     );
 }
+
+/// A Linux router with nftables masquerade in place of tern: A — G — B with the same
+/// addresses as [`TwoHosts`] (G's outside address is X).
+struct KernelNat {
+    a: Netns,
+    b: Netns,
+    g: Netns,
+    tap_b: String,
+}
+
+impl KernelNat {
+    fn new() -> KernelNat {
+        let (a, b, g) = (Netns::new("ka"), Netns::new("kb"), Netns::new("kg"));
+        let (ga, gb) = (unique("kga"), unique("kgb"));
+        let (ta, tb) = (unique("kta"), unique("ktb"));
+        veth(&g, &ga, &a, &ta, 1);
+        veth(&g, &gb, &b, &tb, 1);
+        g.ok(&["ip", "link", "set", &ga, "up"]);
+        g.ok(&["ip", "link", "set", &gb, "up"]);
+        g.ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", &ga]);
+        g.ok(&["ip", "addr", "add", "203.0.113.1/24", "dev", &gb]);
+        g.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        g.ok(&[
+            "nft",
+            &format!(
+                "add table ip nat; \
+                 add chain ip nat post {{ type nat hook postrouting priority 100; }}; \
+                 add rule ip nat post oifname {gb} masquerade"
+            ),
+        ]);
+        host(
+            &a,
+            &ta,
+            "192.0.2.2/24",
+            "2001:db8:a::2/64",
+            Some((TERN_A4, TERN_A6)),
+            1500,
+        );
+        host(&b, &tb, "203.0.113.2/24", "2001:db8:b::2/64", None, 1500);
+        KernelNat { a, b, g, tap_b: tb }
+    }
+}
+
+/// The same stimuli through one gateway: what B saw of A's UDP (source address and port,
+/// for two destinations from one socket) and what an unsolicited SYN to the outside
+/// address got back within 3 s.
+fn nat_behaviour(a: &Netns, b: &Netns, tap_b: &str) -> (Vec<String>, String) {
+    let mut cap = Capture::start(b, tap_b, "udp or tcp or icmp");
+    let out = scapy(
+        a,
+        r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 44000))
+for port in (7000, 7001):
+    s.sendto(b"x", (sys.argv[1], port))
+print("sent")
+"#,
+        &[B4],
+    );
+    assert_eq!(out.trim(), "sent");
+    // An unsolicited SYN from B to X:44001 (nothing inside asked for it).
+    let syn = scapy(
+        b,
+        r#"
+import sys
+from scapy.all import IP, TCP, sr1, conf
+conf.verb = 0
+r = sr1(IP(dst=sys.argv[1])/TCP(sport=45000, dport=44001, flags="S"), timeout=3)
+if r is None: print("nothing")
+elif r.haslayer(TCP) and r[TCP].flags & 0x04: print("rst")
+elif r.haslayer("ICMP"): print("icmp %d/%d" % (r["ICMP"].type, r["ICMP"].code))
+else: print("other")
+"#,
+        &[X],
+    );
+    let pcap = cap.stop().to_path_buf();
+    let udp: Vec<String> = tshark(
+        &pcap,
+        "!icmp && (udp.dstport == 7000 || udp.dstport == 7001)",
+        &["ip.src", "udp.srcport"],
+    )
+    .into_iter()
+    .map(|r| r.join(":"))
+    .collect();
+    (udp, syn.trim().to_string())
+}
+
+#[test]
+fn side_by_side_with_linux_nftables_masquerade() {
+    let t = TwoHosts::new(NAT, 1500);
+    let (tern_udp, tern_syn) = nat_behaviour(&t.a, &t.b, &t.tap_b);
+    let k = KernelNat::new();
+    let (kernel_udp, kernel_syn) = nat_behaviour(&k.a, &k.b, &k.tap_b);
+
+    // Where they must agree: the outside sees the external address, the inside port is
+    // kept when free, and one inside socket has one external port for both destinations
+    // (endpoint-independent mapping, RFC 4787 REQ-1).
+    let expected = vec![format!("{X}:44000"), format!("{X}:44000")];
+    assert_eq!(tern_udp, expected, "tern");
+    assert_eq!(kernel_udp, expected, "kernel");
+
+    // Where tern follows RFC 5382 REQ-4 and the kernel does not: an unsolicited SYN is held
+    // silently for 6 s by tern (nothing within 3 s), the kernel answers with a RST at once.
+    assert_eq!(tern_syn, "nothing", "tern holds an unsolicited SYN");
+    assert_eq!(kernel_syn, "rst", "the kernel resets it immediately");
+
+    // And the UDP mapping timer: RFC 4787 REQ-5 wants at least 120 s (tern: 300 s); the
+    // kernel drops an unreplied UDP entry after nf_conntrack_udp_timeout.
+    let kernel_udp_timeout: u64 =
+        k.g.ok(&["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"])
+            .trim()
+            .parse()
+            .expect("a number");
+    assert!(kernel_udp_timeout < 120, "kernel: {kernel_udp_timeout} s");
+    let shown = t.tern.ctl(&["show", "nat"]);
+    assert_eq!(shown["timeouts_s"]["udp"], 300, "{shown}");
+}
