@@ -112,6 +112,16 @@ impl Drop for Netns {
     }
 }
 
+/// A child process (a test's server) killed and reaped when the test ends, also on panic.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `tern` binary next to the test executable (`target/<profile>/tern`), or `$TERN_BIN`.
 pub fn tern_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TERN_BIN") {

@@ -87,12 +87,3 @@ fn two_workers_each_take_their_queue_of_a_two_queue_link() {
         "both workers received frames: {workers}"
     );
 }
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

@@ -545,15 +545,6 @@ print("16 answered")
     assert!(t.tern.drop_count("nat_table_full") >= 1);
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn too_big_with_df_gets_frag_needed_to_the_untranslated_source() {
     // A DF packet too big for the outside link is answered with ICMP 3/4 and the next-hop
