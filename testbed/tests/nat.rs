@@ -762,3 +762,54 @@ fn side_by_side_with_linux_nftables_masquerade() {
     let shown = t.tern.ctl(&["show", "nat"]);
     assert_eq!(shown["timeouts_s"]["udp"], 300, "{shown}");
 }
+
+#[test]
+fn an_icmp_error_neither_kills_nor_moves_the_mapping() {
+    // RFC 5508 §2.2 / RFC 4787 REQ-11: an ICMP error about a flow is translated to the
+    // inside host, but the mapping and its session stay: the next datagram from the same
+    // socket leaves from the same external port.
+    let t = TwoHosts::new(NAT, 1500);
+    let mut at_a = Capture::start(&t.a, &t.tap_a, "icmp");
+    let mut at_b = Capture::start(&t.b, &t.tap_b, "udp and not icmp");
+    let out = scapy(
+        &t.a,
+        r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 46000))
+s.sendto(b"first", (sys.argv[1], 7009))   # closed: B answers port unreachable
+time.sleep(0.5)
+s.sendto(b"second", (sys.argv[1], 7009))
+time.sleep(0.3)
+print("sent")
+"#,
+        &[B4],
+    );
+    assert_eq!(out.trim(), "sent");
+    let at_a = at_a.stop().to_path_buf();
+    let at_b = at_b.stop().to_path_buf();
+    let errors = tshark(
+        &at_a,
+        "icmp.type == 3 && icmp.code == 3",
+        &["ip.dst", "udp.srcport", "icmp.checksum.status"],
+    );
+    assert!(!errors.is_empty(), "the error reached A");
+    assert!(
+        errors
+            .iter()
+            .all(|r| r[0] == format!("{A4},{B4}") && r[1] == "46000" && r[2] == "1"),
+        "translated to A, quoting A's own port, checksum good: {errors:?}"
+    );
+    let sources: Vec<String> = tshark(&at_b, "udp.dstport == 7009", &["ip.src", "udp.srcport"])
+        .into_iter()
+        .map(|r| r.join(":"))
+        .collect();
+    assert_eq!(
+        sources,
+        [format!("{X}:46000"), format!("{X}:46000")],
+        "both datagrams from the same external port"
+    );
+    assert!(
+        !sessions(&t, &["port", "46000"]).is_empty(),
+        "the session lives on"
+    );
+}
