@@ -813,3 +813,60 @@ print("sent")
         "the session lives on"
     );
 }
+
+#[test]
+fn tcp_simultaneous_open_through_the_nat() {
+    // RFC 5382 REQ-2/REQ-4: B connects to A's (future) external endpoint first — its SYN is
+    // held — then A connects out from that port; tern drops the held SYN silently, and the
+    // two SYNs crossing make one connection (TCP simultaneous open).
+    let t = TwoHosts::new(NAT, 1500);
+    let b_side = t.b.spawn(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{B4}', 47001)); s.settimeout(15)\n\
+             s.connect(('{X}', 47000)); s.sendall(b'from b'); print(s.recv(100).decode())\n"
+        ),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let a_side = t.a.ok(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{A4}', 47000)); s.settimeout(15)\n\
+             s.connect(('{B4}', 47001)); s.sendall(b'from a'); print(s.recv(100).decode())\n"
+        ),
+    ]);
+    let b_out = b_side.wait_with_output().expect("b");
+    assert_eq!(a_side.trim(), "from b", "A got B's data");
+    assert_eq!(
+        String::from_utf8_lossy(&b_out.stdout).trim(),
+        "from a",
+        "B got A's data: {}",
+        String::from_utf8_lossy(&b_out.stderr)
+    );
+    // One session, A's, mapped to X:47000 (closing now: both ends have sent their FIN).
+    let rows = sessions(&t, &["port", "47000"]);
+    assert!(
+        rows.len() == 1
+            && rows[0]["orig_src"] == format!("{A4}:47000")
+            && rows[0]["reply_dst"] == format!("{X}:47000"),
+        "{rows:?}"
+    );
+    // Past the 6 s hold: the held SYN was dropped silently when A's SYN went out, so no
+    // ICMP 3/3 ever follows.
+    std::thread::sleep(Duration::from_millis(6500));
+    let events = &t.tern.ctl(&["show", "counters"])["events"];
+    assert!(
+        events["nat_held"].as_u64() >= Some(1),
+        "B's first SYN was held: {events}"
+    );
+    assert_eq!(
+        events["nat_syn_answered"], 0,
+        "and never answered with ICMP: {events}"
+    );
+}
