@@ -108,6 +108,7 @@ pub struct Worker {
     polls: u32,
     /// What the worker sleeps on: one entry per queue that has a descriptor.
     poll_fds: Vec<libc::pollfd>,
+    route_scratch: route::Scratch,
 }
 
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
@@ -151,6 +152,7 @@ impl Worker {
             tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
             fragments: Vec::with_capacity(64),
             poll_fds,
+            route_scratch: route::Scratch::default(),
             nat,
             nat_requests,
             polls: 0,
@@ -247,7 +249,12 @@ impl Worker {
         if let Some(nat) = &mut self.nat {
             nat.prerouting(&mut frames[..n], &mut self.meta[..n], port, &mut self.stats);
         }
-        route::burst(&mut self.meta[..n], &self.fib4, &self.fib6);
+        route::burst(
+            &mut self.meta[..n],
+            &self.fib4,
+            &self.fib6,
+            &mut self.route_scratch,
+        );
         for (i, frame) in frames.drain(..).enumerate() {
             let meta = self.meta.get(i).copied().unwrap_or_default();
             self.dispatch(frame, meta);

@@ -2,38 +2,49 @@
 
 use super::{Class, Meta};
 
-pub fn burst(meta: &mut [Meta], fib4: &lpm::Fib4Reader, fib6: &lpm::Fib6Reader) {
-    const MAX: usize = 256;
-    let mut keys4 = [0u32; MAX];
-    let mut at4 = [0u8; MAX];
-    let mut keys6 = [0u128; MAX];
-    let mut at6 = [0u8; MAX];
-    let (mut n4, mut n6) = (0, 0);
+/// The stage's working space, kept by the worker so a burst does not zero kilobytes of
+/// stack arrays it only partly uses.
+#[derive(Default)]
+pub struct Scratch {
+    keys4: Vec<u32>,
+    at4: Vec<u8>,
+    keys6: Vec<u128>,
+    at6: Vec<u8>,
+    out: Vec<u32>,
+}
+
+/// Bursts are at most this long (the worker caps them).
+const MAX: usize = 256;
+
+pub fn burst(meta: &mut [Meta], fib4: &lpm::Fib4Reader, fib6: &lpm::Fib6Reader, s: &mut Scratch) {
+    s.keys4.clear();
+    s.at4.clear();
+    s.keys6.clear();
+    s.at6.clear();
     for (i, m) in meta.iter().enumerate().take(MAX) {
         match m.class {
             Class::V4 { dst } => {
-                keys4[n4] = dst;
-                at4[n4] = i as u8;
-                n4 += 1;
+                s.keys4.push(dst);
+                s.at4.push(i as u8);
             }
             Class::V6 { dst } => {
-                keys6[n6] = dst;
-                at6[n6] = i as u8;
-                n6 += 1;
+                s.keys6.push(dst);
+                s.at6.push(i as u8);
             }
             _ => {}
         }
     }
-    let mut out = [0u32; MAX];
-    if n4 > 0 {
-        fib4.lookup_keys(&keys4[..n4], &mut out[..n4]);
-        for (&i, &nh) in at4[..n4].iter().zip(&out[..n4]) {
+    if !s.keys4.is_empty() {
+        s.out.resize(s.keys4.len(), 0);
+        fib4.lookup_keys(&s.keys4, &mut s.out);
+        for (&i, &nh) in s.at4.iter().zip(&s.out) {
             meta[i as usize].next_hop = nh;
         }
     }
-    if n6 > 0 {
-        fib6.lookup_keys(&keys6[..n6], &mut out[..n6]);
-        for (&i, &nh) in at6[..n6].iter().zip(&out[..n6]) {
+    if !s.keys6.is_empty() {
+        s.out.resize(s.keys6.len(), 0);
+        fib6.lookup_keys(&s.keys6, &mut s.out);
+        for (&i, &nh) in s.at6.iter().zip(&s.out) {
             meta[i as usize].next_hop = nh;
         }
     }
