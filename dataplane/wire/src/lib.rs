@@ -24,11 +24,13 @@ pub mod eth {
         f[0..6].copy_from_slice(dst);
         f[6..12].copy_from_slice(src);
     }
+    #[inline]
     pub fn src(f: &[u8]) -> super::Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&f[6..12]);
         m
     }
+    #[inline]
     pub fn dst(f: &[u8]) -> super::Mac {
         let mut m = [0; 6];
         m.copy_from_slice(&f[0..6]);
@@ -109,6 +111,7 @@ pub mod ipv4 {
     pub fn total_len(h: &[u8]) -> usize {
         u16::from_be_bytes([h[2], h[3]]) as usize
     }
+    #[inline]
     pub fn ident(h: &[u8]) -> u16 {
         u16::from_be_bytes([h[4], h[5]])
     }
@@ -132,10 +135,12 @@ pub mod ipv4 {
     pub fn dst_bits(h: &[u8]) -> u32 {
         u32::from_be_bytes([h[16], h[17], h[18], h[19]])
     }
+    #[inline]
     pub fn dst(h: &[u8]) -> Ipv4Addr {
         Ipv4Addr::from_bits(dst_bits(h))
     }
     /// True for a fragment other than the first (offset ≠ 0).
+    #[inline]
     pub fn is_later_fragment(h: &[u8]) -> bool {
         flags_frag(h) & OFFSET_MASK != 0
     }
@@ -211,11 +216,13 @@ pub mod ipv6 {
     pub fn hop_limit(h: &[u8]) -> u8 {
         h[7]
     }
+    #[inline]
     pub fn src(h: &[u8]) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&h[8..24]);
         Ipv6Addr::from(a)
     }
+    #[inline]
     pub fn dst(h: &[u8]) -> Ipv6Addr {
         let mut a = [0u8; 16];
         a.copy_from_slice(&h[24..40]);
@@ -277,6 +284,7 @@ pub mod icmp4 {
     pub const CODE_ADMIN_PROHIBITED: u8 = 13;
 
     /// ICMP types that are errors: never answered with another error (RFC 1812 §4.3.2.7).
+    #[inline]
     pub fn is_error(t: u8) -> bool {
         matches!(t, 3 | 4 | 5 | 11 | 12)
     }
@@ -297,6 +305,7 @@ pub mod icmp6 {
     pub const OPT_TARGET_LL: u8 = 2;
 
     /// Error messages have types below 128 (RFC 4443 §2.1).
+    #[inline]
     pub fn is_error(t: u8) -> bool {
         t < 128
     }
