@@ -69,12 +69,6 @@ impl Frame {
         self.len == 0
     }
 
-    /// Offset of the data in the chunk (AF_XDP descriptors carry chunk + offset).
-    #[inline(always)]
-    pub fn head(&self) -> usize {
-        self.head as usize
-    }
-
     /// Resets to an empty frame at the standard headroom.
     #[inline(always)]
     pub fn reset(&mut self) {

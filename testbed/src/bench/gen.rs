@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use dataplane::wire::{checksum, eth};
@@ -54,42 +54,20 @@ pub fn udp_frame(spec: &Spec, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
     f
 }
 
+/// The interface's send-only packet socket, with the qdisc bypassed (straight to the driver).
 fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {
-    let ifindex = dataplane::io::netdev::index(ifname)?;
-    // Protocol 0: send only, nothing is queued for reception.
-    // SAFETY: a new socket, owned below.
-    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor just created.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = dataplane::io::netdev::packet_socket(dataplane::io::netdev::index(ifname)?)?;
     let one: libc::c_int = 1;
     // SAFETY: an int option of the size passed.
     unsafe {
         libc::setsockopt(
-            raw,
+            fd.as_raw_fd(),
             libc::SOL_PACKET,
             PACKET_QDISC_BYPASS,
             (&one as *const libc::c_int).cast(),
             4,
         )
     };
-    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: a sockaddr_ll of the size passed.
-    let r = unsafe {
-        libc::bind(
-            raw,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
     Ok(fd)
 }
 

@@ -330,7 +330,6 @@ pub struct Dut {
     /// The interfaces the generator sends on and the sink counts on.
     pub gen_if: &'static str,
     sink_chain: Option<String>,
-    config: Option<PathBuf>,
 }
 
 /// One snapshot of the counters a trial subtracts.
@@ -386,7 +385,6 @@ impl Dut {
             socket: None,
             gen_if: "gen0",
             sink_chain: None,
-            config: None,
         };
         match mode {
             Mode::Kernel => {
@@ -487,7 +485,6 @@ impl Dut {
                     .spawn()
                     .map_err(|e| format!("tern: {e}"))?;
                 dut.process = Some(child);
-                dut.config = Some(config);
                 wait_for(Duration::from_secs(60), || {
                     dataplane::ctl::request(&socket, &["show".into(), "interfaces".into()]).is_ok()
                 })

@@ -131,29 +131,31 @@ pub fn ratios(rows: &[Row]) -> Vec<(String, Option<f64>, Option<f64>)> {
         .collect()
 }
 
+/// "median (min–max)", scaled, with `prec` decimals.
+fn spread_text(s: &Spread, scale: f64, prec: usize) -> String {
+    format!(
+        "{:.p$} ({:.p$}–{:.p$})",
+        s.median * scale,
+        s.min * scale,
+        s.max * scale,
+        p = prec
+    )
+}
+
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
         "{:<14} {:<11} {:>9} {:>24} {:>22} {:>26}\n",
         "series", "mode", "offered", "forwarded Mpps", "loss %", "DUT CPU ns/packet"
     );
-    let s3 = |s: &Spread, scale: f64, prec: usize| {
-        format!(
-            "{:.p$} ({:.p$}–{:.p$})",
-            s.median * scale,
-            s.min * scale,
-            s.max * scale,
-            p = prec
-        )
-    };
     for r in rows {
         out += &format!(
             "{:<14} {:<11} {:>9.3} {:>24} {:>22} {:>26}\n",
             r.series,
             r.mode.name(),
             r.offered_mpps.median,
-            s3(&r.mpps, 1.0, 3),
-            s3(&r.loss, 100.0, 2),
-            s3(&r.ns, 1.0, 0)
+            spread_text(&r.mpps, 1.0, 3),
+            spread_text(&r.loss, 100.0, 2),
+            spread_text(&r.ns, 1.0, 0)
         );
     }
     for (s, vs_floor, vs_kernel) in ratios(rows) {
@@ -169,15 +171,6 @@ pub fn table(rows: &[Row]) -> String {
 
 /// The same as [`table`], as a Markdown table ready for BENCHMARKS.md, with the command.
 pub fn markdown(rows: &[Row], command: &str) -> String {
-    let s3 = |s: &Spread, scale: f64, prec: usize| {
-        format!(
-            "{:.p$} ({:.p$}–{:.p$})",
-            s.median * scale,
-            s.min * scale,
-            s.max * scale,
-            p = prec
-        )
-    };
     let mut out = format!(
         "`{command}`\n\n| series | mode | offered Mpps | forwarded Mpps | loss % | DUT CPU ns/packet |\n|---|---|---|---|---|---|\n"
     );
@@ -187,9 +180,9 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
             r.series,
             r.mode.name(),
             r.offered_mpps.median,
-            s3(&r.mpps, 1.0, 3),
-            s3(&r.loss, 100.0, 2),
-            s3(&r.ns, 1.0, 0)
+            spread_text(&r.mpps, 1.0, 3),
+            spread_text(&r.loss, 100.0, 2),
+            spread_text(&r.ns, 1.0, 0)
         );
     }
     out += "\n";

@@ -514,29 +514,7 @@ pub struct XdpTx {
 
 impl XdpTx {
     fn open(ifindex: u32, sockets: Vec<OwnedFd>, mode: Mode) -> io::Result<XdpTx> {
-        // Protocol 0: the socket sends only and never queues received frames.
-        // SAFETY: a new packet socket, owned below.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the descriptor just created.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: binding to a sockaddr_ll of the size passed.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = netdev::packet_socket(ifindex)?;
         Ok(XdpTx { fd, sockets, mode })
     }
 
