@@ -146,6 +146,7 @@ impl BenchWorker {
             icmp_rate: 100,
             icmp_burst: 50,
             nat: None,
+            host: None,
         });
         BenchWorker {
             worker,

@@ -35,6 +35,9 @@ pub struct Config {
     pub tunnels: Vec<tunnels::Spec>,
     pub nat: Option<NatConfig>,
     pub socket: PathBuf,
+    /// Whether each port gets a kernel host interface (see `io::host`): on by default when
+    /// BGP is configured, which needs the kernel's TCP.
+    pub host_interfaces: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,7 @@ struct RawDataplane {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<String>,
+    host_interfaces: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -615,6 +619,7 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
+            host_interfaces: raw.control.host_interfaces.unwrap_or(false),
         })
     }
 }

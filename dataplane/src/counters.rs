@@ -259,6 +259,8 @@ pub enum Event {
     NdpReplied,
     EchoReplied,
     Punted,
+    /// Handed to the kernel through a host interface (see `io::host`).
+    ToHost,
     TunnelDecapsulated,
     TunnelEncapsulated,
     TunnelIcmpRelayed,
@@ -274,7 +276,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 18] = [
         Event::Forwarded,
         Event::Fragmented,
         Event::FragmentsSent,
@@ -284,6 +286,7 @@ impl Event {
         Event::NdpReplied,
         Event::EchoReplied,
         Event::Punted,
+        Event::ToHost,
         Event::TunnelDecapsulated,
         Event::TunnelEncapsulated,
         Event::TunnelIcmpRelayed,
@@ -304,6 +307,7 @@ impl Event {
             Event::NdpReplied => "ndp_replied",
             Event::EchoReplied => "echo_replied",
             Event::Punted => "punted",
+            Event::ToHost => "to_host",
             Event::TunnelDecapsulated => "tunnel_decapsulated",
             Event::TunnelEncapsulated => "tunnel_encapsulated",
             Event::TunnelIcmpRelayed => "tunnel_icmp_relayed",

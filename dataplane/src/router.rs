@@ -12,6 +12,7 @@ use crate::config::{masquerade_address, Backend, Config};
 use crate::conntrack::{NatControl, NatRequest};
 use crate::control::{Control, ControlMsg};
 use crate::counters::WorkerCounters;
+use crate::io::host::HostInterfaces;
 use crate::io::memory::MemoryPort;
 use crate::io::{tap, xdp, PortQueue, PortTx};
 use crate::pipeline::PortInfo;
@@ -145,6 +146,7 @@ impl Router {
         let counters: Vec<Arc<WorkerCounters>> = (0..config.workers)
             .map(|_| Arc::new(WorkerCounters::new(ports.len() + config.tunnels.len())))
             .collect();
+        let host_senders = senders.clone();
         let control = Control::new(
             config,
             ports.clone(),
@@ -160,6 +162,20 @@ impl Router {
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let host = if config.host_interfaces {
+            let host = Arc::new(
+                HostInterfaces::create(&ports)
+                    .map_err(|e| format!("cannot create the host interfaces: {e}"))?,
+            );
+            threads.push(
+                host.spawn_reader(host_senders, stop.clone())
+                    .map_err(|e| e.to_string())?,
+            );
+            tracing::info!(interfaces = ?host.names(), "host interfaces up");
+            Some(host)
+        } else {
+            None
+        };
         for (id, (queues, pool)) in queues.into_iter().zip(pools).enumerate() {
             let setup = WorkerSetup {
                 id,
@@ -178,6 +194,7 @@ impl Router {
                 icmp_rate: config.icmp_rate,
                 icmp_burst: config.icmp_burst,
                 nat: nat_stages.get_mut(id).and_then(Option::take),
+                host: host.clone(),
             };
             let stop = stop.clone();
             let core = setup.core;

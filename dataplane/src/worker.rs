@@ -18,6 +18,7 @@ use crate::conntrack::NatRequest;
 use crate::control::ControlMsg;
 use crate::counters::{Drop, Event, Local, WorkerCounters};
 use crate::idle::Idle;
+use crate::io::host::HostInterfaces;
 use crate::io::PortQueue;
 use crate::pipeline::icmp::{self, Limiter};
 use crate::pipeline::local::{self, Outcome};
@@ -81,6 +82,8 @@ pub struct WorkerSetup {
     pub icmp_burst: u32,
     /// The NAT stage and the mailbox the control plane reaches its shard through.
     pub nat: Option<(nat::Stage, Receiver<NatRequest>)>,
+    /// The kernel's side of the ports, for traffic to tern's addresses it does not serve.
+    pub host: Option<Arc<HostInterfaces>>,
 }
 
 pub struct Worker {
@@ -104,6 +107,7 @@ pub struct Worker {
     fragments: Vec<Frame>,
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
+    host: Option<Arc<HostInterfaces>>,
     /// Polls so far (wrapping), to space out the idle chores.
     polls: u32,
     /// What the worker sleeps on: one entry per queue that has a descriptor.
@@ -155,6 +159,7 @@ impl Worker {
             route_scratch: route::Scratch::default(),
             nat,
             nat_requests,
+            host: s.host,
             polls: 0,
         }
     }
@@ -267,6 +272,7 @@ impl Worker {
             Class::Drop(reason) => self.drop(frame, reason),
             Class::Arp => {
                 let (outcome, learned) = local::arp(&mut frame, &self.ports[in_port as usize]);
+                self.share_learned(&frame, &outcome, learned);
                 self.learn(in_port, learned);
                 self.local_outcome(frame, outcome);
             }
@@ -314,8 +320,17 @@ impl Worker {
     fn local_v6(&mut self, mut frame: Frame) {
         let port = frame.port;
         let (outcome, learned) = local::ipv6(&mut frame, &self.ports[port as usize]);
+        self.share_learned(&frame, &outcome, learned);
         self.learn(frame.port, learned);
         self.local_outcome(frame, outcome);
+    }
+
+    /// An ARP reply or neighbour advertisement tern learned from goes to the kernel too,
+    /// which resolves its peers with its own requests (see `io::host`).
+    fn share_learned(&mut self, frame: &Frame, outcome: &Outcome, learned: local::Learned) {
+        if let (Some(host), Outcome::Consumed, Some(_)) = (&self.host, outcome, learned) {
+            host.deliver(frame.port, frame.data());
+        }
     }
 
     fn hop(&self, next_hop: u32, frame: &Frame) -> Hop {
@@ -545,7 +560,20 @@ impl Worker {
                 self.stats.event(Event::EchoReplied);
                 self.send_originated(frame);
             }
-            Outcome::PortUnreachable => {
+            Outcome::ToHost { unreachable } => {
+                if self
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.deliver(frame.port, frame.data()))
+                {
+                    self.stats.event(Event::ToHost);
+                    self.pool.free(frame);
+                    return;
+                }
+                if !unreachable {
+                    self.drop(frame, Drop::LocalUnhandled);
+                    return;
+                }
                 if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
                     self.icmp_error(
                         &frame,

@@ -2,6 +2,7 @@
 //! AF_XDP socket); the control thread sends its few frames (ARP requests, held packets)
 //! through a [`PortTx`].
 
+pub mod host;
 pub mod memory;
 pub mod netdev;
 pub mod pcap;

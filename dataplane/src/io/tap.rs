@@ -57,6 +57,11 @@ pub struct TapQueue {
 
 impl TapQueue {
     /// A second handle on the same queue, for the control plane's occasional sends.
+    /// The queue's descriptor, for users that are not a worker (host interfaces).
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
     pub fn sender(&self) -> std::io::Result<TapTx> {
         Ok(TapTx {
             file: self.file.try_clone()?,

@@ -15,8 +15,12 @@ pub enum Outcome {
     ReplyOnPort,
     /// Route the (rewritten) frame: an IP reply.
     ReplyRouted,
-    /// Answer with an ICMP/ICMPv6 port unreachable about this packet.
-    PortUnreachable,
+    /// For a service on tern's address (TCP, UDP, ICMP other than echo): the kernel's, through
+    /// the host interface when there is one; otherwise refused with a port unreachable
+    /// (`unreachable`) or dropped.
+    ToHost {
+        unreachable: bool,
+    },
     /// Nothing to send.
     Consumed,
     Drop(Drop),
@@ -65,7 +69,8 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
                 return Outcome::Drop(Drop::IcmpMalformed);
             }
             if msg[0] != icmp4::ECHO_REQUEST {
-                return Outcome::Consumed;
+                // Errors about the kernel's own connections (PMTU, unreachable) are its.
+                return Outcome::ToHost { unreachable: false };
             }
             let (src, dst) = (ipv4::src(ip), ipv4::dst(ip));
             ip[12..16].copy_from_slice(&dst.octets());
@@ -79,7 +84,8 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
             msg[2..4].copy_from_slice(&c.to_be_bytes());
             Outcome::ReplyRouted
         }
-        ipv4::PROTO_UDP => Outcome::PortUnreachable,
+        ipv4::PROTO_UDP => Outcome::ToHost { unreachable: true },
+        ipv4::PROTO_TCP => Outcome::ToHost { unreachable: false },
         _ => Outcome::Drop(Drop::LocalUnhandled),
     }
 }
@@ -96,7 +102,8 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
     match ipv6::next_header(ip) {
         ipv6::NEXT_ICMP => {}
         // UDP to us: a traceroute probe wants its port unreachable.
-        17 if !dst.is_multicast() => return (Outcome::PortUnreachable, None),
+        17 if !dst.is_multicast() => return (Outcome::ToHost { unreachable: true }, None),
+        6 if !dst.is_multicast() => return (Outcome::ToHost { unreachable: false }, None),
         _ => return (Outcome::Drop(Drop::LocalUnhandled), None),
     }
     let msg = &ip[ipv6::LEN..total];
@@ -138,6 +145,8 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
             let mac = link_layer_option(&msg[24..], icmp6::OPT_TARGET_LL).unwrap_or(eth_src);
             (Outcome::Consumed, Some((IpAddr::V6(target), mac)))
         }
+        // Router advertisements, MLD, errors: the kernel's business.
+        _ if !dst.is_multicast() => (Outcome::ToHost { unreachable: false }, None),
         _ => (Outcome::Consumed, None),
     }
 }
