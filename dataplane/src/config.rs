@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::buf::MAX_FRAME;
 
+mod bgp;
 mod nat;
 use crate::wire::Mac;
 pub use nat::{masquerade_address, NatConfig};
@@ -38,6 +39,7 @@ pub struct Config {
     /// Whether each port gets a kernel host interface (see `io::host`): on by default when
     /// BGP is configured, which needs the kernel's TCP.
     pub host_interfaces: bool,
+    pub bgp: Option<bgp_glue::BgpConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,7 @@ struct RawConfig {
     #[serde(default)]
     tunnel: Vec<RawTunnel>,
     nat: Option<nat::RawNat>,
+    bgp: Option<bgp::RawBgp>,
 }
 
 #[derive(Deserialize, Default)]
@@ -601,6 +604,10 @@ impl Config {
                 Some(nat::parse(n, (workers, span), &interfaces, &tunnels, &at)?)
             }
         };
+        let bgp = match &raw.bgp {
+            None => None,
+            Some(b) => Some(bgp::parse(b, &at)?),
+        };
         Ok(Config {
             nat,
             workers,
@@ -619,7 +626,8 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
-            host_interfaces: raw.control.host_interfaces.unwrap_or(false),
+            host_interfaces: raw.control.host_interfaces.unwrap_or(bgp.is_some()),
+            bgp,
         })
     }
 }

@@ -53,6 +53,8 @@ pub enum ControlMsg {
         ip: IpAddr,
         mac: Mac,
     },
+    /// A batch of route changes from BGP.
+    Bgp(Vec<bgp_glue::Change>),
     /// A `tern ctl` request; the words after `tern ctl`.
     Ctl {
         words: Vec<String>,
@@ -108,6 +110,26 @@ pub struct Control {
     stats: ControlStats,
     /// The NAT rules and the workers' shard mailboxes, when NAT is configured.
     pub nat: Option<crate::conntrack::NatControl>,
+    /// BGP routes: prefix → (source, next hops); the next-hop sets they share.
+    bgp_routes: HashMap<IpNet, (Source, Arc<[IpAddr]>), ahash::RandomState>,
+    bgp_groups: HashMap<Arc<[IpAddr]>, NextHopGroup>,
+}
+
+/// The adjacency BGP routes with the same next hops share: a neighbour's own adjacency for
+/// one on-link next hop, an ECMP adjacency for several, none for a next hop resolved
+/// recursively through the FIB.
+struct NextHopGroup {
+    via: GroupVia,
+    users: usize,
+}
+
+#[derive(Clone, Copy)]
+enum GroupVia {
+    /// A neighbour's adjacency (not owned by the group).
+    Neighbor(u32),
+    /// An ECMP adjacency the group owns.
+    Ecmp(u32),
+    Recursive(IpAddr),
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +176,8 @@ impl Control {
             pool: Pool::new(64),
             stats: ControlStats::default(),
             nat: None,
+            bgp_routes: HashMap::default(),
+            bgp_groups: HashMap::new(),
         };
         for (index, port) in ports.iter().enumerate() {
             let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
@@ -226,6 +250,13 @@ impl Control {
         match msg {
             ControlMsg::Resolve { port, ip, frame } => self.resolve(port, ip, frame),
             ControlMsg::Learned { port, ip, mac } => self.learned(port, ip, mac),
+            ControlMsg::Bgp(changes) => {
+                for change in changes {
+                    if let Err(e) = self.apply_bgp(change) {
+                        tracing::warn!("BGP route not installed: {e}");
+                    }
+                }
+            }
             ControlMsg::Ctl { words, reply } => {
                 let _ = reply.send(self.ctl(&words));
             }
@@ -398,6 +429,121 @@ impl Control {
                 n.gateway_of = n.gateway_of.saturating_sub(1);
             }
         }
+        Ok(())
+    }
+
+    /// Installs, replaces or removes one BGP route.
+    fn apply_bgp(&mut self, change: bgp_glue::Change) -> Result<(), String> {
+        match change {
+            bgp_glue::Change::Set {
+                prefix,
+                next_hops,
+                ebgp,
+            } => {
+                let source = if ebgp { Source::Ebgp } else { Source::Ibgp };
+                let hops: Arc<[IpAddr]> = next_hops.into();
+                let via = self.join_group(&hops)?;
+                let result = match via {
+                    GroupVia::Neighbor(a) | GroupVia::Ecmp(a) => self.add(prefix, source, a),
+                    GroupVia::Recursive(gw) => self.add_recursive(prefix, source, gw),
+                };
+                let old = self.bgp_routes.insert(prefix, (source, hops.clone()));
+                if let Some((old_source, old_hops)) = old {
+                    if old_source != source {
+                        self.remove(prefix, old_source)?;
+                    }
+                    self.leave_group(&old_hops);
+                }
+                if result.is_err() {
+                    self.bgp_routes.remove(&prefix);
+                    self.leave_group(&hops);
+                }
+                result
+            }
+            bgp_glue::Change::Remove { prefix } => {
+                if let Some((source, hops)) = self.bgp_routes.remove(&prefix) {
+                    self.remove(prefix, source)?;
+                    self.leave_group(&hops);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The shared adjacency for a next-hop set, created on first use.
+    fn join_group(&mut self, hops: &Arc<[IpAddr]>) -> Result<GroupVia, String> {
+        if let Some(g) = self.bgp_groups.get_mut(hops) {
+            g.users += 1;
+            return Ok(g.via);
+        }
+        let mut members = Vec::new();
+        for gw in hops.iter() {
+            if let Some(port) = self.port_for(*gw) {
+                let n = self.neighbor(port, *gw)?;
+                n.gateway_of += 1;
+                let adjacency = n.adjacency;
+                self.ensure_host_route(*gw)?;
+                members.push(adjacency);
+            }
+        }
+        let via = match (members.as_slice(), hops.first()) {
+            ([one], _) => GroupVia::Neighbor(*one),
+            ([], Some(gw)) => GroupVia::Recursive(*gw),
+            ([], None) => return Err("a BGP route without next hop".into()),
+            (many, _) => GroupVia::Ecmp(self.allocate(Adjacency::Ecmp(many.to_vec()))?),
+        };
+        self.bgp_groups
+            .insert(hops.clone(), NextHopGroup { via, users: 1 });
+        Ok(via)
+    }
+
+    fn leave_group(&mut self, hops: &Arc<[IpAddr]>) {
+        let Some(g) = self.bgp_groups.get_mut(hops) else {
+            return;
+        };
+        g.users -= 1;
+        if g.users > 0 {
+            return;
+        }
+        let via = g.via;
+        self.bgp_groups.remove(hops);
+        if let GroupVia::Ecmp(a) = via {
+            self.release(a);
+        }
+        for gw in hops.iter() {
+            if let Some(n) = self.neighbors.get_mut(gw) {
+                n.gateway_of = n.gateway_of.saturating_sub(1);
+            }
+        }
+    }
+
+    fn add_recursive(&mut self, net: IpNet, source: Source, gw: IpAddr) -> Result<(), String> {
+        let distance = source.default_distance();
+        let result = match (net, gw) {
+            (IpNet::V4(n), IpAddr::V4(g)) => self.rib4.add(
+                n,
+                Route {
+                    source,
+                    distance,
+                    via: Via::Recursive(g),
+                },
+            ),
+            (IpNet::V6(n), IpAddr::V6(g)) => self.rib6.add(
+                n,
+                Route {
+                    source,
+                    distance,
+                    via: Via::Recursive(g),
+                },
+            ),
+            _ => {
+                return Err(format!(
+                    "{net}: next hop {gw} of the other family is not resolvable"
+                ))
+            }
+        };
+        result.map_err(|e| e.to_string())?;
+        self.restack_tunnels();
         Ok(())
     }
 

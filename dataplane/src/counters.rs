@@ -367,9 +367,15 @@ pub struct WorkerCounters {
     drops: [AtomicU64; DROP_REASONS],
     events: [AtomicU64; EVENTS],
     ports: Vec<[AtomicU64; 5]>,
+    /// Flushes so far: the worker's loop is alive while this moves (health monitor).
+    heartbeat: AtomicU64,
 }
 
 impl WorkerCounters {
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Relaxed)
+    }
+
     pub fn new(ports: usize) -> WorkerCounters {
         WorkerCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -377,6 +383,7 @@ impl WorkerCounters {
             ports: (0..ports)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
+            heartbeat: AtomicU64::new(0),
         }
     }
 
@@ -389,6 +396,8 @@ impl WorkerCounters {
 
     /// Adds `local` in and zeroes it. Only the owning worker calls this.
     pub fn flush(&self, local: &mut Local) {
+        self.heartbeat
+            .store(self.heartbeat.load(Relaxed) + 1, Relaxed);
         fn add(c: &AtomicU64, v: &mut u64) {
             if *v != 0 {
                 c.store(c.load(Relaxed) + *v, Relaxed);

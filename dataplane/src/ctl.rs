@@ -32,7 +32,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(path: &Path, control: SyncSender<ControlMsg>) -> Result<Server, String> {
+    /// Serves `path`; BGP requests (`show bgp …`, `bgp …`) go to `bgp`, the rest to the
+    /// control plane.
+    pub fn start(
+        path: &Path,
+        control: SyncSender<ControlMsg>,
+        bgp: Option<Arc<bgp_glue::Bgp>>,
+    ) -> Result<Server, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -55,7 +61,7 @@ impl Server {
             .spawn(move || loop {
                 match listener.accept() {
                     _ if flag.load(Ordering::Relaxed) => break,
-                    Ok((stream, _)) => serve(stream, &control),
+                    Ok((stream, _)) => serve(stream, &control, bgp.as_deref()),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             })
@@ -76,7 +82,7 @@ impl Server {
     }
 }
 
-fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>) {
+fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, bgp: Option<&bgp_glue::Bgp>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
@@ -85,7 +91,7 @@ fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>) {
         return;
     }
     let answer = match serde_json::from_str::<Vec<String>>(&line) {
-        Ok(words) => match ask(control, words) {
+        Ok(words) => match route(control, bgp, words) {
             Ok(v) => json!({ "ok": v }),
             Err(e) => json!({ "error": e }),
         },
@@ -93,6 +99,20 @@ fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>) {
     };
     let mut w = &stream;
     let _ = writeln!(w, "{answer}");
+}
+
+fn route(
+    control: &SyncSender<ControlMsg>,
+    bgp: Option<&bgp_glue::Bgp>,
+    words: Vec<String>,
+) -> Result<Value, String> {
+    let is_bgp = matches!(words.first().map(String::as_str), Some("bgp"))
+        || (words.len() >= 2 && words[0] == "show" && words[1] == "bgp");
+    match (is_bgp, bgp) {
+        (true, Some(bgp)) => bgp.ctl(&words),
+        (true, None) => Err("BGP is not configured (no [bgp] section)".into()),
+        (false, _) => ask(control, words),
+    }
 }
 
 /// Client side: sends `words`, returns the answer.

@@ -77,6 +77,7 @@ pub struct Router {
     /// The memory ports, for interfaces with `backend = "memory"` (tests).
     pub memory: Vec<Option<MemoryPort>>,
     ctl_server: Option<crate::ctl::Server>,
+    bgp: Option<Arc<bgp_glue::Bgp>>,
 }
 
 impl Router {
@@ -217,10 +218,25 @@ impl Router {
                 .spawn(move || control.run(control_rx))
                 .map_err(|e| e.to_string())?,
         );
+        let bgp = match &config.bgp {
+            Some(b) => {
+                let sink = Box::new(BgpSink(control_tx.clone()));
+                let bgp = Arc::new(bgp_glue::Bgp::start(b.clone(), sink)?);
+                threads.push(spawn_health_monitor(
+                    bgp.clone(),
+                    counters.clone(),
+                    ports.clone(),
+                    stop.clone(),
+                )?);
+                Some(bgp)
+            }
+            None => None,
+        };
         let ctl_server = if serve_ctl {
             Some(crate::ctl::Server::start(
                 &config.socket,
                 control_tx.clone(),
+                bgp.clone(),
             )?)
         } else {
             None
@@ -236,6 +252,7 @@ impl Router {
             threads,
             memory,
             ctl_server,
+            bgp,
         })
     }
 
@@ -250,6 +267,11 @@ impl Router {
     }
 
     fn shutdown(&mut self) {
+        // BGP first: its sessions end with a Cease and its routes leave while the control
+        // plane still runs.
+        if let Some(bgp) = self.bgp.take() {
+            bgp.stop();
+        }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.control.send(ControlMsg::Stop);
         if let Some(server) = self.ctl_server.take() {
@@ -265,4 +287,66 @@ impl Drop for Router {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// BGP's route changes, into the control plane's queue (one message per batch).
+struct BgpSink(SyncSender<ControlMsg>);
+
+impl bgp_glue::RouteSink for BgpSink {
+    fn apply(&mut self, changes: Vec<bgp_glue::Change>) {
+        let _ = self.0.send(ControlMsg::Bgp(changes));
+    }
+}
+
+/// How often the dataplane's health is looked at, and how long a worker may go without
+/// reporting before it counts as stalled.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Consecutive looks a new health state must last before BGP hears of it (a link that
+/// flaps while it comes up does not withdraw anything).
+const HEALTH_SETTLE: u32 = 3;
+
+/// Tells BGP whether tern can forward: every worker alive (its loop reported within
+/// [`STALLED_AFTER`]) and every port's link up. BGP withdraws tern's announcements while it
+/// cannot, so a fabric with several terns routes around a sick one.
+fn spawn_health_monitor(
+    bgp: Arc<bgp_glue::Bgp>,
+    counters: Vec<Arc<WorkerCounters>>,
+    ports: Arc<[PortInfo]>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name("tern-health".into())
+        .spawn(move || {
+            let mut seen: Vec<(u64, std::time::Instant)> = counters
+                .iter()
+                .map(|c| (c.heartbeat(), std::time::Instant::now()))
+                .collect();
+            let mut was = true;
+            let mut differing = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(HEALTH_EVERY);
+                let now = std::time::Instant::now();
+                let mut workers_ok = true;
+                for (c, (beat, at)) in counters.iter().zip(seen.iter_mut()) {
+                    let b = c.heartbeat();
+                    if b != *beat {
+                        *beat = b;
+                        *at = now;
+                    } else if now.duration_since(*at) > STALLED_AFTER {
+                        workers_ok = false;
+                    }
+                }
+                let links_ok = ports.iter().all(|p| crate::io::netdev::link_up(&p.name));
+                let healthy = workers_ok && links_ok;
+                differing = if healthy != was { differing + 1 } else { 0 };
+                if differing >= HEALTH_SETTLE {
+                    differing = 0;
+                    tracing::warn!(workers_ok, links_ok, "dataplane health changed");
+                    bgp.set_healthy(healthy);
+                    was = healthy;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())
 }

@@ -6,6 +6,7 @@
 //! parallel. Only RFC 5737 / RFC 3849 documentation addresses are used.
 
 pub mod bench;
+pub mod bird;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -742,4 +743,13 @@ print(n * len(data), h.hexdigest())
         sent.trim().to_string(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after `timeout`.
+pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -140,3 +140,13 @@ pub fn packet_socket(ifindex: u32) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// Whether interface `name`'s link is up, as far as this namespace can tell: its
+/// `operstate` is not `down`/`lowerlayerdown`. A device not visible here (a TAP moved into
+/// a host's namespace, a memory port) counts as up: tern holds its other end.
+pub fn link_up(name: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")) {
+        Ok(state) => !matches!(state.trim(), "down" | "lowerlayerdown" | "notpresent"),
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,226 @@
+//! BGP interop: tern's sessions against BIRD 2 started by the tests, in the two-host
+//! topology (tern in its own namespace with AF_XDP ports, so its host interfaces carry the
+//! sessions):
+//!
+//! ```text
+//!  A: BIRD 192.0.2.2 / 2001:db8:a::2, AS 65001 ── tern AS 65000 ── B 203.0.113.2
+//!     198.18.5.1, 2001:db8:5::1 on lo (announced)
+//! ```
+
+use std::time::Duration;
+
+use serde_json::Value;
+use testbed::bird::Bird;
+use testbed::{eventually, ping, Ports, TwoHosts};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// tern's `[bgp]` with one peer per family at A; `peer` is added to each peer.
+fn tern_bgp(peer: &str) -> String {
+    format!(
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+         announce = [\"198.18.100.0/24\", \"2001:db8:100::/48\"]\n\
+         [[bgp.peer]]\nname = \"a4\"\naddress = \"192.0.2.2\"\nremote_as = 65001\nimport = \"all\"\n{peer}\n\
+         [[bgp.peer]]\nname = \"a6\"\naddress = \"2001:db8:a::2\"\nremote_as = 65001\nimport = \"all\"\n{peer}\n"
+    )
+}
+
+/// BIRD at A: statics for its loopback networks, a session per family to tern.
+fn bird_config(tern_as: u32, session: &str) -> String {
+    format!(
+        "router id 192.0.2.2;\nprotocol device {{}}\n\
+         protocol static s4 {{ ipv4; route 198.18.5.0/24 via 192.0.2.2; }}\n\
+         protocol static s6 {{ ipv6; route 2001:db8:5::/48 via 2001:db8:a::2; }}\n\
+         protocol bgp tern4 {{ local 192.0.2.2 as 65001; neighbor 192.0.2.1 as {tern_as}; {session} ipv4 {{ import all; export all; }}; }}\n\
+         protocol bgp tern6 {{ local 2001:db8:a::2 as 65001; neighbor 2001:db8:a::1 as {tern_as}; {session} ipv6 {{ import all; export all; }}; }}\n"
+    )
+}
+
+fn setup(tern_peer: &str, bird_session: &str) -> (TwoHosts, Bird) {
+    let net = TwoHosts::with(Ports::AfXdp, &tern_bgp(tern_peer), 1500);
+    net.a.ok(&["ip", "link", "set", "lo", "up"]);
+    net.a
+        .ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    net.a
+        .ok(&["ip", "-6", "addr", "add", "2001:db8:5::1/128", "dev", "lo"]);
+    let bird = Bird::start(&net.a, &bird_config(65000, bird_session));
+    (net, bird)
+}
+
+fn neighbor(net: &TwoHosts, name: &str) -> Value {
+    net.tern.ctl(&["show", "bgp", "neighbors", name])["neighbors"][0].clone()
+}
+
+fn established(net: &TwoHosts, name: &str) -> bool {
+    neighbor(net, name)["state"] == "Established"
+}
+
+fn has_route(net: &TwoHosts, prefix: &str) -> bool {
+    let routes = net.tern.ctl(&["show", "bgp", "routes", prefix]);
+    routes["routes"].as_array().is_some_and(|r| !r.is_empty())
+}
+
+fn fib_has(net: &TwoHosts, prefix: &str) -> bool {
+    let text = net.tern.ctl(&["show", "routes"]).to_string();
+    text.contains(prefix)
+}
+
+fn sessions_up(net: &TwoHosts, bird: &Bird) {
+    eventually(LONG, "both sessions Established", || {
+        established(net, "a4") && established(net, "a6")
+    });
+    bird.wait_protocol("tern4", "Established", LONG);
+    bird.wait_protocol("tern6", "Established", LONG);
+}
+
+/// tern connects (BIRD passive); IPv4 and IPv6 routes are learned and traffic follows them;
+/// tern's own prefixes appear in BIRD; a withdrawal takes the route away again.
+#[test]
+fn bird_routes_learned_followed_and_withdrawn_tern_active() {
+    let (net, bird) = setup("", "passive on;");
+    sessions_up(&net, &bird);
+    eventually(LONG, "both routes from BIRD", || {
+        has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
+    });
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let out = ping(
+        &net.b,
+        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:5::1"],
+    );
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
+    assert_eq!(path["as_path"], "65001", "{path}");
+    assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
+
+    // Our announcements, AS path 65000, next hop self.
+    eventually(LONG, "tern's prefixes in BIRD", || {
+        let t = bird.cli("show route all");
+        t.contains("198.18.100.0/24") && t.contains("2001:db8:100::/48")
+    });
+    let t = bird.cli("show route 198.18.100.0/24 all");
+    assert!(t.contains("BGP.as_path: 65000"), "{t}");
+    assert!(t.contains("BGP.next_hop: 192.0.2.1"), "{t}");
+
+    // Withdraw: the route leaves the RIB and the FIB; B now gets net unreachable.
+    bird.cli("disable s4");
+    eventually(LONG, "198.18.5.0/24 withdrawn", || {
+        !has_route(&net, "198.18.5.0/24")
+    });
+    assert!(!fib_has(&net, "198.18.5.0/24"));
+    let out = ping(&net.b, &["-c", "1", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains("Unreachable"), "{out}");
+    // The IPv6 route is untouched.
+    assert!(has_route(&net, "2001:db8:5::/48"));
+}
+
+/// BIRD connects to tern (tern passive) and the route is learned.
+#[test]
+fn bird_connects_to_passive_tern() {
+    let (net, bird) = setup("passive = true", "");
+    sessions_up(&net, &bird);
+    eventually(LONG, "route from BIRD", || has_route(&net, "198.18.5.0/24"));
+    let n = neighbor(&net, "a4");
+    assert_eq!(n["passive"], true);
+    assert_eq!(n["remote_id"], "192.0.2.2");
+}
+
+/// An OPEN with the wrong AS: tern answers NOTIFICATION 2/2 (bad peer AS), and BIRD says so.
+#[test]
+fn wrong_peer_as_gets_bad_peer_as_notification() {
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+         [[bgp.peer]]\nname = \"a4\"\naddress = \"192.0.2.2\"\nremote_as = 65002\n",
+        1500,
+    );
+    let bird = Bird::start(
+        &net.a,
+        "router id 192.0.2.2;\nprotocol device {}\n\
+         protocol bgp tern4 { local 192.0.2.2 as 65001; neighbor 192.0.2.1 as 65000; ipv4 { import all; export all; }; }\n",
+    );
+    let out = bird.wait_protocol("tern4", "Bad peer AS", LONG);
+    assert!(out.contains("Received"), "{out}");
+    let n = neighbor(&net, "a4");
+    assert!(n["notifications_out"].as_u64().unwrap_or(0) >= 1, "{n}");
+    assert_ne!(n["state"], "Established");
+}
+
+/// A peer frozen with SIGSTOP: at hold-time expiry tern sends 4/0, drops the session and
+/// its routes.
+#[test]
+fn frozen_peer_dropped_at_hold_expiry() {
+    let (net, bird) = setup("hold_time = 3", "passive on; hold time 3;");
+    sessions_up(&net, &bird);
+    eventually(LONG, "route from BIRD", || has_route(&net, "198.18.5.0/24"));
+    bird.signal(libc::SIGSTOP);
+    let frozen = std::time::Instant::now();
+    eventually(Duration::from_secs(10), "the session to drop", || {
+        !established(&net, "a4")
+    });
+    let after = frozen.elapsed();
+    bird.signal(libc::SIGCONT);
+    let n = neighbor(&net, "a4");
+    assert!(
+        n["last_error"].as_str().unwrap_or("").contains("4/0"),
+        "{n}"
+    );
+    // Hold time 3 s: not before ~2 s (a keepalive may have just arrived), not much after 3.
+    assert!(
+        after >= Duration::from_secs(2) && after <= Duration::from_secs(6),
+        "{after:?}"
+    );
+    assert!(!has_route(&net, "198.18.5.0/24"));
+    assert!(!fib_has(&net, "198.18.5.0/24"));
+}
+
+/// tern's announcements leave BIRD's table when tern is unhealthy (an interface of it goes
+/// down; an operator drains it) and come back when it is healthy again.
+#[test]
+fn announcements_follow_dataplane_health() {
+    let (net, bird) = setup("", "passive on;");
+    sessions_up(&net, &bird);
+    let announced = || bird.cli("show route").contains("198.18.100.0/24");
+    eventually(LONG, "tern's prefix in BIRD", announced);
+    // B's end of tern's link goes down: tern's port loses its carrier.
+    net.b.ok(&["ip", "link", "set", &net.tap_b, "down"]);
+    eventually(LONG, "withdrawal after the link went down", || !announced());
+    net.b.ok(&["ip", "link", "set", &net.tap_b, "up"]);
+    eventually(LONG, "announcement after the link came back", announced);
+    net.tern.ctl(&["bgp", "health", "down"]);
+    eventually(LONG, "withdrawal on drain", || !announced());
+    net.tern.ctl(&["bgp", "health", "up"]);
+    eventually(LONG, "announcement after drain", announced);
+}
+
+/// BIRD restarts gracefully: tern keeps its routes (stale) and keeps forwarding, and after
+/// BIRD's End-of-RIB the routes are fresh again; nothing was removed.
+#[test]
+fn graceful_restart_of_peer_keeps_forwarding() {
+    let (net, mut bird) = setup("", "passive on; graceful restart on;");
+    sessions_up(&net, &bird);
+    eventually(LONG, "both routes from BIRD", || {
+        has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
+    });
+    let batches_before = net.tern.ctl(&["show", "bgp", "summary"])["fib_changes"].clone();
+    bird.graceful_restart();
+    // While BIRD is away, or back without its End-of-RIB, the route stays and forwards.
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    assert!(fib_has(&net, "198.18.5.0/24"));
+    sessions_up(&net, &bird);
+    eventually(LONG, "stale flag cleared", || {
+        neighbor(&net, "a4")["stale"] == false
+            && net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0]
+                ["stale"]
+                == false
+    });
+    assert!(fib_has(&net, "198.18.5.0/24"));
+    // No change reached the FIB: the same next hop all along.
+    let after = net.tern.ctl(&["show", "bgp", "summary"])["fib_changes"].clone();
+    assert_eq!(batches_before, after, "a route was removed or replaced");
+    // It was a real restart: the session went down and came back.
+    assert_eq!(neighbor(&net, "a4")["established_transitions"], 2);
+    let out = ping(&net.b, &["-c", "2", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+}
