@@ -224,3 +224,74 @@ fn graceful_restart_of_peer_keeps_forwarding() {
     let out = ping(&net.b, &["-c", "2", "-i", "0.2", "-W", "2", "198.18.5.1"]);
     assert!(out.contains(" 0% packet loss"), "{out}");
 }
+
+/// A peer speaking raw bytes (Python, in A): a good UPDATE installs a route; the same
+/// prefix with a malformed ORIGIN is treated as withdrawn (RFC 7606) and the session stays
+/// up; an attribute length that overruns the message ends the session with NOTIFICATION
+/// 3/1 (malformed attribute list).
+#[test]
+fn malformed_updates_from_raw_peer() {
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+         [[bgp.peer]]\nname = \"raw\"\naddress = \"192.0.2.2\"\nremote_as = 65001\npassive = true\nimport = \"all\"\n",
+        1500,
+    );
+    let script = r#"
+import socket, struct, sys, time
+def msg(kind, body): return b'\xff' * 16 + struct.pack('!HB', 19 + len(body), kind) + body
+def read(s):
+    h = b''
+    while len(h) < 19:
+        c = s.recv(19 - len(h))
+        if not c: return None, None
+        h += c
+    n, kind = struct.unpack('!HB', h[16:19]); body = b''
+    while len(body) < n - 19: body += s.recv(n - 19 - len(body))
+    return kind, body
+def update(attrs, nlri): return msg(2, struct.pack('!H', 0) + struct.pack('!H', len(attrs)) + attrs + nlri)
+s = socket.create_connection(('192.0.2.1', 179), timeout=10)
+caps = bytes([2, 6, 1, 4, 0, 1, 0, 1, 2, 6, 65, 4, 0, 0, 0xfd, 0xe9])
+s.sendall(msg(1, struct.pack('!BHH4sB', 4, 65001, 30, bytes([192, 0, 2, 2]), len(caps)) + caps))
+assert read(s)[0] == 1          # tern's OPEN
+s.sendall(msg(4, b''))
+assert read(s)[0] == 4          # tern's KEEPALIVE: Established
+origin = bytes([0x40, 1, 1, 0]); path = bytes([0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe9]); nh = bytes([0x40, 3, 4, 192, 0, 2, 2])
+nlri = bytes([24, 198, 18, 9])
+s.sendall(update(origin + path + nh, nlri)); print('sent good', flush=True); sys.stdin.readline()
+s.sendall(update(bytes([0x40, 1, 1, 7]) + path + nh, nlri)); print('sent bad origin', flush=True); sys.stdin.readline()
+s.sendall(update(bytes([0x40, 1, 9, 0]), nlri))
+while True:
+    kind, body = read(s)
+    if kind is None: print('closed without NOTIFICATION', flush=True); break
+    if kind == 3: print('NOTIFICATION %d %d' % (body[0], body[1]), flush=True); break
+"#;
+    let mut child = net
+        .a
+        .command(&["python3", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    use std::io::{BufRead, BufReader, Write};
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_line = || lines.next().and_then(Result::ok).unwrap_or_default();
+    let _guard = testbed::KillOnDrop(child);
+    assert_eq!(next_line(), "sent good");
+    eventually(LONG, "the good route", || has_route(&net, "198.18.9.0/24"));
+    writeln!(stdin).expect("go on");
+    assert_eq!(next_line(), "sent bad origin");
+    eventually(LONG, "treat-as-withdraw", || {
+        !has_route(&net, "198.18.9.0/24")
+    });
+    let n = neighbor(&net, "raw");
+    assert_eq!(n["state"], "Established", "{n}");
+    assert_eq!(n["treat_as_withdraw"], 1, "{n}");
+    assert!(!fib_has(&net, "198.18.9.0/24"));
+    writeln!(stdin).expect("go on");
+    assert_eq!(next_line(), "NOTIFICATION 3 1");
+    let n = neighbor(&net, "raw");
+    assert_ne!(n["state"], "Established", "{n}");
+}
