@@ -295,3 +295,61 @@ while True:
     let n = neighbor(&net, "raw");
     assert_ne!(n["state"], "Established", "{n}");
 }
+
+/// GoBGP at A (both sides connect: the collision is resolved): a route added to GoBGP's
+/// RIB is learned and forwarded on, tern's announcement reaches GoBGP, a deletion
+/// withdraws the route.
+#[test]
+fn gobgp_interop() {
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\nannounce = [\"198.18.100.0/24\"]\n\
+         [[bgp.peer]]\nname = \"gobgp\"\naddress = \"192.0.2.2\"\nremote_as = 65001\nimport = \"all\"\n",
+        1500,
+    );
+    net.a.ok(&["ip", "link", "set", "lo", "up"]);
+    net.a
+        .ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    let dir = std::env::temp_dir().join(testbed::unique("gobgp-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = dir.join("gobgpd.toml");
+    std::fs::write(
+        &conf,
+        "[global.config]\n  as = 65001\n  router-id = \"192.0.2.2\"\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n    peer-as = 65000\n",
+    )
+    .expect("gobgpd.toml");
+    let conf = conf.display().to_string();
+    let _gobgpd = testbed::KillOnDrop(net.a.spawn(&[
+        "gobgpd",
+        "-f",
+        &conf,
+        "-t",
+        "toml",
+        "--api-hosts",
+        "127.0.0.1:50051",
+    ]));
+    eventually(LONG, "session with GoBGP", || established(&net, "gobgp"));
+    let gobgp = |args: &[&str]| {
+        let mut all = vec!["gobgp", "-u", "127.0.0.1", "-p", "50051"];
+        all.extend_from_slice(args);
+        net.a.ok(&all)
+    };
+    gobgp(&["global", "rib", "add", "198.18.5.0/24", "-a", "ipv4"]);
+    eventually(LONG, "route from GoBGP", || {
+        has_route(&net, "198.18.5.0/24")
+    });
+    let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
+    assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
+    assert_eq!(path["as_path"], "65001", "{path}");
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    eventually(LONG, "tern's prefix in GoBGP", || {
+        gobgp(&["global", "rib", "-a", "ipv4"]).contains("198.18.100.0/24")
+    });
+    gobgp(&["global", "rib", "del", "198.18.5.0/24", "-a", "ipv4"]);
+    eventually(LONG, "withdrawal from GoBGP", || {
+        !has_route(&net, "198.18.5.0/24")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
