@@ -16,6 +16,7 @@ use ipnet::IpNet;
 
 use crate::config::PeerConfig;
 use crate::rib::PeerId;
+use crate::speaker::Input;
 use crate::wire::{self, err, Family, Notification, Open, Update};
 
 /// RFC 4271 §8: the hold time while waiting for the peer's OPEN ("a large value").
@@ -45,7 +46,6 @@ pub enum Event {
         peer: PeerId,
         open: Open,
         families: Vec<Family>,
-        local: IpAddr,
     },
     Update {
         peer: PeerId,
@@ -107,12 +107,13 @@ impl Default for Status {
     }
 }
 
-pub struct Session {
+pub(crate) struct Session {
     pub id: PeerId,
     pub config: PeerConfig,
     pub router_id: std::net::Ipv4Addr,
     pub local_as: u32,
-    pub events: Sender<Event>,
+    /// The speaker's input, which session events join.
+    pub events: Sender<Input>,
     pub commands: Receiver<Command>,
     pub status: Arc<Mutex<Status>>,
 }
@@ -339,12 +340,7 @@ impl Session {
                     }
                     Command::Withdraw(nets) if established => {
                         for f in [Family::Ipv4, Family::Ipv6] {
-                            let of: Vec<IpNet> = nets
-                                .iter()
-                                .filter(|n| Family::of(n) == f)
-                                .copied()
-                                .collect();
-                            for m in wire::withdraw(&of) {
+                            for m in wire::withdraw(&of_family(&nets, f)) {
                                 conn.send(&m);
                                 self.with_status(|s| s.messages_out += 1);
                             }
@@ -467,9 +463,8 @@ impl Session {
                         peer: id,
                         open,
                         families,
-                        local: local.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
                     };
-                    if self.events.send(up).is_err() {
+                    if self.events.send(Input::Session(up)).is_err() {
                         return End::Stop;
                     }
                 }
@@ -483,7 +478,7 @@ impl Session {
                         });
                         if self
                             .events
-                            .send(Event::Update { peer: id, update })
+                            .send(Input::Session(Event::Update { peer: id, update }))
                             .is_err()
                         {
                             return End::Stop;
@@ -495,7 +490,9 @@ impl Session {
                     }
                 },
                 (wire::ROUTE_REFRESH, true, _) => {
-                    let _ = self.events.send(Event::RefreshRequested { peer: id });
+                    let _ = self
+                        .events
+                        .send(Input::Session(Event::RefreshRequested { peer: id }));
                 }
                 // RFC 6608: the FSM error subcode names the state the message came in.
                 (_, established, open_seen) => {
@@ -520,10 +517,10 @@ impl Session {
     /// Reports the session down to the speaker (if it was up) and passes `end` through.
     fn ended(&self, established: bool, graceful: bool, end: End) -> End {
         if established {
-            let _ = self.events.send(Event::Down {
+            let _ = self.events.send(Input::Session(Event::Down {
                 peer: self.id,
                 graceful,
-            });
+            }));
         }
         self.set_state("Idle");
         end
@@ -578,11 +575,7 @@ impl Session {
     ) {
         let asn4 = peer_open.as_ref().is_some_and(|o| o.asn4);
         for f in [Family::Ipv4, Family::Ipv6] {
-            let of: Vec<IpNet> = nets
-                .iter()
-                .filter(|n| Family::of(n) == f)
-                .copied()
-                .collect();
+            let of = of_family(nets, f);
             if of.is_empty() {
                 continue;
             }
@@ -607,4 +600,12 @@ impl Session {
             conn.send(&wire::end_of_rib(*f));
         }
     }
+}
+
+/// The prefixes of `nets` in `family` (an UPDATE carries one family).
+fn of_family(nets: &[IpNet], family: Family) -> Vec<IpNet> {
+    nets.iter()
+        .filter(|n| Family::of(n) == family)
+        .copied()
+        .collect()
 }

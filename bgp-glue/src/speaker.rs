@@ -22,7 +22,7 @@ use crate::wire::{err, Attributes, Family, Notification, Open, Update};
 use crate::RouteSink;
 
 /// Messages for the speaker thread.
-pub enum Input {
+pub(crate) enum Input {
     Session(session::Event),
     Ctl {
         words: Vec<String>,
@@ -99,26 +99,13 @@ impl Speaker {
         }
         let id = self.peers.len() as PeerId;
         let (tx, rx) = mpsc::channel();
-        let (events_tx, events_rx) = mpsc::channel();
-        // Sessions speak `session::Event`; forward them into the speaker's input.
-        let input = self.events.clone();
-        std::thread::Builder::new()
-            .name(format!("bgp-fwd-{id}"))
-            .spawn(move || {
-                while let Ok(e) = events_rx.recv() {
-                    if input.send(Input::Session(e)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
         let status = Arc::new(Mutex::new(Status::default()));
         let session = Session {
             id,
             config: config.clone(),
             router_id: self.config.router_id,
             local_as: self.config.local_as,
-            events: events_tx,
+            events: self.events.clone(),
             commands: rx,
             status: status.clone(),
         };
@@ -232,15 +219,14 @@ impl Speaker {
                 peer,
                 open,
                 families,
-                local,
-            } => self.peer_up(peer, open, families, local),
+            } => self.peer_up(peer, open, families),
             session::Event::Update { peer, update } => self.update(peer, update),
             session::Event::RefreshRequested { peer } => self.send_exports(peer, false),
             session::Event::Down { peer, graceful } => self.peer_down(peer, graceful),
         }
     }
 
-    fn peer_up(&mut self, id: PeerId, open: Open, families: Vec<Family>, _local: IpAddr) {
+    fn peer_up(&mut self, id: PeerId, open: Open, families: Vec<Family>) {
         let Some(p) = self.peers.get_mut(id as usize) else {
             return;
         };

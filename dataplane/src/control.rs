@@ -256,6 +256,7 @@ impl Control {
                         tracing::warn!("BGP route not installed: {e}");
                     }
                 }
+                self.restack_tunnels();
             }
             ControlMsg::Ctl { words, reply } => {
                 let _ = reply.send(self.ctl(&words));
@@ -282,37 +283,63 @@ impl Control {
         self.free_adjacencies.push(index);
     }
 
-    fn add(&mut self, net: IpNet, source: Source, adjacency: u32) -> Result<(), String> {
+    /// Offers a route to the RIB and, through it, the FIB. The tunnel adjacencies are not
+    /// re-stacked here: [`Control::add`] does it per route, a BGP batch once at its end.
+    fn offer(&mut self, net: IpNet, source: Source, via: Via<IpAddr>) -> Result<(), String> {
         let distance = source.default_distance();
+        let other_family = || format!("{net}: a next hop of the other family does not resolve");
         let result = match net {
-            IpNet::V4(n) => self.rib4.add(
-                n,
-                Route {
-                    source,
-                    distance,
-                    via: Via::NextHop(adjacency),
-                },
-            ),
-            IpNet::V6(n) => self.rib6.add(
-                n,
-                Route {
-                    source,
-                    distance,
-                    via: Via::NextHop(adjacency),
-                },
-            ),
+            IpNet::V4(n) => {
+                let via = match via {
+                    Via::NextHop(a) => Via::NextHop(a),
+                    Via::Recursive(IpAddr::V4(g)) => Via::Recursive(g),
+                    Via::Recursive(IpAddr::V6(_)) => return Err(other_family()),
+                };
+                self.rib4.add(
+                    n,
+                    Route {
+                        source,
+                        distance,
+                        via,
+                    },
+                )
+            }
+            IpNet::V6(n) => {
+                let via = match via {
+                    Via::NextHop(a) => Via::NextHop(a),
+                    Via::Recursive(IpAddr::V6(g)) => Via::Recursive(g),
+                    Via::Recursive(IpAddr::V4(_)) => return Err(other_family()),
+                };
+                self.rib6.add(
+                    n,
+                    Route {
+                        source,
+                        distance,
+                        via,
+                    },
+                )
+            }
         };
-        result.map_err(|e| e.to_string())?;
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Withdraws `source`'s route for `net` (tunnels not re-stacked, as for `offer`).
+    fn withdraw(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
+        let result = match net {
+            IpNet::V4(n) => self.rib4.remove(n, source),
+            IpNet::V6(n) => self.rib6.remove(n, source),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    fn add(&mut self, net: IpNet, source: Source, adjacency: u32) -> Result<(), String> {
+        self.offer(net, source, Via::NextHop(adjacency))?;
         self.restack_tunnels();
         Ok(())
     }
 
     fn remove(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
-        let result = match net {
-            IpNet::V4(n) => self.rib4.remove(n, source),
-            IpNet::V6(n) => self.rib6.remove(n, source),
-        };
-        let removed = result.map_err(|e| e.to_string())?;
+        let removed = self.withdraw(net, source)?;
         self.restack_tunnels();
         Ok(removed)
     }
@@ -432,7 +459,8 @@ impl Control {
         Ok(())
     }
 
-    /// Installs, replaces or removes one BGP route.
+    /// Installs, replaces or removes one BGP route (the caller re-stacks the tunnels once
+    /// per batch).
     fn apply_bgp(&mut self, change: bgp_glue::Change) -> Result<(), String> {
         match change {
             bgp_glue::Change::Set {
@@ -444,13 +472,15 @@ impl Control {
                 let hops: Arc<[IpAddr]> = next_hops.into();
                 let via = self.join_group(&hops)?;
                 let result = match via {
-                    GroupVia::Neighbor(a) | GroupVia::Ecmp(a) => self.add(prefix, source, a),
-                    GroupVia::Recursive(gw) => self.add_recursive(prefix, source, gw),
+                    GroupVia::Neighbor(a) | GroupVia::Ecmp(a) => {
+                        self.offer(prefix, source, Via::NextHop(a))
+                    }
+                    GroupVia::Recursive(gw) => self.offer(prefix, source, Via::Recursive(gw)),
                 };
                 let old = self.bgp_routes.insert(prefix, (source, hops.clone()));
                 if let Some((old_source, old_hops)) = old {
                     if old_source != source {
-                        self.remove(prefix, old_source)?;
+                        self.withdraw(prefix, old_source)?;
                     }
                     self.leave_group(&old_hops);
                 }
@@ -462,7 +492,7 @@ impl Control {
             }
             bgp_glue::Change::Remove { prefix } => {
                 if let Some((source, hops)) = self.bgp_routes.remove(&prefix) {
-                    self.remove(prefix, source)?;
+                    self.withdraw(prefix, source)?;
                     self.leave_group(&hops);
                 }
                 Ok(())
@@ -515,36 +545,6 @@ impl Control {
                 n.gateway_of = n.gateway_of.saturating_sub(1);
             }
         }
-    }
-
-    fn add_recursive(&mut self, net: IpNet, source: Source, gw: IpAddr) -> Result<(), String> {
-        let distance = source.default_distance();
-        let result = match (net, gw) {
-            (IpNet::V4(n), IpAddr::V4(g)) => self.rib4.add(
-                n,
-                Route {
-                    source,
-                    distance,
-                    via: Via::Recursive(g),
-                },
-            ),
-            (IpNet::V6(n), IpAddr::V6(g)) => self.rib6.add(
-                n,
-                Route {
-                    source,
-                    distance,
-                    via: Via::Recursive(g),
-                },
-            ),
-            _ => {
-                return Err(format!(
-                    "{net}: next hop {gw} of the other family is not resolvable"
-                ))
-            }
-        };
-        result.map_err(|e| e.to_string())?;
-        self.restack_tunnels();
-        Ok(())
     }
 
     fn remove_static(&mut self, prefix: IpNet) -> Result<bool, String> {

@@ -28,7 +28,7 @@ use bgp_glue::{BgpConfig, Family, Import, PeerConfig, PrefixRule};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::ConfigError;
+use super::{int_in as int, ConfigError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,17 +62,6 @@ struct RawPeer {
 }
 
 type At<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
-
-fn int(
-    at: At,
-    v: &Option<Spanned<i64>>,
-    field: &str,
-    min: i64,
-    max: i64,
-    default: i64,
-) -> Result<i64, ConfigError> {
-    super::int_in(at, v, field, min, max, default)
-}
 
 pub(super) fn parse(raw: &RawBgp, at: At) -> Result<BgpConfig, ConfigError> {
     let router_id: Ipv4Addr = raw.router_id.get_ref().parse().map_err(|_| {
