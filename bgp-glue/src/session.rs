@@ -300,7 +300,9 @@ impl Session {
             .peer_addr()
             .map(|a| a.port() == self.config.port && !self.config.passive)
             .unwrap_or(false);
-        let local = stream.local_addr().map(|a| a.ip()).ok();
+        // Accepted on the dual-stack listener, an IPv4 session's local address is
+        // IPv4-mapped (::ffff:a.b.c.d); the next hop we announce must be the IPv4 address.
+        let local = stream.local_addr().map(|a| a.ip().to_canonical()).ok();
         let Ok(mut conn) = Conn::new(stream) else {
             return End::Retry;
         };

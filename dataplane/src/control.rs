@@ -890,6 +890,8 @@ impl Control {
         match w.as_slice() {
             ["show", "interfaces"] => Ok(self.show_interfaces()),
             ["show", "routes"] => Ok(self.show_routes()),
+            ["show", "fib"] => Ok(self.fib_summary()),
+            ["show", "route", prefix] => self.show_route(prefix),
             ["show", "neighbors"] => Ok(self.show_neighbors()),
             ["show", "counters"] => Ok(self.show_counters()),
             ["show", "tunnels"] => Ok(self.show_tunnels()),
@@ -910,7 +912,7 @@ impl Control {
                     Err(format!("no static route for {prefix}"))
                 }
             }
-            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|neighbors|counters|conntrack|nat, conntrack delete [proto P] [addr A] [port N], nat backend FRONTEND ADDR:PORT up|down, nat forward add NAME tcp|udp ADDR:PORT BACKEND.., nat forward del NAME, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
+            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|route PREFIX|fib|neighbors|counters|conntrack|nat, conntrack delete [proto P] [addr A] [port N], nat backend FRONTEND ADDR:PORT up|down, nat forward add NAME tcp|udp ADDR:PORT BACKEND.., nat forward del NAME, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
         }
     }
 
@@ -1036,15 +1038,48 @@ impl Control {
         }
     }
 
+    fn route_row<N: std::fmt::Display, A>(&self, r: &lpm::rib::Installed<N, A>) -> Value {
+        json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)})
+    }
+
     fn show_routes(&self) -> Value {
         let mut out = Vec::new();
         for r in self.rib4.installed() {
-            out.push(json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)}));
+            out.push(self.route_row(&r));
         }
         for r in self.rib6.installed() {
-            out.push(json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)}));
+            out.push(self.route_row(&r));
         }
-        json!({"routes": out, "fib": {"ipv4_routes": self.rib4.fib().len(), "ipv6_routes": self.rib6.fib().len(), "ipv4_bytes": self.rib4.fib().bytes(), "ipv6_bytes": self.rib6.fib().bytes()}})
+        json!({"routes": out, "fib": self.fib_summary()})
+    }
+
+    /// The installed route for exactly `prefix` (`null` when there is none).
+    fn show_route(&self, prefix: &str) -> Result<Value, String> {
+        let net: IpNet = prefix
+            .parse()
+            .map_err(|_| format!("{prefix:?} is not a prefix"))?;
+        let row = match net.trunc() {
+            IpNet::V4(n) => self.rib4.get(&n).map(|r| self.route_row(&r)),
+            IpNet::V6(n) => self.rib6.get(&n).map(|r| self.route_row(&r)),
+        };
+        Ok(row.unwrap_or(Value::Null))
+    }
+
+    /// Route counts and memory of both FIBs: constant time, cheap enough to poll while a
+    /// full table loads.
+    fn fib_summary(&self) -> Value {
+        let by_source = |count: &dyn Fn(Source) -> usize| -> serde_json::Map<String, Value> {
+            Source::ALL
+                .iter()
+                .map(|&s| (s.name().to_string(), json!(count(s))))
+                .collect()
+        };
+        json!({
+            "ipv4_routes": self.rib4.fib().len(), "ipv6_routes": self.rib6.fib().len(),
+            "ipv4_bytes": self.rib4.fib().bytes(), "ipv6_bytes": self.rib6.fib().bytes(),
+            "ipv4_by_source": by_source(&|s| self.rib4.winners(s)),
+            "ipv6_by_source": by_source(&|s| self.rib6.winners(s)),
+        })
     }
 
     fn show_neighbors(&self) -> Value {

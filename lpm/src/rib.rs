@@ -40,6 +40,16 @@ impl Source {
         }
     }
 
+    pub const ALL: [Source; 7] = [
+        Source::Local,
+        Source::Connected,
+        Source::Neighbor,
+        Source::Static,
+        Source::Tunnel,
+        Source::Ebgp,
+        Source::Ibgp,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Source::Local => "local",
@@ -89,6 +99,8 @@ where
     /// Gateway → the prefixes whose winner resolves through it, and its resolution.
     gateways: BTreeMap<F::Addr, GatewayUsers<F>>,
     fib: Fib<F>,
+    /// Winning routes per source (indexed by `Source as usize`), kept as winners change.
+    winners_by_source: [usize; Source::ALL.len()],
 }
 
 impl<F: Family> Rib<F>
@@ -100,6 +112,7 @@ where
             candidates: BTreeMap::new(),
             gateways: BTreeMap::new(),
             fib,
+            winners_by_source: [0; Source::ALL.len()],
         }
     }
 
@@ -138,15 +151,23 @@ where
     pub fn installed(&self) -> Vec<Installed<F::Net, F::Addr>> {
         self.candidates
             .keys()
-            .filter_map(|net| {
-                let route = self.winner(net)?;
-                Some(Installed {
-                    net: *net,
-                    route,
-                    next_hop: self.fib.get(net),
-                })
-            })
+            .filter_map(|net| self.get(net))
             .collect()
+    }
+
+    /// The winning route for exactly `net`, if there is one.
+    pub fn get(&self, net: &F::Net) -> Option<Installed<F::Net, F::Addr>> {
+        let route = self.winner(net)?;
+        Some(Installed {
+            net: *net,
+            route,
+            next_hop: self.fib.get(net),
+        })
+    }
+
+    /// How many prefixes `source`'s route wins (constant time).
+    pub fn winners(&self, source: Source) -> usize {
+        self.winners_by_source[source as usize]
     }
 
     fn winner(&self, net: &F::Net) -> Option<Route<F::Addr>> {
@@ -158,6 +179,12 @@ where
         let after = self.winner(&net);
         if before == after {
             return Ok(());
+        }
+        if let Some(b) = before {
+            self.winners_by_source[b.source as usize] -= 1;
+        }
+        if let Some(a) = after {
+            self.winners_by_source[a.source as usize] += 1;
         }
         if let Some(Route {
             via: Via::Recursive(gw),
@@ -318,5 +345,35 @@ mod tests {
         let shown = rib.installed();
         assert_eq!(shown.len(), 1);
         assert_eq!(shown[0].next_hop, None);
+    }
+
+    #[test]
+    fn winners_are_counted_per_source() {
+        let mut rib = Rib::<V4>::new(Fib::with_groups(Qsbr::new(), 64).expect("fib"));
+        let a = "198.18.0.0/24".parse().expect("net");
+        let b = "198.18.1.0/24".parse().expect("net");
+        rib.add(a, route(Source::Ebgp, Via::NextHop(1)))
+            .expect("add");
+        rib.add(b, route(Source::Ebgp, Via::NextHop(1)))
+            .expect("add");
+        // A replacement by the same source changes nothing in the counts.
+        rib.add(b, route(Source::Ebgp, Via::NextHop(2)))
+            .expect("add");
+        assert_eq!(rib.winners(Source::Ebgp), 2);
+        rib.add(a, route(Source::Static, Via::NextHop(3)))
+            .expect("add");
+        assert_eq!(
+            (rib.winners(Source::Ebgp), rib.winners(Source::Static)),
+            (1, 1),
+            "static wins a"
+        );
+        rib.remove(a, Source::Static).expect("remove");
+        rib.remove(b, Source::Ebgp).expect("remove");
+        assert_eq!(
+            (rib.winners(Source::Ebgp), rib.winners(Source::Static)),
+            (1, 0)
+        );
+        rib.remove(a, Source::Ebgp).expect("remove");
+        assert!(Source::ALL.iter().all(|&s| rib.winners(s) == 0));
     }
 }

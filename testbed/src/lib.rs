@@ -6,7 +6,12 @@
 //! parallel. Only RFC 5737 / RFC 3849 documentation addresses are used.
 
 pub mod bench;
+pub mod bgp_churn;
+pub mod bgp_load;
+pub mod bgp_peer;
 pub mod bird;
+pub mod exabgp;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -91,6 +96,25 @@ impl Netns {
             .unwrap_or_else(|e| panic!("cannot spawn {args:?}: {e}"))
     }
 
+    /// Runs `f` on a thread that has entered this namespace (sockets it makes live here).
+    pub fn run_inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                use std::os::fd::AsRawFd;
+                let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                // SAFETY: setns on a valid namespace descriptor; it changes only this thread,
+                // which ends with the scope.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| "the namespace thread panicked".to_string())?
+        })
+    }
+
     /// Moves a host-side interface into this namespace.
     pub fn adopt(&self, ifname: &str) {
         sh(&["ip", "link", "set", ifname, "netns", &self.name]);
@@ -121,6 +145,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`), 0 when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The `tern` binary next to the test executable (`target/<profile>/tern`), or `$TERN_BIN`.
@@ -214,6 +250,11 @@ impl Tern {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("tern.log")).unwrap_or_default()
+    }
+
+    /// tern's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// A drop counter by its stable name.

@@ -353,3 +353,173 @@ fn gobgp_interop() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A slice of the RIS 2026 tables (every 100th prefix: ~10 k IPv4 + 2.5 k IPv6) from
+/// BIRD: every route reaches tern's FIB, and a flow through tern loses nothing meanwhile.
+/// The full table is `tern-bench bgp-load` (BENCHMARKS.md).
+#[test]
+fn table_slice_from_bird_loads_without_loss() {
+    use testbed::bgp_load::{tern_load, Table};
+    use testbed::tables::{ris_v4, ris_v6, sample};
+    let table = Table {
+        v4: sample(&ris_v4().expect("RIS v4"), 100),
+        v6: sample(&ris_v6().expect("RIS v6"), 100),
+    };
+    let load = tern_load(&table, Duration::from_secs(120)).expect("load");
+    assert_eq!(load.fib_v4, table.v4.len() as u64, "{load:?}");
+    assert_eq!(load.fib_v6, table.v6.len() as u64, "{load:?}");
+    assert!(load.flow_sent > 100, "{load:?}");
+    assert_eq!(load.flow_received, load.flow_sent, "{load:?}");
+}
+
+/// A slice of the RIS update streams (the first 20 000 of each) replayed as fast as TCP
+/// takes it over a table slice: the FIB ends where the stream leads, tern's KEEPALIVEs keep
+/// coming, the session stays up. The full stream is `tern-bench bgp-churn`.
+#[test]
+fn update_stream_slice_replayed() {
+    use testbed::bgp_load::Table;
+    use testbed::tables::{ris_updates, ris_v4, ris_v6, sample};
+    let table = Table {
+        v4: sample(&ris_v4().expect("RIS v4"), 100),
+        v6: sample(&ris_v6().expect("RIS v6"), 100),
+    };
+    let mut updates = ris_updates(false).expect("v4 updates");
+    updates.truncate(20_000);
+    let mut v6 = ris_updates(true).expect("v6 updates");
+    v6.truncate(20_000);
+    updates.extend(v6);
+    let r = testbed::bgp_churn::replay(&table, &updates, Duration::from_secs(120)).expect("replay");
+    assert_eq!(
+        (r.fib_v4, r.fib_v6),
+        (r.expected_v4, r.expected_v6),
+        "{r:?}"
+    );
+    assert!(r.established_after, "{r:?}");
+    assert_eq!(r.notification, None, "{r:?}");
+    assert!(
+        r.max_gap < Duration::from_secs(u64::from(r.hold_time)),
+        "{r:?}"
+    );
+}
+
+/// An ExaBGP `neighbor` block for tern's IPv4 or IPv6 address (one family per session),
+/// with `routes` announced and `extra` settings.
+fn exabgp_neighbor(v6: bool, routes: &str, extra: &str) -> String {
+    let (tern, local, family) = if v6 {
+        ("2001:db8:a::1", "2001:db8:a::2", "ipv6")
+    } else {
+        ("192.0.2.1", "192.0.2.2", "ipv4")
+    };
+    format!(
+        "neighbor {tern} {{\n router-id 192.0.2.2;\n local-address {local};\n local-as 65001;\n peer-as 65000;\n {extra}\n\
+           family {{ {family} unicast; }}\n api {{ processes [ control ]; receive {{ parsed; update; }} }}\n\
+           static {{ {routes} }}\n}}\n"
+    )
+}
+
+/// Both of ExaBGP's sessions with their routes.
+fn exabgp_neighbors(v4_routes: &str, v6_routes: &str, extra: &str) -> String {
+    exabgp_neighbor(false, v4_routes, extra) + &exabgp_neighbor(true, v6_routes, extra)
+}
+
+fn exabgp_host(tern_peer: &str) -> TwoHosts {
+    let net = TwoHosts::with(Ports::AfXdp, &tern_bgp(tern_peer), 1500);
+    net.a
+        .ok(&["ip", "addr", "add", "198.18.6.1/32", "dev", "lo"]);
+    net.a
+        .ok(&["ip", "-6", "addr", "add", "2001:db8:6::1/128", "dev", "lo"]);
+    net
+}
+
+/// ExaBGP connects to tern (passive): IPv4 and IPv6 routes learned and followed; a route
+/// with a malformed COMMUNITIES attribute (length 3) is treated as withdrawn (RFC 7606
+/// §7.8) while the session stays up; tern's announcements reach ExaBGP; an API withdraw
+/// removes the route and traffic gets net unreachable.
+#[test]
+fn exabgp_connects_to_passive_tern() {
+    use testbed::exabgp::ExaBgp;
+    let net = exabgp_host("passive = true");
+    let exa = ExaBgp::start(
+        &net.a,
+        &exabgp_neighbors(
+            "route 198.18.6.0/24 next-hop 192.0.2.2; \
+             route 198.18.7.0/24 next-hop 192.0.2.2 attribute [0x08 0xc0 0x000102];",
+            "route 2001:db8:6::/48 next-hop 2001:db8:a::2;",
+            "",
+        ),
+        None,
+    );
+    eventually(LONG, "both sessions with ExaBGP Established", || {
+        established(&net, "a4") && established(&net, "a6")
+    });
+    eventually(LONG, "ExaBGP's routes", || {
+        has_route(&net, "198.18.6.0/24") && has_route(&net, "2001:db8:6::/48")
+    });
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.6.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let out = ping(
+        &net.b,
+        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:6::1"],
+    );
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    // The malformed route: treat-as-withdraw, not a reset.
+    assert!(!has_route(&net, "198.18.7.0/24"));
+    assert!(established(&net, "a4"), "{}", exa.log());
+
+    eventually(LONG, "tern's prefixes at ExaBGP", || {
+        let r = exa.received();
+        r.contains("198.18.100.0/24") && r.contains("2001:db8:100::/48")
+    });
+
+    exa.command("neighbor 192.0.2.1 withdraw route 198.18.6.0/24 next-hop 192.0.2.2");
+    eventually(LONG, "198.18.6.0/24 withdrawn", || {
+        !has_route(&net, "198.18.6.0/24")
+    });
+    let out = ping(&net.b, &["-c", "1", "-W", "2", "198.18.6.1"]);
+    assert!(out.contains("Unreachable"), "{out}");
+    assert!(has_route(&net, "2001:db8:6::/48"));
+}
+
+/// tern connects to a listening ExaBGP and learns its routes; with the wrong AS configured
+/// for ExaBGP, tern answers its OPEN with NOTIFICATION 2/2 (Bad Peer AS).
+#[test]
+fn exabgp_passive_tern_connects_and_wrong_as() {
+    use testbed::exabgp::ExaBgp;
+    let net = exabgp_host("");
+    let exa = ExaBgp::start(
+        &net.a,
+        &exabgp_neighbors(
+            "route 198.18.6.0/24 next-hop 192.0.2.2;",
+            "route 2001:db8:6::/48 next-hop 2001:db8:a::2;",
+            "passive true;",
+        ),
+        Some("192.0.2.2 2001:db8:a::2"),
+    );
+    eventually(LONG, "tern's sessions to ExaBGP Established", || {
+        established(&net, "a4") && established(&net, "a6")
+    });
+    eventually(LONG, "ExaBGP's routes", || {
+        has_route(&net, "198.18.6.0/24") && has_route(&net, "2001:db8:6::/48")
+    });
+    let out = ping(&net.b, &["-c", "2", "-i", "0.2", "-W", "2", "198.18.6.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    drop(exa);
+    drop(net);
+
+    // tern expects AS 65099 at A; ExaBGP is 65001.
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+         [[bgp.peer]]\nname = \"a4\"\naddress = \"192.0.2.2\"\nremote_as = 65099\nimport = \"all\"\n",
+        1500,
+    );
+    let exa = ExaBgp::start(
+        &net.a,
+        &exabgp_neighbor(false, "", "passive true;"),
+        Some("192.0.2.2"),
+    );
+    let line = exa.wait_log("Bad Peer AS", LONG);
+    assert!(line.to_lowercase().contains("notification"), "{line}");
+    let n = neighbor(&net, "a4");
+    assert_ne!(n["state"], "Established", "{n}");
+}

@@ -8,7 +8,6 @@
 //! tern-bench run --smoke            # CI: a few seconds per mode, checks delivered == forwarded
 //! ```
 
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +30,12 @@ struct Cli {
 enum Cmd {
     /// Build the wires, run every mode, write the report.
     Run(RunArgs),
+    /// BIRD announces a table to tern over BGP: Established → every route in the FIB, memory,
+    /// an unrelated flow's loss; against BIRD installing it into the kernel (the anchor).
+    BgpLoad(BgpLoadArgs),
+    /// A scripted peer loads the RIS table into tern, then replays the RIS 24 h update
+    /// streams as fast as TCP takes them: updates/s reaching the FIB, KEEPALIVEs meanwhile.
+    BgpChurn(BgpChurnArgs),
     /// (internal) the traffic generator, run in the generator's namespace.
     Gen {
         #[arg(long)]
@@ -99,6 +104,35 @@ struct RunArgs {
     smoke: bool,
 }
 
+#[derive(clap::Args)]
+struct BgpLoadArgs {
+    /// Every Nth prefix of the RIS 2026 tables (1 = the full 1.04 M IPv4 + 246 k IPv6).
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// Rounds; each runs the kernel anchor, then tern.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Give up on a load after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BgpChurnArgs {
+    /// Every Nth prefix of the RIS 2026 tables as the starting table.
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+    /// The first N updates of each stream (0 = all: 1.39 M IPv4 + 1.24 M IPv6).
+    #[arg(long, default_value_t = 0)]
+    updates: usize,
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
 fn mac(s: &str) -> Result<[u8; 6], String> {
     let v: Vec<u8> = s
         .split(':')
@@ -112,6 +146,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Run(args) => run(args),
+        Cmd::BgpLoad(args) => bgp_load(args),
+        Cmd::BgpChurn(args) => bgp_churn(args),
         Cmd::Gen {
             ifname,
             destinations,
@@ -159,29 +195,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The RIS IPv4 table next to the repository, without prefixes that overlap the wires.
+/// `ris`: the RIS IPv4 table next to the repository; otherwise a file of prefixes.
 fn load_table(which: &str) -> Result<Vec<ipnet::Ipv4Net>, String> {
-    let text = if which == "ris" {
-        let path = ["../shared/data", "../../shared/data"]
-            .iter()
-            .map(|d| PathBuf::from(d).join("ris-rrc00-AS3333-20260511-ipv4-rib.txt.xz"))
-            .find(|p| p.exists())
-            .ok_or("the RIS table is not in ../shared/data")?;
-        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        let mut s = String::new();
-        xz2::read::XzDecoder::new(file)
-            .read_to_string(&mut s)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        s
+    if which == "ris" {
+        testbed::tables::ris_v4()
     } else {
-        std::fs::read_to_string(which).map_err(|e| format!("{which}: {e}"))?
-    };
-    let ours: ipnet::Ipv4Net = "198.18.0.0/15".parse().map_err(|_| "net")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.trim().parse::<ipnet::Ipv4Net>().ok())
-        .filter(|p| !p.contains(&ours) && !ours.contains(p))
-        .collect())
+        testbed::tables::v4_file(which)
+    }
 }
 
 fn run(mut a: RunArgs) -> Result<(), String> {
@@ -297,6 +317,143 @@ fn run(mut a: RunArgs) -> Result<(), String> {
             }
         }
         eprintln!("smoke: every tern mode delivered all it was offered");
+    }
+    Ok(())
+}
+
+fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
+    use testbed::bgp_load::{kernel_anchor, tern_load, Table};
+    use testbed::tables;
+    let table = Table {
+        v4: tables::sample(&tables::ris_v4()?, a.every),
+        v6: tables::sample(&tables::ris_v6()?, a.every),
+    };
+    let timeout = Duration::from_secs(a.timeout);
+    eprintln!(
+        "table: {} IPv4 + {} IPv6 prefixes",
+        table.v4.len(),
+        table.v6.len()
+    );
+    let mut kernel = Vec::new();
+    let mut tern = Vec::new();
+    for round in 1..=a.rounds {
+        eprintln!("round {round}/{}: BIRD → kernel", a.rounds);
+        let k = kernel_anchor(&table, timeout)?;
+        eprintln!("  {k:?}");
+        eprintln!("round {round}/{}: BIRD → tern", a.rounds);
+        let t = tern_load(&table, timeout)?;
+        eprintln!("  {t:?}");
+        kernel.push(k);
+        tern.push(t);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let kernel_s = median(kernel.iter().map(|k| k.seconds).collect());
+    let tern_s = median(tern.iter().map(|t| t.established_to_fib).collect());
+    let last_k = kernel.last().ok_or("no rounds")?;
+    let last_t = tern.last().ok_or("no rounds")?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let text = format!(
+        "`{command}` ({} IPv4 + {} IPv6 prefixes, {} round(s), medians)\n\n\
+         | | time to FIB | routes in the FIB | memory (RSS) |\n|---|---|---|---|\n\
+         | BIRD → kernel (anchor) | {kernel_s:.2} s (enable → all exported) | {} v4 + {} v6 (`ip route`) | BIRD {:.0} MiB |\n\
+         | BIRD → tern | {tern_s:.2} s (Established → all installed) | {} v4 + {} v6 (`show fib`) | tern {:.0} MiB (was {:.0}; FIB structures {:.0} MiB), BIRD {:.0} MiB |\n\n\
+         tern / kernel time: {:.2}×. Sessions up {:.2} s after enable. \
+         Unrelated flow B → A during the load: {} sent, {} received.\n",
+        table.v4.len(),
+        table.v6.len(),
+        a.rounds,
+        last_k.kernel_v4,
+        last_k.kernel_v6,
+        mib(last_k.bird_rss_kib),
+        last_t.fib_v4,
+        last_t.fib_v6,
+        mib(last_t.tern_rss_after_kib),
+        mib(last_t.tern_rss_before_kib),
+        last_t.fib_bytes as f64 / 1048576.0,
+        mib(last_t.bird_rss_kib),
+        tern_s / kernel_s,
+        median(tern.iter().map(|t| t.to_established).collect()),
+        last_t.flow_sent,
+        last_t.flow_received,
+    );
+    print!("{text}");
+    std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    std::fs::write(a.out.join("bgp-load.md"), &text).map_err(|e| e.to_string())?;
+    let lost = tern
+        .iter()
+        .map(|t| t.flow_sent.saturating_sub(t.flow_received))
+        .sum::<u64>();
+    if lost > 0 {
+        return Err(format!(
+            "the unrelated flow lost {lost} datagrams during the load"
+        ));
+    }
+    Ok(())
+}
+
+fn bgp_churn(a: BgpChurnArgs) -> Result<(), String> {
+    use testbed::bgp_load::Table;
+    use testbed::tables;
+    let table = Table {
+        v4: tables::sample(&tables::ris_v4()?, a.every),
+        v6: tables::sample(&tables::ris_v6()?, a.every),
+    };
+    let take = |mut v: Vec<tables::Update>| {
+        if a.updates > 0 {
+            v.truncate(a.updates);
+        }
+        v
+    };
+    let mut updates = take(tables::ris_updates(false)?);
+    updates.extend(take(tables::ris_updates(true)?));
+    eprintln!(
+        "table {} IPv4 + {} IPv6, {} updates",
+        table.v4.len(),
+        table.v6.len(),
+        updates.len()
+    );
+    let r = testbed::bgp_churn::replay(&table, &updates, Duration::from_secs(a.timeout))?;
+    eprintln!("{r:?}");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let text = format!(
+        "`{command}`\n\n\
+         | | |\n|---|---|\n\
+         | initial table ({} IPv4 + {} IPv6) Established → FIB | {:.2} s |\n\
+         | updates replayed (in {} UPDATE messages) | {} |\n\
+         | sent in | {:.2} s |\n\
+         | all in the FIB after | {:.2} s → **{:.0} updates/s** |\n\
+         | FIB after the stream (expected) | {} v4 ({}) + {} v6 ({}) |\n\
+         | tern KEEPALIVEs, longest silence (hold time) | {}, {:.2} s ({} s) |\n\
+         | session Established at the end, NOTIFICATION | {}, {} |\n\
+         | tern RSS after | {:.0} MiB |\n",
+        table.v4.len(),
+        table.v6.len(),
+        r.table_seconds,
+        r.messages,
+        r.updates,
+        r.send_seconds,
+        r.fib_seconds,
+        r.updates_per_second(),
+        r.fib_v4,
+        r.expected_v4,
+        r.fib_v6,
+        r.expected_v6,
+        r.keepalives,
+        r.max_gap.as_secs_f64(),
+        r.hold_time,
+        r.established_after,
+        r.notification.as_deref().unwrap_or("none"),
+        r.tern_rss_kib as f64 / 1024.0,
+    );
+    print!("{text}");
+    std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    std::fs::write(a.out.join("bgp-churn.md"), &text).map_err(|e| e.to_string())?;
+    if (r.fib_v4, r.fib_v6) != (r.expected_v4, r.expected_v6) || !r.established_after {
+        return Err("the FIB does not match the stream, or the session dropped".into());
     }
     Ok(())
 }

@@ -1,0 +1,334 @@
+//! A routing table loaded over BGP: BIRD announces it to tern and we measure the time from
+//! Established until every route is in tern's FIB, memory after the load, and an unrelated
+//! flow through tern that must lose nothing meanwhile. The anchor, measured the same way:
+//! BIRD installing the same table into a namespace's kernel FIB.
+//!
+//! ```text
+//!  tern run:    A: BIRD 192.0.2.2 AS 65001 ── tern 192.0.2.1 AS 65000 (passive) ── B
+//!               flow: B ──UDP 1 kpps──► A (a connected route, untouched by the load)
+//!  anchor:      K: BIRD, kernel protocol ── k0 192.0.2.2/24 ══ veth ══ (an empty namespace)
+//! ```
+//!
+//! Both runs start from a BIRD whose static protocols already hold the table, with the
+//! protocol under test disabled; the clock starts when it is enabled.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::bird::Bird;
+use crate::{rss_kib, veth, Netns, Ports, Tern, TwoHosts, A4, A6};
+
+/// The table to load.
+pub struct Table {
+    pub v4: Vec<Ipv4Net>,
+    pub v6: Vec<Ipv6Net>,
+}
+
+/// BIRD installing the table into the kernel.
+#[derive(Debug, Clone)]
+pub struct KernelLoad {
+    /// Kernel protocols enabled → every route exported to the kernel.
+    pub seconds: f64,
+    /// Routes in the namespace's kernel tables afterwards (`ip route show | wc -l`).
+    pub kernel_v4: usize,
+    pub kernel_v6: usize,
+    pub bird_rss_kib: u64,
+}
+
+/// BIRD announcing the table to tern.
+#[derive(Debug, Clone)]
+pub struct TernLoad {
+    /// BGP protocols enabled in BIRD → both sessions Established in tern.
+    pub to_established: f64,
+    /// First session Established → every route in tern's FIB.
+    pub established_to_fib: f64,
+    /// tern's eBGP routes in the FIB after the load.
+    pub fib_v4: u64,
+    pub fib_v6: u64,
+    /// The FIB structures alone (`show fib`).
+    pub fib_bytes: u64,
+    pub tern_rss_before_kib: u64,
+    pub tern_rss_after_kib: u64,
+    pub bird_rss_kib: u64,
+    /// The unrelated flow B → A during the load.
+    pub flow_sent: u64,
+    pub flow_received: u64,
+}
+
+const UDP_PORT: u16 = 47_000;
+
+/// BIRD static protocols `s4` and `s6` holding the table, every route via `via4` / `via6`.
+fn statics(t: &Table, via4: &str, via6: &str) -> String {
+    let mut s = String::with_capacity((t.v4.len() + t.v6.len()) * 40);
+    s.push_str("protocol static s4 {\n ipv4;\n");
+    for p in &t.v4 {
+        s.push_str(&format!(" route {p} via {via4};\n"));
+    }
+    s.push_str("}\nprotocol static s6 {\n ipv6;\n");
+    for p in &t.v6 {
+        s.push_str(&format!(" route {p} via {via6};\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The number before `what` ("imported", "exported") in `show protocols all NAME`.
+fn route_count(bird: &Bird, protocol: &str, what: &str) -> u64 {
+    let out = bird.cli(&format!("show protocols all {protocol}"));
+    out.lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("Routes:")?;
+            rest.split(',').find_map(|part| {
+                let mut w = part.split_whitespace();
+                let n = w.next()?.parse().ok()?;
+                (w.next()? == what).then_some(n)
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `done` every 50 ms until it holds or `timeout` passes.
+fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Waits until BIRD's static protocols hold the whole table.
+fn wait_statics(bird: &Bird, t: &Table, timeout: Duration) -> Result<(), String> {
+    wait_for(timeout, "BIRD to load the table", || {
+        route_count(bird, "s4", "imported") >= t.v4.len() as u64
+            && route_count(bird, "s6", "imported") >= t.v6.len() as u64
+    })
+}
+
+fn count_lines(ns: &Netns, args: &[&str]) -> usize {
+    let out = ns.exec(args);
+    out.stdout.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// The anchor: BIRD exports the table to the kernel FIB of its namespace.
+pub fn kernel_anchor(t: &Table, timeout: Duration) -> Result<KernelLoad, String> {
+    let k = Netns::new("bk");
+    let peer = Netns::new("bx");
+    veth(&k, "k0", &peer, "x0", 1);
+    peer.ok(&["ip", "link", "set", "x0", "up"]);
+    k.ok(&["ip", "link", "set", "k0", "up"]);
+    k.ok(&["ip", "addr", "add", "192.0.2.2/24", "dev", "k0"]);
+    k.ok(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:a::2/64",
+        "dev",
+        "k0",
+        "nodad",
+    ]);
+    // Older kernels cap the IPv6 FIB at 4096 routes per namespace by default.
+    let _ = k.exec(&["sysctl", "-qw", "net.ipv6.route.max_size=4000000"]);
+    let config = format!(
+        "router id 192.0.2.2;\nprotocol device {{}}\n{}\
+         protocol kernel k4 {{ disabled; ipv4 {{ export all; }}; }}\n\
+         protocol kernel k6 {{ disabled; ipv6 {{ export all; }}; }}\n",
+        statics(t, "192.0.2.1", "2001:db8:a::1")
+    );
+    let bird = Bird::start(&k, &config);
+    wait_statics(&bird, t, timeout)?;
+    let start = Instant::now();
+    bird.cli("enable k4");
+    bird.cli("enable k6");
+    wait_for(timeout, "BIRD to export the table to the kernel", || {
+        route_count(&bird, "k4", "exported") >= t.v4.len() as u64
+            && route_count(&bird, "k6", "exported") >= t.v6.len() as u64
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(KernelLoad {
+        seconds,
+        kernel_v4: count_lines(&k, &["ip", "-4", "route", "show"]),
+        kernel_v6: count_lines(&k, &["ip", "-6", "route", "show"]),
+        bird_rss_kib: rss_kib(bird.pid()),
+    })
+}
+
+/// tern's side: passive sessions for A's BIRD, one per family, everything imported.
+fn tern_config() -> String {
+    let peer = |name: &str, addr: &str| {
+        format!(
+            "[[bgp.peer]]\nname = \"{name}\"\naddress = \"{addr}\"\nremote_as = 65001\n\
+             passive = true\nimport = \"all\"\n"
+        )
+    };
+    format!(
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n{}{}",
+        peer("a4", A4),
+        peer("a6", A6)
+    )
+}
+
+fn bird_config(t: &Table) -> String {
+    format!(
+        "router id 192.0.2.2;\nprotocol device {{}}\n{}\
+         protocol bgp tern4 {{ disabled; local 192.0.2.2 as 65001; neighbor 192.0.2.1 as 65000; \
+           connect delay time 1; ipv4 {{ import none; export all; }}; }}\n\
+         protocol bgp tern6 {{ disabled; local 2001:db8:a::2 as 65001; neighbor 2001:db8:a::1 as 65000; \
+           connect delay time 1; ipv6 {{ import none; export all; }}; }}\n",
+        statics(t, A4, A6)
+    )
+}
+
+/// A UDP flow B → A at about 1000 datagrams/s, counted at both ends.
+struct Flow {
+    receiver: Child,
+    sender: Child,
+}
+
+impl Flow {
+    fn start(net: &TwoHosts) -> Result<Flow, String> {
+        let receiver_py = format!(
+            "import signal,socket,sys\nn=[0]\n\
+             def done(*_):\n print(n[0],flush=True); sys.exit(0)\n\
+             signal.signal(signal.SIGTERM,done)\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',{UDP_PORT}))\n\
+             print('ready',flush=True)\n\
+             while True:\n s.recv(2048); n[0]+=1\n"
+        );
+        let sender_py = format!(
+            "import signal,socket,time\nn=[0]; stop=[False]\n\
+             signal.signal(signal.SIGTERM,lambda *_: stop.__setitem__(0,True))\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             while not stop[0]:\n s.sendto(b'x'*64,('{A4}',{UDP_PORT})); n[0]+=1; time.sleep(0.001)\n\
+             print(n[0],flush=True)\n"
+        );
+        let mut receiver = net.a.spawn(&["python3", "-c", &receiver_py]);
+        let mut ready = String::new();
+        if let Some(out) = receiver.stdout.as_mut() {
+            let _ = BufReader::new(out).read_line(&mut ready);
+        }
+        if ready.trim() != "ready" {
+            let _ = receiver.kill();
+            let _ = receiver.wait();
+            return Err("the flow's receiver did not start".into());
+        }
+        let sender = net.b.spawn(&["python3", "-c", &sender_py]);
+        Ok(Flow { receiver, sender })
+    }
+
+    /// Stops the sender, lets the last datagrams arrive, stops the receiver:
+    /// (sent, received).
+    fn stop(self) -> Result<(u64, u64), String> {
+        fn count(child: Child) -> Result<u64, String> {
+            // SAFETY: signalling a process this harness spawned, by its pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .next_back()
+                .ok_or_else(|| {
+                    format!(
+                        "no count from the flow: {text} {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+        }
+        let sent = count(self.sender)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let received = count(self.receiver)?;
+        Ok((sent, received))
+    }
+}
+
+/// tern's eBGP routes in the FIB: (IPv4, IPv6).
+pub fn ebgp_routes(tern: &Tern) -> Result<(u64, u64), String> {
+    let f = tern.try_ctl(&["show", "fib"])?;
+    Ok((
+        f["ipv4_by_source"]["ebgp"].as_u64().unwrap_or(0),
+        f["ipv6_by_source"]["ebgp"].as_u64().unwrap_or(0),
+    ))
+}
+
+fn established(net: &TwoHosts, name: &str) -> bool {
+    net.tern
+        .try_ctl(&["show", "bgp", "neighbors", name])
+        .is_ok_and(|v| v["neighbors"][0]["state"] == "Established")
+}
+
+/// Memory of both FIB structures (`show fib`).
+fn fib_bytes(tern: &Tern) -> Result<u64, String> {
+    let f = tern.try_ctl(&["show", "fib"])?;
+    Ok(f["ipv4_bytes"].as_u64().unwrap_or(0) + f["ipv6_bytes"].as_u64().unwrap_or(0))
+}
+
+/// BIRD announces the table to tern; see the module docs.
+pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
+    let net = TwoHosts::with(Ports::AfXdp, &tern_config(), 1500);
+    let bird = Bird::start(&net.a, &bird_config(t));
+    wait_statics(&bird, t, timeout)?;
+    // Resolve A and B before the flow starts: the first datagrams must not wait for ARP.
+    for family in ["-4", "-6"] {
+        let to = if family == "-4" { A4 } else { A6 };
+        let warm = crate::ping(&net.b, &[family, "-c", "2", "-i", "0.2", "-W", "2", to]);
+        if !warm.contains(" 0% packet loss") {
+            return Err(format!("B cannot reach A through tern: {warm}"));
+        }
+    }
+    let tern_pid = net.tern.pid().ok_or("tern is not running")?;
+    let tern_rss_before_kib = rss_kib(tern_pid);
+    let flow = Flow::start(&net)?;
+
+    let start = Instant::now();
+    bird.cli("enable tern4");
+    bird.cli("enable tern6");
+    let mut first_up = None;
+    let mut both_up = None;
+    let mut loaded = None;
+    let deadline = start + timeout;
+    while loaded.is_none() && Instant::now() < deadline {
+        if both_up.is_none() {
+            let (up4, up6) = (established(&net, "a4"), established(&net, "a6"));
+            if (up4 || up6) && first_up.is_none() {
+                first_up = Some(Instant::now());
+            }
+            if up4 && up6 {
+                both_up = Some(Instant::now());
+            }
+        }
+        let (n4, n6) = ebgp_routes(&net.tern)?;
+        if n4 >= t.v4.len() as u64 && n6 >= t.v6.len() as u64 {
+            loaded = Some((Instant::now(), (n4, n6)));
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (flow_sent, flow_received) = flow.stop()?;
+    let (done, (fib_v4, fib_v6)) = loaded.ok_or_else(|| {
+        format!(
+            "tern did not install the table within {timeout:?}: {:?} (BIRD: {})",
+            ebgp_routes(&net.tern),
+            bird.cli("show protocols")
+        )
+    })?;
+    let first_up = first_up.unwrap_or(done);
+    let both_up = both_up.unwrap_or(done);
+    Ok(TernLoad {
+        to_established: both_up.duration_since(start).as_secs_f64(),
+        established_to_fib: done.duration_since(first_up).as_secs_f64(),
+        fib_v4,
+        fib_v6,
+        fib_bytes: fib_bytes(&net.tern)?,
+        tern_rss_before_kib,
+        tern_rss_after_kib: rss_kib(tern_pid),
+        bird_rss_kib: rss_kib(bird.pid()),
+        flow_sent,
+        flow_received,
+    })
+}
