@@ -317,6 +317,14 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
             bird.cli("show protocols")
         )
     })?;
+    if let Some(secs) = std::env::var("TERN_BENCH_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        // For looking inside a loaded tern (gdb, /proc): keep everything up a while.
+        eprintln!("holding {secs} s; tern is pid {tern_pid}");
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let first_up = first_up.unwrap_or(done);
     let both_up = both_up.unwrap_or(done);
     Ok(TernLoad {

@@ -523,3 +523,99 @@ fn exabgp_passive_tern_connects_and_wrong_as() {
     let n = neighbor(&net, "a4");
     assert_ne!(n["state"], "Established", "{n}");
 }
+
+/// Two BIRD peers behind a switch at A announce the same prefix; with `multipath = 2` tern
+/// installs one ECMP group over both next hops and spreads flows across them.
+///
+/// ```text
+///  P1 192.0.2.2 ─┐
+///                ├─ sw0 (a bridge in A) ── tern ── B: 64 UDP flows to 198.18.5.1
+///  P2 192.0.2.3 ─┘   (both own 198.18.5.1 and announce 198.18.5.0/24)
+/// ```
+#[test]
+fn ecmp_across_two_peers_spreads_flows() {
+    let peer = |name: &str, addr: &str| {
+        format!(
+            "[[bgp.peer]]\nname = \"{name}\"\naddress = \"{addr}\"\nremote_as = 65001\nimport = \"all\"\n"
+        )
+    };
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        &format!(
+            "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\nmultipath = 2\n{}{}",
+            peer("p1", "192.0.2.2"),
+            peer("p2", "192.0.2.3")
+        ),
+        1500,
+    );
+    // A becomes a switch: its link to tern and one veth per peer on a bridge.
+    net.a.ok(&["ip", "addr", "flush", "dev", &net.tap_a]);
+    net.a.ok(&["ip", "link", "add", "sw0", "type", "bridge"]);
+    net.a
+        .ok(&["ip", "link", "set", &net.tap_a, "master", "sw0"]);
+    net.a.ok(&["ip", "link", "set", "sw0", "up"]);
+    let mut peers = Vec::new();
+    for (i, addr) in ["192.0.2.2", "192.0.2.3"].into_iter().enumerate() {
+        let ns = testbed::Netns::new("pp");
+        let port = format!("p{i}");
+        testbed::veth(&net.a, &port, &ns, "eth0", 1);
+        net.a
+            .ok(&["ip", "link", "set", &port, "master", "sw0", "up"]);
+        ns.ok(&["ip", "link", "set", "eth0", "up"]);
+        ns.ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        ns.ok(&["ip", "route", "add", "default", "via", "192.0.2.1"]);
+        ns.ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+        let bird = Bird::start(
+            &ns,
+            &format!(
+                "router id {addr};\nprotocol device {{}}\n\
+                 protocol static s4 {{ ipv4; route 198.18.5.0/24 via {addr}; }}\n\
+                 protocol bgp tern4 {{ local {addr} as 65001; neighbor 192.0.2.1 as 65000; \
+                   ipv4 {{ import none; export all; }}; }}\n"
+            ),
+        );
+        peers.push((ns, bird));
+    }
+    eventually(LONG, "both sessions Established", || {
+        established(&net, "p1") && established(&net, "p2")
+    });
+    eventually(LONG, "an ECMP route over both peers", || {
+        let r = net.tern.ctl(&["show", "route", "198.18.5.0/24"]);
+        r["next_hop"]["type"] == "ecmp"
+            && r["next_hop"]["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 2)
+    });
+
+    let received = |ns: &testbed::Netns| -> u64 {
+        let out = ns.ok(&["cat", "/sys/class/net/eth0/statistics/rx_packets"]);
+        out.trim().parse().unwrap_or(0)
+    };
+    let before: Vec<u64> = peers.iter().map(|(ns, _)| received(ns)).collect();
+    // 64 flows (source ports), 20 datagrams each.
+    let sent = testbed::scapy(
+        &net.b,
+        "import socket\n\
+         for port in range(40000, 40064):\n\
+         \x20s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20s.bind(('0.0.0.0', port))\n\
+         \x20for _ in range(20): s.sendto(b'x' * 32, ('198.18.5.1', 9))\n\
+         \x20s.close()\n\
+         print('sent')\n",
+        &[],
+    );
+    assert!(sent.contains("sent"), "{sent}");
+    std::thread::sleep(Duration::from_millis(500));
+    let got: Vec<u64> = peers
+        .iter()
+        .zip(&before)
+        .map(|((ns, _), b)| received(ns) - b)
+        .collect();
+    let total: u64 = got.iter().sum();
+    assert!(total >= 1280, "every datagram arrives somewhere: {got:?}");
+    // A flow hash over 64 flows puts well over 10% on each side.
+    assert!(
+        got.iter().all(|&n| n >= 128),
+        "flows spread over both next hops: {got:?}"
+    );
+}
