@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bgp_glue::wire::{self, Announce, Family};
 use ipnet::IpNet;
 
-use crate::bgp_load::{ebgp_routes, Table};
+use crate::bgp_load::{ebgp_routes, wait_until, Table};
 use crate::bgp_peer::Peer;
 use crate::tables::Update;
 use crate::{rss_kib, Ports, TwoHosts, A4, A6};
@@ -137,21 +137,6 @@ pub fn final_counts(table: &Table, updates: &[Update]) -> (u64, u64) {
     }
     let v4 = routes.iter().filter(|n| matches!(n, IpNet::V4(_))).count() as u64;
     (v4, routes.len() as u64 - v4)
-}
-
-fn wait_until(
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<bool, String>,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while !f()? {
-        if Instant::now() > deadline {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// Loads `table`, replays `updates`; see the module docs.

@@ -27,6 +27,16 @@ pub struct Table {
     pub v6: Vec<Ipv6Net>,
 }
 
+impl Table {
+    /// Every `every`-th prefix of the RIS 2026 IPv4 and IPv6 tables (1 = all of them).
+    pub fn ris(every: usize) -> Result<Table, String> {
+        Ok(Table {
+            v4: crate::tables::sample(&crate::tables::ris_v4()?, every),
+            v6: crate::tables::sample(&crate::tables::ris_v6()?, every),
+        })
+    }
+}
+
 /// BIRD installing the table into the kernel.
 #[derive(Debug, Clone)]
 pub struct KernelLoad {
@@ -90,10 +100,15 @@ fn route_count(bird: &Bird, protocol: &str, what: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Polls `done` every 50 ms until it holds or `timeout` passes.
-fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {
+/// Polls `done` every 50 ms until it holds, fails, or `timeout` passes (the harnesses'
+/// `Result` form of [`crate::eventually`]).
+pub(crate) fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut() -> Result<bool, String>,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    while !done() {
+    while !done()? {
         if Instant::now() > deadline {
             return Err(format!("timed out after {timeout:?} waiting for {what}"));
         }
@@ -104,9 +119,9 @@ fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Re
 
 /// Waits until BIRD's static protocols hold the whole table.
 fn wait_statics(bird: &Bird, t: &Table, timeout: Duration) -> Result<(), String> {
-    wait_for(timeout, "BIRD to load the table", || {
-        route_count(bird, "s4", "imported") >= t.v4.len() as u64
-            && route_count(bird, "s6", "imported") >= t.v6.len() as u64
+    wait_until(timeout, "BIRD to load the table", || {
+        Ok(route_count(bird, "s4", "imported") >= t.v4.len() as u64
+            && route_count(bird, "s6", "imported") >= t.v6.len() as u64)
     })
 }
 
@@ -146,9 +161,9 @@ pub fn kernel_anchor(t: &Table, timeout: Duration) -> Result<KernelLoad, String>
     let start = Instant::now();
     bird.cli("enable k4");
     bird.cli("enable k6");
-    wait_for(timeout, "BIRD to export the table to the kernel", || {
-        route_count(&bird, "k4", "exported") >= t.v4.len() as u64
-            && route_count(&bird, "k6", "exported") >= t.v6.len() as u64
+    wait_until(timeout, "BIRD to export the table to the kernel", || {
+        Ok(route_count(&bird, "k4", "exported") >= t.v4.len() as u64
+            && route_count(&bird, "k6", "exported") >= t.v6.len() as u64)
     })?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(KernelLoad {

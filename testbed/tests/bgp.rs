@@ -65,6 +65,14 @@ fn fib_has(net: &TwoHosts, prefix: &str) -> bool {
     text.contains(prefix)
 }
 
+/// B pings `v4` and `v6` through tern without loss.
+fn b_reaches(net: &TwoHosts, v4: &str, v6: &str) {
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", v4]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let out = ping(&net.b, &["-6", "-c", "3", "-i", "0.2", "-W", "2", v6]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+}
+
 fn sessions_up(net: &TwoHosts, bird: &Bird) {
     eventually(LONG, "both sessions Established", || {
         established(net, "a4") && established(net, "a6")
@@ -82,13 +90,7 @@ fn bird_routes_learned_followed_and_withdrawn_tern_active() {
     eventually(LONG, "both routes from BIRD", || {
         has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
     });
-    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
-    assert!(out.contains(" 0% packet loss"), "{out}");
-    let out = ping(
-        &net.b,
-        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:5::1"],
-    );
-    assert!(out.contains(" 0% packet loss"), "{out}");
+    b_reaches(&net, "198.18.5.1", "2001:db8:5::1");
     let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
     assert_eq!(path["as_path"], "65001", "{path}");
     assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
@@ -360,11 +362,7 @@ fn gobgp_interop() {
 #[test]
 fn table_slice_from_bird_loads_without_loss() {
     use testbed::bgp_load::{tern_load, Table};
-    use testbed::tables::{ris_v4, ris_v6, sample};
-    let table = Table {
-        v4: sample(&ris_v4().expect("RIS v4"), 100),
-        v6: sample(&ris_v6().expect("RIS v6"), 100),
-    };
+    let table = Table::ris(100).expect("RIS tables");
     let load = tern_load(&table, Duration::from_secs(120)).expect("load");
     assert_eq!(load.fib_v4, table.v4.len() as u64, "{load:?}");
     assert_eq!(load.fib_v6, table.v6.len() as u64, "{load:?}");
@@ -378,11 +376,8 @@ fn table_slice_from_bird_loads_without_loss() {
 #[test]
 fn update_stream_slice_replayed() {
     use testbed::bgp_load::Table;
-    use testbed::tables::{ris_updates, ris_v4, ris_v6, sample};
-    let table = Table {
-        v4: sample(&ris_v4().expect("RIS v4"), 100),
-        v6: sample(&ris_v6().expect("RIS v6"), 100),
-    };
+    use testbed::tables::ris_updates;
+    let table = Table::ris(100).expect("RIS tables");
     let mut updates = ris_updates(false).expect("v4 updates");
     updates.truncate(20_000);
     let mut v6 = ris_updates(true).expect("v6 updates");
@@ -455,13 +450,7 @@ fn exabgp_connects_to_passive_tern() {
     eventually(LONG, "ExaBGP's routes", || {
         has_route(&net, "198.18.6.0/24") && has_route(&net, "2001:db8:6::/48")
     });
-    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.6.1"]);
-    assert!(out.contains(" 0% packet loss"), "{out}");
-    let out = ping(
-        &net.b,
-        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:6::1"],
-    );
-    assert!(out.contains(" 0% packet loss"), "{out}");
+    b_reaches(&net, "198.18.6.1", "2001:db8:6::1");
     // The malformed route: treat-as-withdraw, not a reset.
     assert!(!has_route(&net, "198.18.7.0/24"));
     assert!(established(&net, "a4"), "{}", exa.log());

@@ -323,11 +323,7 @@ fn run(mut a: RunArgs) -> Result<(), String> {
 
 fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
     use testbed::bgp_load::{kernel_anchor, tern_load, Table};
-    use testbed::tables;
-    let table = Table {
-        v4: tables::sample(&tables::ris_v4()?, a.every),
-        v6: tables::sample(&tables::ris_v6()?, a.every),
-    };
+    let table = Table::ris(a.every)?;
     let timeout = Duration::from_secs(a.timeout);
     eprintln!(
         "table: {} IPv4 + {} IPv6 prefixes",
@@ -398,10 +394,7 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
 fn bgp_churn(a: BgpChurnArgs) -> Result<(), String> {
     use testbed::bgp_load::Table;
     use testbed::tables;
-    let table = Table {
-        v4: tables::sample(&tables::ris_v4()?, a.every),
-        v6: tables::sample(&tables::ris_v6()?, a.every),
-    };
+    let table = Table::ris(a.every)?;
     let take = |mut v: Vec<tables::Update>| {
         if a.updates > 0 {
             v.truncate(a.updates);
