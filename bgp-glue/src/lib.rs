@@ -11,6 +11,7 @@
 //! its own addresses through host interfaces (`dataplane::io::host`).
 
 pub mod config;
+pub mod fpm;
 pub mod rib;
 pub mod session;
 mod speaker;

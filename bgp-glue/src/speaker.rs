@@ -315,18 +315,17 @@ impl Speaker {
         let looped = attributes.contains_as(local_as);
         let wrong_first = p.facts.ebgp && attributes.first_as() != Some(p.config.remote_as);
         for net in &u.announced {
-            let next_hop = next_hop(&attributes, net);
+            let next_hop = attributes.next_hop_for(net);
             let acceptable = !looped
                 && !wrong_first
                 && p.config.import.accepts(net)
                 && p.families.contains(&Family::of(net))
                 && next_hop.is_some();
             match (acceptable, next_hop) {
-                (true, Some(next_hop)) => {
+                (true, Some(_)) => {
                     let path = Path {
                         peer: id,
                         attributes: attributes.clone(),
-                        next_hop,
                         stale: false,
                     };
                     if self.rib.announce(*net, path) {
@@ -605,7 +604,7 @@ impl Speaker {
                 let paths: Vec<Value> = paths
                     .iter()
                     .enumerate()
-                    .map(|(i, p)| path_json(p, i == 0, &self.peers))
+                    .map(|(i, p)| path_json(&net, p, i == 0, &self.peers))
                     .collect();
                 json!({"prefix": net.to_string(), "paths": paths})
             })
@@ -614,7 +613,7 @@ impl Speaker {
     }
 }
 
-fn path_json(p: &Path, best: bool, peers: &[Peer]) -> Value {
+fn path_json(net: &IpNet, p: &Path, best: bool, peers: &[Peer]) -> Value {
     let a: &Attributes = &p.attributes;
     let origin = ["igp", "egp", "incomplete"]
         .get(a.origin as usize)
@@ -623,7 +622,7 @@ fn path_json(p: &Path, best: bool, peers: &[Peer]) -> Value {
     json!({
         "best": best,
         "peer": peers.get(p.peer as usize).map(|x| x.config.name.clone()),
-        "next_hop": p.next_hop.to_string(),
+        "next_hop": a.next_hop_for(net).map(|h| h.to_string()),
         "as_path": a.as_path_string(),
         "origin": origin,
         "med": a.med,
@@ -631,18 +630,6 @@ fn path_json(p: &Path, best: bool, peers: &[Peer]) -> Value {
         "communities": a.communities.iter().map(|c| format!("{}:{}", c >> 16, c & 0xffff)).collect::<Vec<_>>(),
         "stale": p.stale,
     })
-}
-
-/// The next hop for `net`: IPv4 routes take NEXT_HOP (or an MP next hop, RFC 8950);
-/// IPv6 routes the MP_REACH global address, or the link-local one when that is all.
-fn next_hop(a: &Attributes, net: &IpNet) -> Option<IpAddr> {
-    match net {
-        IpNet::V4(_) => a.next_hop.map(IpAddr::V4).or(a.mp_next_hop),
-        IpNet::V6(_) => match a.mp_next_hop {
-            Some(IpAddr::V6(g)) if !g.is_unspecified() => Some(IpAddr::V6(g)),
-            _ => a.mp_link_local.map(IpAddr::V6),
-        },
-    }
 }
 
 /// Takes `removed` (IPv4, IPv6) off a peer's accepted counts.

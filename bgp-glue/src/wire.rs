@@ -406,6 +406,18 @@ impl Attributes {
         }
     }
 
+    /// The next hop for `net`: IPv4 routes take NEXT_HOP (or an MP next hop, RFC 8950);
+    /// IPv6 routes the MP_REACH global address, or the link-local one when that is all.
+    pub fn next_hop_for(&self, net: &IpNet) -> Option<IpAddr> {
+        match net {
+            IpNet::V4(_) => self.next_hop.map(IpAddr::V4).or(self.mp_next_hop),
+            IpNet::V6(_) => match self.mp_next_hop {
+                Some(IpAddr::V6(g)) if !g.is_unspecified() => Some(IpAddr::V6(g)),
+                _ => self.mp_link_local.map(IpAddr::V6),
+            },
+        }
+    }
+
     pub fn contains_as(&self, asn: u32) -> bool {
         self.as_path.iter().any(|s| match s {
             Segment::Set(v) | Segment::Sequence(v) => v.contains(&asn),

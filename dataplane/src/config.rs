@@ -37,9 +37,11 @@ pub struct Config {
     pub nat: Option<NatConfig>,
     pub socket: PathBuf,
     /// Whether each port gets a kernel host interface (see `io::host`): on by default when
-    /// BGP is configured, which needs the kernel's TCP.
+    /// BGP or FPM is configured (sessions and zebra need the kernel's view of the ports).
     pub host_interfaces: bool,
     pub bgp: Option<bgp_glue::BgpConfig>,
+    /// zebra's FPM stream (`[fpm]`): FRR as the control plane.
+    pub fpm: Option<bgp_glue::fpm::FpmConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,21 @@ struct RawConfig {
     tunnel: Vec<RawTunnel>,
     nat: Option<nat::RawNat>,
     bgp: Option<bgp::RawBgp>,
+    fpm: Option<RawFpm>,
+}
+
+/// `[fpm]`: where zebra's `dplane_fpm_nl` connects.
+///
+/// ```toml
+/// [fpm]
+/// listen = "127.0.0.1:2620"   # FRR's default port
+/// stale_time = 30             # seconds zebra has to replay its table after reconnecting
+/// ```
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFpm {
+    listen: Option<Spanned<String>>,
+    stale_time: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -608,6 +625,10 @@ impl Config {
             None => None,
             Some(b) => Some(bgp::parse(b, &at)?),
         };
+        let fpm = match &raw.fpm {
+            None => None,
+            Some(f) => Some(parse_fpm(f, &at)?),
+        };
         Ok(Config {
             nat,
             workers,
@@ -626,14 +647,38 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
-            host_interfaces: raw.control.host_interfaces.unwrap_or(bgp.is_some()),
+            host_interfaces: raw
+                .control
+                .host_interfaces
+                .unwrap_or(bgp.is_some() || fpm.is_some()),
             bgp,
+            fpm,
         })
     }
 }
 
-/// An integer field: `default` when absent, an error naming the field when outside
-/// `min..=max`.
+fn parse_fpm(
+    raw: &RawFpm,
+    at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Result<bgp_glue::fpm::FpmConfig, ConfigError> {
+    let listen = match &raw.listen {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 2620)),
+        Some(s) => s.get_ref().parse().map_err(|_| {
+            let text = s.get_ref();
+            at(
+                s.span(),
+                "fpm.listen",
+                format!("{text:?} is not an address:port"),
+            )
+        })?,
+    };
+    let stale_time = int_in(at, &raw.stale_time, "fpm.stale_time", 1, 3600, 30)?;
+    Ok(bgp_glue::fpm::FpmConfig {
+        listen,
+        stale_time: Duration::from_secs(stale_time as u64),
+    })
+}
+
 /// A prefix with its host bits clear, or what is wrong with the text.
 fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let prefix: IpNet = text
@@ -679,6 +724,8 @@ fn read_prefix_file(path: &Path) -> Result<Vec<IpNet>, ConfigError> {
     Ok(prefixes)
 }
 
+/// An integer field: `default` when absent, an error naming the field when outside
+/// `min..=max`.
 fn int_in(
     at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
     v: &Option<Spanned<i64>>,

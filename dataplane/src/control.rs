@@ -53,8 +53,8 @@ pub enum ControlMsg {
         ip: IpAddr,
         mac: Mac,
     },
-    /// A batch of route changes from BGP.
-    Bgp(Vec<bgp_glue::Change>),
+    /// A batch of route changes from BGP or from zebra.
+    Routes(Feed, Vec<bgp_glue::Change>),
     /// A `tern ctl` request; the words after `tern ctl`.
     Ctl {
         words: Vec<String>,
@@ -110,14 +110,37 @@ pub struct Control {
     stats: ControlStats,
     /// The NAT rules and the workers' shard mailboxes, when NAT is configured.
     pub nat: Option<crate::conntrack::NatControl>,
-    /// BGP routes: prefix → (source, next hops); the next-hop sets they share.
-    bgp_routes: HashMap<IpNet, (Source, Arc<[IpAddr]>), ahash::RandomState>,
+    /// The next-hop groups fed routes (BGP, zebra) share, keyed by their (normalised)
+    /// next-hop set, and the set again by what a route in the RIB points at. Nothing is
+    /// kept per prefix here: the RIB's own route for the prefix says which group it holds a
+    /// share of.
     bgp_groups: HashMap<Arc<[IpAddr]>, NextHopGroup>,
+    bgp_group_of: HashMap<Via<IpAddr>, Arc<[IpAddr]>>,
 }
 
-/// The adjacency BGP routes with the same next hops share: a neighbour's own adjacency for
+/// Where a batch of route changes comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Bgp,
+    /// zebra over FPM: FRR chose the routes, tern installs them.
+    Fpm,
+}
+
+impl Feed {
+    /// The RIB source a change goes in as, and the feed's other source the prefix leaves
+    /// (an eBGP route replacing an iBGP one).
+    fn sources(self, ebgp: bool) -> (Source, Option<Source>) {
+        match (self, ebgp) {
+            (Feed::Bgp, true) => (Source::Ebgp, Some(Source::Ibgp)),
+            (Feed::Bgp, false) => (Source::Ibgp, Some(Source::Ebgp)),
+            (Feed::Fpm, _) => (Source::Fpm, None),
+        }
+    }
+}
+
+/// The adjacency fed routes with the same next hops share: a neighbour's own adjacency for
 /// one on-link next hop, an ECMP adjacency for several, none for a next hop resolved
-/// recursively through the FIB.
+/// recursively through the FIB. `users` counts the routes in the RIB that point at it.
 struct NextHopGroup {
     via: GroupVia,
     users: usize,
@@ -130,6 +153,15 @@ enum GroupVia {
     /// An ECMP adjacency the group owns.
     Ecmp(u32),
     Recursive(IpAddr),
+}
+
+impl GroupVia {
+    fn route_via(self) -> Via<IpAddr> {
+        match self {
+            GroupVia::Neighbor(a) | GroupVia::Ecmp(a) => Via::NextHop(a),
+            GroupVia::Recursive(gw) => Via::Recursive(gw),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -176,8 +208,8 @@ impl Control {
             pool: Pool::new(64),
             stats: ControlStats::default(),
             nat: None,
-            bgp_routes: HashMap::default(),
             bgp_groups: HashMap::new(),
+            bgp_group_of: HashMap::new(),
         };
         for (index, port) in ports.iter().enumerate() {
             let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
@@ -250,10 +282,10 @@ impl Control {
         match msg {
             ControlMsg::Resolve { port, ip, frame } => self.resolve(port, ip, frame),
             ControlMsg::Learned { port, ip, mac } => self.learned(port, ip, mac),
-            ControlMsg::Bgp(changes) => {
+            ControlMsg::Routes(feed, changes) => {
                 for change in changes {
-                    if let Err(e) = self.apply_bgp(change) {
-                        tracing::warn!("BGP route not installed: {e}");
+                    if let Err(e) = self.apply_fed(feed, change) {
+                        tracing::warn!(?feed, "route not installed: {e}");
                     }
                 }
                 self.restack_tunnels();
@@ -459,88 +491,129 @@ impl Control {
         Ok(())
     }
 
-    /// Installs, replaces or removes one BGP route (the caller re-stacks the tunnels once
-    /// per batch).
-    fn apply_bgp(&mut self, change: bgp_glue::Change) -> Result<(), String> {
+    /// Installs, replaces or removes one route from a feed (the caller re-stacks the
+    /// tunnels once per batch). A `Set` that repeats what the RIB has is a lookup and no
+    /// write.
+    fn apply_fed(&mut self, feed: Feed, change: bgp_glue::Change) -> Result<(), String> {
         match change {
             bgp_glue::Change::Set {
                 prefix,
                 next_hops,
                 ebgp,
             } => {
-                let source = if ebgp { Source::Ebgp } else { Source::Ibgp };
-                let hops: Arc<[IpAddr]> = next_hops.into();
-                let via = self.join_group(&hops)?;
-                let result = match via {
-                    GroupVia::Neighbor(a) | GroupVia::Ecmp(a) => {
-                        self.offer(prefix, source, Via::NextHop(a))
-                    }
-                    GroupVia::Recursive(gw) => self.offer(prefix, source, Via::Recursive(gw)),
+                let (source, other) = feed.sources(ebgp);
+                let via = self.join_group(&next_hops)?;
+                let before = self.route_via(prefix, source);
+                let result = self.offer(prefix, source, via);
+                // Each fed route in the RIB holds one share of its group: give back the
+                // one it no longer holds (the old group, or the new one if the offer failed).
+                let spare = match self.route_via(prefix, source) == Some(via) {
+                    true => before,
+                    false => Some(via),
                 };
-                let old = self.bgp_routes.insert(prefix, (source, hops.clone()));
-                if let Some((old_source, old_hops)) = old {
-                    if old_source != source {
-                        self.withdraw(prefix, old_source)?;
-                    }
-                    self.leave_group(&old_hops);
+                if let Some(v) = spare {
+                    self.leave_group(v);
                 }
-                if result.is_err() {
-                    self.bgp_routes.remove(&prefix);
-                    self.leave_group(&hops);
+                result?;
+                match other {
+                    Some(other) => self.drop_fed_route(prefix, other),
+                    None => Ok(()),
                 }
-                result
             }
             bgp_glue::Change::Remove { prefix } => {
-                if let Some((source, hops)) = self.bgp_routes.remove(&prefix) {
-                    self.withdraw(prefix, source)?;
-                    self.leave_group(&hops);
+                let (source, other) = feed.sources(true);
+                self.drop_fed_route(prefix, source)?;
+                match other {
+                    Some(other) => self.drop_fed_route(prefix, other),
+                    None => Ok(()),
                 }
-                Ok(())
             }
         }
     }
 
-    /// The shared adjacency for a next-hop set, created on first use.
-    fn join_group(&mut self, hops: &Arc<[IpAddr]>) -> Result<GroupVia, String> {
-        if let Some(g) = self.bgp_groups.get_mut(hops) {
-            g.users += 1;
-            return Ok(g.via);
+    fn drop_fed_route(&mut self, prefix: IpNet, source: Source) -> Result<(), String> {
+        if let Some(via) = self.route_via(prefix, source) {
+            self.withdraw(prefix, source)?;
+            self.leave_group(via);
         }
-        let mut members = Vec::new();
-        for gw in hops.iter() {
-            if let Some(port) = self.port_for(*gw) {
-                let n = self.neighbor(port, *gw)?;
+        Ok(())
+    }
+
+    /// Where `source`'s route for exactly `prefix` points in the RIB.
+    fn route_via(&self, prefix: IpNet, source: Source) -> Option<Via<IpAddr>> {
+        let via = match prefix {
+            IpNet::V4(n) => match self.rib4.route(&n, source)?.via {
+                Via::NextHop(a) => Via::NextHop(a),
+                Via::Recursive(gw) => Via::Recursive(IpAddr::V4(gw)),
+            },
+            IpNet::V6(n) => match self.rib6.route(&n, source)?.via {
+                Via::NextHop(a) => Via::NextHop(a),
+                Via::Recursive(gw) => Via::Recursive(IpAddr::V6(gw)),
+            },
+        };
+        Some(via)
+    }
+
+    /// A share of the group for a next-hop set, the group created on first use. The set is
+    /// normalised to what forwarding uses (its on-link next hops, else its first one, which
+    /// resolves recursively), so that one group never has two sets and `route_via` of a
+    /// route names its group.
+    fn join_group(&mut self, hops: &[IpAddr]) -> Result<Via<IpAddr>, String> {
+        let mut key: Vec<IpAddr> = hops
+            .iter()
+            .copied()
+            .filter(|gw| self.port_for(*gw).is_some())
+            .collect();
+        if key.is_empty() {
+            key.extend(hops.first());
+        }
+        if let Some(g) = self.bgp_groups.get_mut(key.as_slice()) {
+            g.users += 1;
+            return Ok(g.via.route_via());
+        }
+        let mut members = Vec::with_capacity(key.len());
+        for &gw in &key {
+            if let Some(port) = self.port_for(gw) {
+                let n = self.neighbor(port, gw)?;
                 n.gateway_of += 1;
                 let adjacency = n.adjacency;
-                self.ensure_host_route(*gw)?;
+                self.ensure_host_route(gw)?;
                 members.push(adjacency);
             }
         }
-        let via = match (members.as_slice(), hops.first()) {
+        let via = match (members.as_slice(), key.first()) {
             ([one], _) => GroupVia::Neighbor(*one),
             ([], Some(gw)) => GroupVia::Recursive(*gw),
             ([], None) => return Err("a BGP route without next hop".into()),
             (many, _) => GroupVia::Ecmp(self.allocate(Adjacency::Ecmp(many.to_vec()))?),
         };
-        self.bgp_groups
-            .insert(hops.clone(), NextHopGroup { via, users: 1 });
-        Ok(via)
+        let key: Arc<[IpAddr]> = key.into();
+        self.bgp_group_of.insert(via.route_via(), key.clone());
+        self.bgp_groups.insert(key, NextHopGroup { via, users: 1 });
+        Ok(via.route_via())
     }
 
-    fn leave_group(&mut self, hops: &Arc<[IpAddr]>) {
-        let Some(g) = self.bgp_groups.get_mut(hops) else {
+    /// Gives back one share of the group a BGP route pointed at; the last one frees it.
+    fn leave_group(&mut self, via: Via<IpAddr>) {
+        let Some(key) = self.bgp_group_of.get(&via).cloned() else {
+            return;
+        };
+        let Some(g) = self.bgp_groups.get_mut(&key) else {
             return;
         };
         g.users -= 1;
         if g.users > 0 {
             return;
         }
-        let via = g.via;
-        self.bgp_groups.remove(hops);
-        if let GroupVia::Ecmp(a) = via {
-            self.release(a);
+        let group = g.via;
+        self.bgp_groups.remove(&key);
+        self.bgp_group_of.remove(&via);
+        match group {
+            GroupVia::Recursive(_) => return,
+            GroupVia::Ecmp(a) => self.release(a),
+            GroupVia::Neighbor(_) => {}
         }
-        for gw in hops.iter() {
+        for gw in key.iter() {
             if let Some(n) = self.neighbors.get_mut(gw) {
                 n.gateway_of = n.gateway_of.saturating_sub(1);
             }
@@ -1079,6 +1152,8 @@ impl Control {
             "ipv4_bytes": self.rib4.fib().bytes(), "ipv6_bytes": self.rib6.fib().bytes(),
             "ipv4_by_source": by_source(&|s| self.rib4.winners(s)),
             "ipv6_by_source": by_source(&|s| self.rib6.winners(s)),
+            "ipv4_winner_changes": self.rib4.winner_changes(),
+            "ipv6_winner_changes": self.rib6.winner_changes(),
         })
     }
 

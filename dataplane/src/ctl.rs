@@ -32,12 +32,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `path`; BGP requests (`show bgp …`, `bgp …`) go to `bgp`, the rest to the
-    /// control plane.
+    /// Serves `path`; BGP requests (`show bgp …`, `bgp …`) go to BGP, `show fpm` to the
+    /// FPM listener, the rest to the control plane.
     pub fn start(
         path: &Path,
         control: SyncSender<ControlMsg>,
-        bgp: Option<Arc<bgp_glue::Bgp>>,
+        planes: Planes,
     ) -> Result<Server, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -61,7 +61,7 @@ impl Server {
             .spawn(move || loop {
                 match listener.accept() {
                     _ if flag.load(Ordering::Relaxed) => break,
-                    Ok((stream, _)) => serve(stream, &control, bgp.as_deref()),
+                    Ok((stream, _)) => serve(stream, &control, &planes),
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             })
@@ -82,7 +82,7 @@ impl Server {
     }
 }
 
-fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, bgp: Option<&bgp_glue::Bgp>) {
+fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
@@ -91,7 +91,7 @@ fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, bgp: Option<&bgp_
         return;
     }
     let answer = match serde_json::from_str::<Vec<String>>(&line) {
-        Ok(words) => match route(control, bgp, words) {
+        Ok(words) => match route(control, planes, words) {
             Ok(v) => json!({ "ok": v }),
             Err(e) => json!({ "error": e }),
         },
@@ -101,17 +101,27 @@ fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, bgp: Option<&bgp_
     let _ = writeln!(w, "{answer}");
 }
 
+/// The route feeds that answer their own ctl requests.
+#[derive(Clone, Default)]
+pub struct Planes {
+    pub bgp: Option<Arc<bgp_glue::Bgp>>,
+    pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
+}
+
 fn route(
     control: &SyncSender<ControlMsg>,
-    bgp: Option<&bgp_glue::Bgp>,
+    planes: &Planes,
     words: Vec<String>,
 ) -> Result<Value, String> {
-    let is_bgp = matches!(words.first().map(String::as_str), Some("bgp"))
-        || (words.len() >= 2 && words[0] == "show" && words[1] == "bgp");
-    match (is_bgp, bgp) {
-        (true, Some(bgp)) => bgp.ctl(&words),
-        (true, None) => Err("BGP is not configured (no [bgp] section)".into()),
-        (false, _) => ask(control, words),
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match (w.as_slice(), &planes.bgp, &planes.fpm) {
+        (["bgp", ..] | ["show", "bgp", ..], Some(bgp), _) => bgp.ctl(&words),
+        (["bgp", ..] | ["show", "bgp", ..], None, _) => {
+            Err("BGP is not configured (no [bgp] section)".into())
+        }
+        (["show", "fpm"], _, Some(fpm)) => Ok(fpm.show()),
+        (["show", "fpm"], _, None) => Err("FPM is not configured (no [fpm] section)".into()),
+        _ => ask(control, words),
     }
 }
 

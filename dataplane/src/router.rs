@@ -10,7 +10,7 @@ use lpm::Qsbr;
 use crate::buf::Pool;
 use crate::config::{masquerade_address, Backend, Config};
 use crate::conntrack::{NatControl, NatRequest};
-use crate::control::{Control, ControlMsg};
+use crate::control::{Control, ControlMsg, Feed};
 use crate::counters::WorkerCounters;
 use crate::io::host::HostInterfaces;
 use crate::io::memory::MemoryPort;
@@ -78,6 +78,7 @@ pub struct Router {
     pub memory: Vec<Option<MemoryPort>>,
     ctl_server: Option<crate::ctl::Server>,
     bgp: Option<Arc<bgp_glue::Bgp>>,
+    fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
 }
 
 impl Router {
@@ -232,11 +233,22 @@ impl Router {
             }
             None => None,
         };
+        let fpm = match &config.fpm {
+            Some(f) => {
+                let sink = Box::new(FpmSink(control_tx.clone()));
+                Some(Arc::new(bgp_glue::fpm::Fpm::start(f.clone(), sink)?))
+            }
+            None => None,
+        };
+        let planes = crate::ctl::Planes {
+            bgp: bgp.clone(),
+            fpm: fpm.clone(),
+        };
         let ctl_server = if serve_ctl {
             Some(crate::ctl::Server::start(
                 &config.socket,
                 control_tx.clone(),
-                bgp.clone(),
+                planes,
             )?)
         } else {
             None
@@ -253,6 +265,7 @@ impl Router {
             memory,
             ctl_server,
             bgp,
+            fpm,
         })
     }
 
@@ -271,6 +284,9 @@ impl Router {
         // plane still runs.
         if let Some(bgp) = self.bgp.take() {
             bgp.stop();
+        }
+        if let Some(fpm) = self.fpm.take() {
+            fpm.stop();
         }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.control.send(ControlMsg::Stop);
@@ -294,7 +310,16 @@ struct BgpSink(SyncSender<ControlMsg>);
 
 impl bgp_glue::RouteSink for BgpSink {
     fn apply(&mut self, changes: Vec<bgp_glue::Change>) {
-        let _ = self.0.send(ControlMsg::Bgp(changes));
+        let _ = self.0.send(ControlMsg::Routes(Feed::Bgp, changes));
+    }
+}
+
+/// zebra's route changes (FPM), likewise.
+struct FpmSink(SyncSender<ControlMsg>);
+
+impl bgp_glue::RouteSink for FpmSink {
+    fn apply(&mut self, changes: Vec<bgp_glue::Change>) {
+        let _ = self.0.send(ControlMsg::Routes(Feed::Fpm, changes));
     }
 }
 

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use smallvec::SmallVec;
+
 use crate::{Family, Fib, FibError};
 
 /// Where a route came from. Lower default distance wins.
@@ -22,6 +24,8 @@ pub enum Source {
     Neighbor,
     Static,
     Tunnel,
+    /// Routes zebra (FRR) chose, over FPM.
+    Fpm,
     Ebgp,
     Ibgp,
 }
@@ -35,17 +39,21 @@ impl Source {
             Source::Neighbor => 0,
             Source::Static => 1,
             Source::Tunnel => 5,
+            // Already FRR's best: above static and tunnel routes, below tern's own BGP
+            // should both run (they should not).
+            Source::Fpm => 10,
             Source::Ebgp => 20,
             Source::Ibgp => 200,
         }
     }
 
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Source::Local,
         Source::Connected,
         Source::Neighbor,
         Source::Static,
         Source::Tunnel,
+        Source::Fpm,
         Source::Ebgp,
         Source::Ibgp,
     ];
@@ -57,6 +65,7 @@ impl Source {
             Source::Neighbor => "neighbor",
             Source::Static => "static",
             Source::Tunnel => "tunnel",
+            Source::Fpm => "fpm",
             Source::Ebgp => "ebgp",
             Source::Ibgp => "ibgp",
         }
@@ -64,7 +73,7 @@ impl Source {
 }
 
 /// How a route reaches its next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Via<A> {
     /// A next-hop table index, already known (connected, static with a resolved neighbour).
     NextHop(u32),
@@ -88,6 +97,9 @@ pub struct Installed<N, A> {
     pub next_hop: Option<u32>,
 }
 
+/// The routes offered for one prefix, inline while there is one.
+type Candidates<A> = SmallVec<[Route<A>; 1]>;
+
 /// The prefixes routed through one gateway, and what the gateway resolves to now.
 type GatewayUsers<F> = (BTreeSet<<F as Family>::Net>, Option<u32>);
 
@@ -95,12 +107,16 @@ pub struct Rib<F: Family>
 where
     F::Addr: Ord,
 {
-    candidates: BTreeMap<F::Net, Vec<Route<F::Addr>>>,
+    /// Every source's route per prefix. Nearly every prefix has one, kept inline: at a full
+    /// BGP table a heap allocation per prefix would cost more than the FIB itself.
+    candidates: BTreeMap<F::Net, Candidates<F::Addr>>,
     /// Gateway → the prefixes whose winner resolves through it, and its resolution.
     gateways: BTreeMap<F::Addr, GatewayUsers<F>>,
     fib: Fib<F>,
     /// Winning routes per source (indexed by `Source as usize`), kept as winners change.
     winners_by_source: [usize; Source::ALL.len()],
+    /// How many times a prefix's winner changed (what reached the FIB).
+    winner_changes: u64,
 }
 
 impl<F: Family> Rib<F>
@@ -113,6 +129,7 @@ where
             gateways: BTreeMap::new(),
             fib,
             winners_by_source: [0; Source::ALL.len()],
+            winner_changes: 0,
         }
     }
 
@@ -165,6 +182,18 @@ where
         })
     }
 
+    /// `source`'s route for exactly `net`, winning or not.
+    pub fn route(&self, net: &F::Net, source: Source) -> Option<Route<F::Addr>> {
+        let list = self.candidates.get(net)?;
+        list.iter().find(|r| r.source == source).copied()
+    }
+
+    /// How many times a prefix's winning route changed (offers that changed nothing, such
+    /// as a route offered again as it was, do not count).
+    pub fn winner_changes(&self) -> u64 {
+        self.winner_changes
+    }
+
     /// How many prefixes `source`'s route wins (constant time).
     pub fn winners(&self, source: Source) -> usize {
         self.winners_by_source[source as usize]
@@ -180,6 +209,7 @@ where
         if before == after {
             return Ok(());
         }
+        self.winner_changes += 1;
         if let Some(b) = before {
             self.winners_by_source[b.source as usize] -= 1;
         }

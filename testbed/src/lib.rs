@@ -11,6 +11,7 @@ pub mod bgp_load;
 pub mod bgp_peer;
 pub mod bird;
 pub mod exabgp;
+pub mod frr;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
