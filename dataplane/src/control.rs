@@ -116,7 +116,12 @@ pub struct Control {
     /// share of.
     bgp_groups: HashMap<Arc<[IpAddr]>, NextHopGroup>,
     bgp_group_of: HashMap<Via<IpAddr>, Arc<[IpAddr]>>,
+    /// Fed route changes since memory was last trimmed.
+    routes_since_trim: usize,
 }
+
+/// Fed route changes after which an idle control plane trims the heap.
+const TRIM_AFTER: usize = 50_000;
 
 /// Where a batch of route changes comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +215,7 @@ impl Control {
             nat: None,
             bgp_groups: HashMap::new(),
             bgp_group_of: HashMap::new(),
+            routes_since_trim: 0,
         };
         for (index, port) in ports.iter().enumerate() {
             let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
@@ -269,7 +275,7 @@ impl Control {
             match rx.recv_timeout(wait) {
                 Ok(ControlMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.trim_after_bulk(),
             }
             if Instant::now() >= next_tick {
                 self.tick(Instant::now());
@@ -278,11 +284,25 @@ impl Control {
         }
     }
 
+    /// Once a bulk of route changes is over (the queue went quiet), hands the memory its
+    /// messages and replaced entries left free back to the kernel: a full table passes
+    /// through several hundred MB of short-lived allocations that glibc would otherwise
+    /// keep.
+    fn trim_after_bulk(&mut self) {
+        if self.routes_since_trim < TRIM_AFTER {
+            return;
+        }
+        self.routes_since_trim = 0;
+        // SAFETY: malloc_trim only releases free heap pages; no pointer is invalidated.
+        unsafe { libc::malloc_trim(0) };
+    }
+
     pub fn handle(&mut self, msg: ControlMsg) {
         match msg {
             ControlMsg::Resolve { port, ip, frame } => self.resolve(port, ip, frame),
             ControlMsg::Learned { port, ip, mac } => self.learned(port, ip, mac),
             ControlMsg::Routes(feed, changes) => {
+                self.routes_since_trim += changes.len();
                 for change in changes {
                     if let Err(e) = self.apply_fed(feed, change) {
                         tracing::warn!(?feed, "route not installed: {e}");

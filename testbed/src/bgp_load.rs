@@ -342,6 +342,9 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
     }
     let first_up = first_up.unwrap_or(done);
     let both_up = both_up.unwrap_or(done);
+    // Memory "after the load": once the control plane has gone quiet (it trims the heap
+    // after 100 ms without route changes), as BIRD's is read after its export finished.
+    std::thread::sleep(Duration::from_secs(1));
     Ok(TernLoad {
         to_established: both_up.duration_since(start).as_secs_f64(),
         established_to_fib: done.duration_since(first_up).as_secs_f64(),
