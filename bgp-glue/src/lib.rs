@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod fpm;
+pub mod loopback;
 pub mod rib;
 pub mod session;
 mod speaker;
