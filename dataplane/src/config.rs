@@ -40,6 +40,8 @@ pub struct Config {
     /// BGP or FPM is configured (sessions and zebra need the kernel's view of the ports).
     pub host_interfaces: bool,
     pub bgp: Option<bgp_glue::BgpConfig>,
+    /// Prometheus `/metrics` endpoint (`[control] metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
     /// zebra's FPM stream (`[fpm]`): FRR as the control plane.
     pub fpm: Option<bgp_glue::fpm::FpmConfig>,
 }
@@ -156,6 +158,8 @@ struct RawDataplane {
 struct RawControl {
     socket: Option<String>,
     host_interfaces: Option<bool>,
+    /// Where Prometheus scrapes `/metrics` (off when absent).
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -629,6 +633,17 @@ impl Config {
             None => None,
             Some(f) => Some(parse_fpm(f, &at)?),
         };
+        let metrics = match &raw.control.metrics {
+            None => None,
+            Some(m) => Some(m.get_ref().parse().map_err(|_| {
+                let text = m.get_ref();
+                at(
+                    m.span(),
+                    "control.metrics",
+                    format!("{text:?} is not an address:port"),
+                )
+            })?),
+        };
         Ok(Config {
             nat,
             workers,
@@ -653,6 +668,7 @@ impl Config {
                 .unwrap_or(bgp.is_some() || fpm.is_some()),
             bgp,
             fpm,
+            metrics,
         })
     }
 }

@@ -108,7 +108,8 @@ pub struct Planes {
     pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
 }
 
-fn route(
+/// Answers one request from whichever part owns it.
+pub(crate) fn route(
     control: &SyncSender<ControlMsg>,
     planes: &Planes,
     words: Vec<String>,

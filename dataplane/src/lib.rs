@@ -10,6 +10,7 @@ pub mod counters;
 pub mod ctl;
 pub mod idle;
 pub mod io;
+pub mod metrics;
 pub mod pipeline;
 pub mod router;
 pub mod worker;

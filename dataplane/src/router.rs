@@ -79,6 +79,7 @@ pub struct Router {
     ctl_server: Option<crate::ctl::Server>,
     bgp: Option<Arc<bgp_glue::Bgp>>,
     fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
+    metrics: Option<crate::metrics::Server>,
 }
 
 impl Router {
@@ -244,6 +245,14 @@ impl Router {
             bgp: bgp.clone(),
             fpm: fpm.clone(),
         };
+        let metrics = match config.metrics {
+            Some(addr) => Some(crate::metrics::Server::start(
+                addr,
+                control_tx.clone(),
+                planes.clone(),
+            )?),
+            None => None,
+        };
         let ctl_server = if serve_ctl {
             Some(crate::ctl::Server::start(
                 &config.socket,
@@ -264,6 +273,7 @@ impl Router {
             threads,
             memory,
             ctl_server,
+            metrics,
             bgp,
             fpm,
         })
@@ -291,6 +301,9 @@ impl Router {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.control.send(ControlMsg::Stop);
         if let Some(server) = self.ctl_server.take() {
+            server.stop();
+        }
+        if let Some(server) = self.metrics.take() {
             server.stop();
         }
         for t in self.threads.drain(..) {

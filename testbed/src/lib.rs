@@ -97,6 +97,26 @@ impl Netns {
             .unwrap_or_else(|e| panic!("cannot spawn {args:?}: {e}"))
     }
 
+    /// `GET path` from `addr` (e.g. tern's metrics endpoint) inside this namespace: the
+    /// body of a 200 answer, or what went wrong.
+    pub fn http_get(&self, addr: &str, path: &str) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let addr = addr.to_string();
+        let path = path.to_string();
+        self.run_inside(move || {
+            let mut s = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+            match answer.split_once("\r\n\r\n") {
+                Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+                _ => Err(format!("bad answer: {answer}")),
+            }
+        })?
+    }
+
     /// Runs `f` on a thread that has entered this namespace (sockets it makes live here).
     pub fn run_inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
         let path = format!("/var/run/netns/{}", self.name);

@@ -15,10 +15,14 @@ use testbed::{eventually, ping, Ports, TwoHosts};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// tern's `[bgp]` with one peer per family at A; `peer` is added to each peer.
+/// Where tern serves Prometheus metrics (in its own namespace).
+const METRICS: &str = "127.0.0.1:9464";
+
+/// tern's `[bgp]` with one peer per family at A; `peer` is added to each peer. The first
+/// line lands in `[control]`: the metrics endpoint.
 fn tern_bgp(peer: &str) -> String {
     format!(
-        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+        "metrics = \"{METRICS}\"\n[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
          announce = [\"198.18.100.0/24\", \"2001:db8:100::/48\"]\n\
          [[bgp.peer]]\nname = \"a4\"\naddress = \"192.0.2.2\"\nremote_as = 65001\nimport = \"all\"\n{peer}\n\
          [[bgp.peer]]\nname = \"a6\"\naddress = \"2001:db8:a::2\"\nremote_as = 65001\nimport = \"all\"\n{peer}\n"
@@ -94,6 +98,18 @@ fn bird_routes_learned_followed_and_withdrawn_tern_active() {
     let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
     assert_eq!(path["as_path"], "65001", "{path}");
     assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
+    // The same facts as Prometheus metrics.
+    let dut = net.dut.as_ref().expect("tern's namespace");
+    let m = dut.http_get(METRICS, "/metrics").expect("metrics");
+    for line in [
+        "tern_bgp_peer_established{peer=\"a4\",address=\"192.0.2.2\"} 1\n",
+        "tern_bgp_peer_prefixes{peer=\"a4\",address=\"192.0.2.2\",family=\"ipv4\"} 1\n",
+        "tern_bgp_peer_prefixes{peer=\"a6\",address=\"2001:db8:a::2\",family=\"ipv6\"} 1\n",
+        "tern_fib_routes_by_source{family=\"ipv4\",source=\"ebgp\"} 1\n",
+        "# TYPE tern_drops_total counter\n",
+    ] {
+        assert!(m.contains(line), "{line} not in:\n{m}");
+    }
 
     // Our announcements, AS path 65000, next hop self.
     eventually(LONG, "tern's prefixes in BIRD", || {

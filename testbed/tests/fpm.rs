@@ -13,7 +13,9 @@ use testbed::{eventually, ping, Ports, TwoHosts};
 
 const LONG: Duration = Duration::from_secs(30);
 
-const TERN_FPM: &str = "[fpm]\nlisten = \"127.0.0.1:2620\"\nstale_time = 3\n";
+/// The first line lands in `[control]`: the metrics endpoint.
+const TERN_FPM: &str =
+    "metrics = \"127.0.0.1:9464\"\n[fpm]\nlisten = \"127.0.0.1:2620\"\nstale_time = 3\n";
 
 const STATICS: &str = "ip route 198.18.5.0/24 192.0.2.2\n\
                        ip route 198.18.6.0/24 192.0.2.2\n\
@@ -84,6 +86,14 @@ fn zebra_routes_over_fpm_installed_followed_removed_and_swept() {
     let fib = net.tern.ctl(&["show", "fib"]);
     assert_eq!(fib["ipv4_by_source"]["fpm"], 2, "{fib}");
     assert_eq!(fib["ipv6_by_source"]["fpm"], 1, "{fib}");
+    let m = dut.http_get("127.0.0.1:9464", "/metrics").expect("metrics");
+    for line in [
+        "tern_fpm_connected 1\n",
+        "tern_fpm_routes 3\n",
+        "tern_fib_routes_by_source{family=\"ipv4\",source=\"fpm\"} 2\n",
+    ] {
+        assert!(m.contains(line), "{line} not in:\n{m}");
+    }
 
     // Removed in zebra: gone from tern, B gets net unreachable.
     let out = zebra.configure(&["no ip route 198.18.5.0/24 192.0.2.2"]);

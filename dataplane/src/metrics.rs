@@ -1,0 +1,411 @@
+//! Prometheus metrics over HTTP (`[control] metrics = "ADDR:PORT"`, `GET /metrics`).
+//!
+//! Every scrape asks the same sources `tern ctl` does (`show counters`, `show fib`,
+//! `show bgp neighbors`, `show fpm`) and renders the text exposition format (version
+//! 0.0.4). Names are an interface like the ctl counter names: `tern_` prefix, `_total` on
+//! counters, labels for interface, reason, family, source and peer.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::control::ControlMsg;
+use crate::ctl::Planes;
+
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(
+        addr: SocketAddr,
+        control: SyncSender<ControlMsg>,
+        planes: Planes,
+    ) -> Result<Server, String> {
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // Blocking accept, as the ctl server: `stop` wakes it with a connection of its own.
+        let thread = std::thread::Builder::new()
+            .name("tern-metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(s) = stream {
+                        serve(s, &control, &planes);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn serve(stream: TcpStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    // Read the headers through: closing with request bytes unread would reset the
+    // connection under the answer.
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        match reader.read_line(&mut header) {
+            Ok(n) if n > 0 && header.trim_end() != "" => {}
+            _ => break,
+        }
+    }
+    let (status, body) = match request.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["GET", "/metrics", ..] => ("200 OK", render(control, planes)),
+        ["GET", ..] => ("404 Not Found", "try /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", String::new()),
+    };
+    let mut w = &stream;
+    let _ = write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn ask(control: &SyncSender<ControlMsg>, planes: &Planes, words: &[&str]) -> Option<Value> {
+    let words = words.iter().map(|w| w.to_string()).collect();
+    crate::ctl::route(control, planes, words).ok()
+}
+
+/// The exposition text for one scrape.
+fn render(control: &SyncSender<ControlMsg>, planes: &Planes) -> String {
+    let mut m = Metrics::default();
+    if let Some(c) = ask(control, planes, &["show", "counters"]) {
+        counters(&mut m, &c);
+    }
+    if let Some(f) = ask(control, planes, &["show", "fib"]) {
+        fib(&mut m, &f);
+    }
+    if planes.bgp.is_some() {
+        if let Some(n) = ask(control, planes, &["show", "bgp", "neighbors"]) {
+            bgp(&mut m, &n);
+        }
+    }
+    if planes.fpm.is_some() {
+        if let Some(f) = ask(control, planes, &["show", "fpm"]) {
+            fpm(&mut m, &f);
+        }
+    }
+    m.text
+}
+
+fn counters(m: &mut Metrics, c: &Value) {
+    for (field, name, help) in [
+        (
+            "rx_packets",
+            "tern_interface_rx_packets_total",
+            "Packets received on an interface.",
+        ),
+        (
+            "rx_bytes",
+            "tern_interface_rx_bytes_total",
+            "Bytes received on an interface.",
+        ),
+        (
+            "tx_packets",
+            "tern_interface_tx_packets_total",
+            "Packets sent on an interface.",
+        ),
+        (
+            "tx_bytes",
+            "tern_interface_tx_bytes_total",
+            "Bytes sent on an interface.",
+        ),
+        (
+            "drops",
+            "tern_interface_drops_total",
+            "Packets received on an interface and dropped.",
+        ),
+    ] {
+        m.family(name, help, "counter");
+        for (interface, v) in entries(&c["interfaces"]) {
+            m.sample(name, &[("interface", interface)], &v[field]);
+        }
+    }
+    m.family("tern_drops_total", "Packets dropped, by reason.", "counter");
+    for (reason, v) in entries(&c["drops"]) {
+        m.sample("tern_drops_total", &[("reason", reason)], v);
+    }
+    m.family(
+        "tern_events_total",
+        "Dataplane events (ICMP sent, fragments made, ...).",
+        "counter",
+    );
+    for (event, v) in entries(&c["events"]) {
+        m.sample("tern_events_total", &[("event", event)], v);
+    }
+    m.family(
+        "tern_worker_rx_packets_total",
+        "Packets a worker received.",
+        "counter",
+    );
+    for (i, w) in c["workers"].as_array().into_iter().flatten().enumerate() {
+        m.sample(
+            "tern_worker_rx_packets_total",
+            &[("worker", &i.to_string())],
+            &w["rx_packets"],
+        );
+    }
+    for (field, v) in entries(&c["control"]) {
+        let name = format!("tern_control_{field}_total");
+        m.family(&name, "Control-plane neighbour resolution.", "counter");
+        m.sample(&name, &[], v);
+    }
+}
+
+fn fib(m: &mut Metrics, f: &Value) {
+    m.family("tern_fib_routes", "Prefixes in the FIB.", "gauge");
+    m.family(
+        "tern_fib_bytes",
+        "Memory of the FIB's lookup structures.",
+        "gauge",
+    );
+    m.family(
+        "tern_rib_winner_changes_total",
+        "Times a prefix's winning route changed.",
+        "counter",
+    );
+    m.family(
+        "tern_fib_routes_by_source",
+        "Prefixes whose winning route is from a source.",
+        "gauge",
+    );
+    for family in ["ipv4", "ipv6"] {
+        let l = [("family", family)];
+        m.sample("tern_fib_routes", &l, &f[format!("{family}_routes")]);
+        m.sample("tern_fib_bytes", &l, &f[format!("{family}_bytes")]);
+        m.sample(
+            "tern_rib_winner_changes_total",
+            &l,
+            &f[format!("{family}_winner_changes")],
+        );
+        for (source, v) in entries(&f[format!("{family}_by_source")]) {
+            m.sample(
+                "tern_fib_routes_by_source",
+                &[("family", family), ("source", source)],
+                v,
+            );
+        }
+    }
+}
+
+fn bgp(m: &mut Metrics, n: &Value) {
+    let peers: Vec<&Value> = n["neighbors"].as_array().into_iter().flatten().collect();
+    m.family(
+        "tern_bgp_peer_established",
+        "1 while the session is Established.",
+        "gauge",
+    );
+    for p in &peers {
+        let up = Value::from(u8::from(p["state"] == "Established"));
+        m.sample("tern_bgp_peer_established", &peer_labels(p), &up);
+    }
+    m.family(
+        "tern_bgp_peer_prefixes",
+        "Prefixes accepted from the peer.",
+        "gauge",
+    );
+    for p in &peers {
+        for family in ["ipv4", "ipv6"] {
+            let mut l = peer_labels(p);
+            l.push(("family", family));
+            m.sample(
+                "tern_bgp_peer_prefixes",
+                &l,
+                &p[format!("prefixes_{family}")],
+            );
+        }
+    }
+    for (field, help) in [
+        ("prefixes_filtered", "Prefixes the import policy refused."),
+        ("messages_in", "BGP messages received."),
+        ("messages_out", "BGP messages sent."),
+        ("updates_in", "UPDATE messages received."),
+        ("keepalives_in", "KEEPALIVE messages received."),
+        ("keepalives_out", "KEEPALIVE messages sent."),
+        ("notifications_in", "NOTIFICATION messages received."),
+        ("notifications_out", "NOTIFICATION messages sent."),
+        (
+            "treat_as_withdraw",
+            "UPDATEs treated as withdraw (RFC 7606).",
+        ),
+        ("attributes_discarded", "Attributes discarded (RFC 7606)."),
+        (
+            "established_transitions",
+            "Times the session reached Established.",
+        ),
+    ] {
+        let name = format!("tern_bgp_peer_{field}_total");
+        m.family(&name, help, "counter");
+        for p in &peers {
+            m.sample(&name, &peer_labels(p), &p[field]);
+        }
+    }
+}
+
+fn peer_labels(p: &Value) -> Vec<(&'static str, &str)> {
+    vec![
+        ("peer", p["name"].as_str().unwrap_or("")),
+        ("address", p["address"].as_str().unwrap_or("")),
+    ]
+}
+
+fn fpm(m: &mut Metrics, f: &Value) {
+    m.family("tern_fpm_connected", "1 while zebra is connected.", "gauge");
+    m.sample(
+        "tern_fpm_connected",
+        &[],
+        &Value::from(u8::from(f["connected"].is_string())),
+    );
+    m.family("tern_fpm_routes", "Routes from zebra installed.", "gauge");
+    m.sample("tern_fpm_routes", &[], &f["routes"]);
+    for field in [
+        "connections",
+        "frames",
+        "routes_added",
+        "routes_removed",
+        "stale_removed",
+        "errors",
+    ] {
+        let name = format!("tern_fpm_{field}_total");
+        m.family(&name, "FPM stream from zebra.", "counter");
+        m.sample(&name, &[], &f[field]);
+    }
+    m.family(
+        "tern_fpm_skipped_total",
+        "Messages from zebra not installed, by reason.",
+        "counter",
+    );
+    for (reason, v) in entries(&f["skipped"]) {
+        m.sample("tern_fpm_skipped_total", &[("reason", reason)], v);
+    }
+}
+
+fn entries(v: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+#[derive(Default)]
+struct Metrics {
+    text: String,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample; values that are not numbers (a source that did not answer) are left out.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &Value) {
+        let Some(v) = value.as_f64() else {
+            return;
+        };
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let labels = match labels.is_empty() {
+            true => String::new(),
+            false => format!("{{{}}}", labels.join(",")),
+        };
+        let _ = writeln!(self.text, "{name}{labels} {v}");
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exposition_format() {
+        let mut m = Metrics::default();
+        fib(
+            &mut m,
+            &json!({"ipv4_routes": 3, "ipv6_routes": 1, "ipv4_bytes": 10, "ipv6_bytes": 20,
+                    "ipv4_winner_changes": 4, "ipv6_winner_changes": 1,
+                    "ipv4_by_source": {"ebgp": 2, "local": 1}, "ipv6_by_source": {}}),
+        );
+        bgp(
+            &mut m,
+            &json!({"neighbors": [{"name": "up\"stream", "address": "192.0.2.2", "state": "Established",
+                    "prefixes_ipv4": 2, "prefixes_ipv6": 0, "messages_in": 7}]}),
+        );
+        let t = m.text;
+        assert!(t.contains("# TYPE tern_fib_routes gauge\n"), "{t}");
+        assert!(t.contains("tern_fib_routes{family=\"ipv4\"} 3\n"), "{t}");
+        assert!(
+            t.contains("tern_fib_routes_by_source{family=\"ipv4\",source=\"ebgp\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "tern_bgp_peer_established{peer=\"up\\\"stream\",address=\"192.0.2.2\"} 1\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "tern_bgp_peer_messages_in_total{peer=\"up\\\"stream\",address=\"192.0.2.2\"} 7\n"
+            ),
+            "{t}"
+        );
+        // A field the source did not give is no sample (never a made-up zero).
+        assert!(!t.contains("tern_bgp_peer_updates_in_total{"), "{t}");
+        // Every sample line belongs to a family declared before it.
+        let mut declared = std::collections::HashSet::new();
+        for line in t.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.insert(rest.split(' ').next().unwrap_or("").to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                assert!(declared.contains(name), "{line}");
+            }
+        }
+    }
+}
