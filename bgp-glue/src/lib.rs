@@ -13,7 +13,9 @@
 pub mod config;
 pub mod fpm;
 pub mod loopback;
+pub mod mrt;
 pub mod rib;
+mod seed;
 pub mod session;
 mod speaker;
 pub mod wire;

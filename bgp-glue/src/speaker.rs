@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::config::{BgpConfig, Import, PeerConfig};
 use crate::rib::{Path, PeerFacts, PeerId, Rib};
+use crate::seed::{self, Seed, SEED};
 use crate::session::{self, Command, Session, Status};
 use crate::wire::{err, Attributes, Family, Notification, Open, Update};
 use crate::RouteSink;
@@ -69,6 +70,8 @@ pub struct Speaker {
     /// Batches handed to the FIB and changes in them.
     batches: u64,
     changes: u64,
+    /// Routes seeded from an MRT dump.
+    seed: Option<Seed>,
 }
 
 impl Speaker {
@@ -85,6 +88,7 @@ impl Speaker {
             started: Instant::now(),
             batches: 0,
             changes: 0,
+            seed: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Speaker {
         for p in 0..self.peers.len() {
             self.rib.withdraw_peer(p as PeerId, false, None);
         }
+        self.rib.withdraw_peer(SEED, false, None);
         self.flush();
     }
 
@@ -497,6 +502,17 @@ impl Speaker {
                 self.add_peer(config)?;
                 Ok(json!({"added": address.to_string()}))
             }
+            ["bgp", "mrt", "load", file, options @ ..] => {
+                let loaded = seed::load(&mut self.rib, file, options)?;
+                let answer = loaded.show();
+                self.seed = Some(loaded);
+                Ok(answer)
+            }
+            ["bgp", "mrt", "clear"] => {
+                self.rib.withdraw_peer(SEED, false, None);
+                self.seed = None;
+                Ok(json!({"cleared": true}))
+            }
             ["bgp", "health", "up"] => {
                 self.set_healthy(true);
                 Ok(json!({"healthy": true}))
@@ -508,7 +524,8 @@ impl Speaker {
             _ => Err(format!(
                 "unknown BGP request {:?}; try: show bgp summary|neighbors [PEER]|routes [PREFIX], \
                  bgp neighbor add ADDR as ASN [passive] [port N] [import all|none], \
-                 bgp neighbor remove|reset|refresh PEER, bgp health up|down",
+                 bgp neighbor remove|reset|refresh PEER, bgp health up|down, \
+                 bgp mrt load FILE [peer INDEX] [next-hop ADDR].., bgp mrt clear",
                 w.join(" ")
             )),
         }
@@ -546,6 +563,7 @@ impl Speaker {
             "fib_batches": self.batches,
             "fib_changes": self.changes,
             "uptime_seconds": self.started.elapsed().as_secs(),
+            "mrt": self.seed.as_ref().map(Seed::show),
             "peers": peers,
         })
     }
@@ -621,7 +639,10 @@ fn path_json(net: &IpNet, p: &Path, best: bool, peers: &[Peer]) -> Value {
         .unwrap_or("?");
     json!({
         "best": best,
-        "peer": peers.get(p.peer as usize).map(|x| x.config.name.clone()),
+        "peer": match p.peer {
+            SEED => Some("mrt".to_string()),
+            id => peers.get(id as usize).map(|x| x.config.name.clone()),
+        },
         "next_hop": a.next_hop_for(net).map(|h| h.to_string()),
         "as_path": a.as_path_string(),
         "origin": origin,

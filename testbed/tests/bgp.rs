@@ -633,3 +633,71 @@ fn ecmp_across_two_peers_spreads_flows() {
         "flows spread over both next hops: {got:?}"
     );
 }
+
+/// An MRT dump BIRD writes (`mrt dump`, TABLE_DUMP_V2) seeds tern's FIB with no session:
+/// the IPv4 route keeps the dump's next hop, the IPv6 one takes the `next-hop` given at
+/// load; traffic follows both; `bgp mrt clear` takes them away.
+#[test]
+fn mrt_dump_from_bird_seeds_the_fib() {
+    let net = TwoHosts::with(Ports::AfXdp, &tern_bgp(""), 1500);
+    net.a
+        .ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    net.a
+        .ok(&["ip", "-6", "addr", "add", "2001:db8:5::1/128", "dev", "lo"]);
+    // BIRD holds the routes with BGP attributes but has no session to tern.
+    let bird = Bird::start(
+        &net.a,
+        "router id 192.0.2.2;\nprotocol device {}\n\
+         protocol static s4 { ipv4; route 198.18.5.0/24 via \"lo\" { bgp_origin = ORIGIN_IGP; \
+           bgp_path = prepend(+empty+, 65001); bgp_next_hop = 192.0.2.2; }; }\n\
+         protocol static s6 { ipv6; route 2001:db8:5::/48 via \"lo\" { bgp_origin = ORIGIN_IGP; \
+           bgp_path = prepend(+empty+, 65001); bgp_next_hop = 2001:db8:5::1; }; }\n",
+    );
+    let dir = std::env::temp_dir().join(testbed::unique("mrt-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dump = |table: &str| {
+        let file = dir.join(format!("{table}.mrt"));
+        bird.cli(&format!(
+            "mrt dump table \"{table}\" to \"{}\"",
+            file.display()
+        ));
+        eventually(LONG, "BIRD's MRT dump", || {
+            std::fs::metadata(&file).is_ok_and(|m| m.len() > 60)
+        });
+        file.display().to_string()
+    };
+    let (d4, d6) = (dump("master4"), dump("master6"));
+    let loaded = net.tern.ctl(&["bgp", "mrt", "load", &d4]);
+    assert_eq!(loaded["routes_ipv4"], 1, "{loaded}");
+    // The dump's IPv6 next hop is not on-link for tern: replace it.
+    let loaded = net
+        .tern
+        .ctl(&["bgp", "mrt", "load", &d6, "next-hop", "2001:db8:a::2"]);
+    assert_eq!(loaded["routes_ipv6"], 1, "{loaded}");
+    // A new load replaces the previous one.
+    assert!(!has_route(&net, "198.18.5.0/24"));
+    net.tern.ctl(&["bgp", "mrt", "load", &d4]);
+    let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
+    assert_eq!(path["peer"], "mrt", "{path}");
+    assert_eq!(path["as_path"], "65001", "{path}");
+    assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
+    eventually(LONG, "the seeded route in the FIB", || {
+        fib_has(&net, "198.18.5.0/24")
+    });
+    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    let summary = net.tern.ctl(&["show", "bgp", "summary"]);
+    assert_eq!(summary["mrt"]["routes_ipv4"], 1, "{summary}");
+
+    net.tern.ctl(&["bgp", "mrt", "clear"]);
+    eventually(LONG, "seeded route gone", || {
+        !fib_has(&net, "198.18.5.0/24")
+    });
+    // A file that is not a dump is refused with its name, and seeds nothing.
+    let err = net
+        .tern
+        .try_ctl(&["bgp", "mrt", "load", "/etc/hostname"])
+        .expect_err("not MRT");
+    assert!(err.contains("/etc/hostname"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
