@@ -317,14 +317,23 @@ pub fn checksum(data: &[u8]) -> u16 {
     fold(sum_words(data, 0))
 }
 
-/// Ones'-complement sum of big-endian 16-bit words, added to `acc`.
+/// Ones'-complement sum of big-endian 16-bit words, added to `acc` (unfolded).
+///
+/// Summed four bytes at a time: a big-endian 32-bit word is two 16-bit words, and since
+/// 2^16 ≡ 1 (mod 2^16 − 1) its value folds to their sum (RFC 1071 §2(B), "parallel
+/// summation"). Half the iterations of word-by-word for an IPv4 header.
 #[inline]
 pub fn sum_words(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        acc += u32::from_be_bytes([q[0], q[1], q[2], q[3]]) as u64;
+    }
+    let rest = quads.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for c in &mut pairs {
         acc += u16::from_be_bytes([c[0], c[1]]) as u64;
     }
-    if let [last] = chunks.remainder() {
+    if let [last] = pairs.remainder() {
         acc += (*last as u64) << 8;
     }
     acc
@@ -333,9 +342,11 @@ pub fn sum_words(data: &[u8], mut acc: u64) -> u64 {
 /// Folds a running sum to 16 bits and complements it.
 #[inline]
 pub fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+    // Four folds take any u64 to 16 bits (64 → 49 → 34 → 19 → 17 → ≤ 16 with the carry).
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
     !(acc as u16)
 }
 
@@ -373,6 +384,45 @@ mod tests {
         0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
         0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
+
+    /// Word-by-word summation with a folding loop, as RFC 1071 writes it: the reference
+    /// the four-bytes-at-a-time sum and the fixed fold must agree with.
+    fn reference(data: &[u8], mut acc: u64) -> u16 {
+        for c in data.chunks(2) {
+            acc += (u64::from(c[0]) << 8) | c.get(1).map_or(0, |&b| u64::from(b));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn quad_summation_and_fold_match_the_reference() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20_000 {
+            let len = (next() % 90) as usize;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Starting sums up to the largest a caller builds (pseudo-headers, u64 carry).
+            let acc = match round % 3 {
+                0 => 0,
+                1 => next() >> 16,
+                _ => (1 << 47) + (next() >> 20),
+            };
+            assert_eq!(
+                fold(sum_words(&data, acc)),
+                reference(&data, acc),
+                "{data:?} {acc}"
+            );
+        }
+        assert_eq!(fold(u64::MAX), reference(&[], u64::MAX));
+    }
 
     #[test]
     fn known_header_checksum_verifies_and_recomputes() {
