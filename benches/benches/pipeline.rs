@@ -5,28 +5,11 @@
 
 use std::time::Duration;
 
-use benches::data::{self, Rng};
-use benches::pipeline::{frame_to, BenchWorker, TWO_PORTS};
+use benches::pipeline::ris_forwarding_worker;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dataplane::config::StaticRoute;
-use ipnet::{IpNet, Ipv4Net};
 
 fn pipeline(c: &mut Criterion) {
-    let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
-    let gw = "203.0.113.2".parse().expect("addr");
-    let routes = table.iter().map(|net| StaticRoute {
-        prefix: IpNet::V4(*net),
-        via: Some(gw),
-        interface: None,
-        tunnel: None,
-    });
-    let mut rng = Rng(7);
-    let frames: Vec<Vec<u8>> = data::v4_keys(&table, 8192, &mut rng)
-        .into_iter()
-        .step_by(2)
-        .map(|a| frame_to(a.to_bits()))
-        .collect();
-    let mut bench = BenchWorker::new(TWO_PORTS, routes, frames);
+    let mut bench = ris_forwarding_worker();
     let worker = &mut bench.worker;
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(32));

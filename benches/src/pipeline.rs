@@ -88,6 +88,28 @@ pub fn frame_to(dst: u32) -> Vec<u8> {
     f
 }
 
+/// The pipeline benchmark's worker: the RIS 2026 IPv4 table routed via 203.0.113.2, and
+/// 4096 64-byte frames to destinations drawn from it (shared by the criterion benchmark and
+/// the callgrind example, so both measure the same thing).
+pub fn ris_forwarding_worker() -> BenchWorker {
+    use crate::data::{self, Rng};
+    let table: Vec<ipnet::Ipv4Net> = data::table(data::RIS_V4);
+    let gw = "203.0.113.2".parse().expect("addr");
+    let routes = table.iter().map(|net| StaticRoute {
+        prefix: ipnet::IpNet::V4(*net),
+        via: Some(gw),
+        interface: None,
+        tunnel: None,
+    });
+    let mut rng = Rng(7);
+    let frames: Vec<Vec<u8>> = data::v4_keys(&table, 8192, &mut rng)
+        .into_iter()
+        .step_by(2)
+        .map(|a| frame_to(a.to_bits()))
+        .collect();
+    BenchWorker::new(TWO_PORTS, routes, frames)
+}
+
 /// A worker whose first port receives `frames` and whose other ports discard.
 pub struct BenchWorker {
     pub worker: Worker,

@@ -160,10 +160,14 @@ impl<R: Read> TableDump<R> {
         let bad = |what: &str| format!("malformed RIB record: {what}");
         let mut r = Cursor(body);
         r.take(4).ok_or_else(|| bad("sequence number"))?;
+        // The prefix is in NLRI encoding: its length in bits, then the significant octets.
+        let nlri = r.0;
         let len = r.u8().ok_or_else(|| bad("prefix length"))?;
         let octets = usize::from(len).div_ceil(8);
-        let bytes = r.take(octets).ok_or_else(|| bad("prefix"))?;
-        let prefix = prefix(family, len, bytes).ok_or_else(|| bad("prefix length"))?;
+        r.take(octets).ok_or_else(|| bad("prefix"))?;
+        let prefix = wire::prefixes(&nlri[..1 + octets], family)
+            .and_then(|p| p.first().copied())
+            .ok_or_else(|| bad("prefix length"))?;
         let count = r.u16().ok_or_else(|| bad("entry count"))?;
         let mut routes = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
@@ -302,22 +306,6 @@ fn push_attribute(out: &mut Vec<u8>, flags: u8, kind: u8, value: &[u8]) {
         }
     }
     out.extend_from_slice(value);
-}
-
-fn prefix(family: Family, len: u8, bytes: &[u8]) -> Option<IpNet> {
-    let net = match family {
-        Family::Ipv4 => {
-            let mut a = [0u8; 4];
-            a.get_mut(..bytes.len())?.copy_from_slice(bytes);
-            IpNet::new(IpAddr::V4(Ipv4Addr::from(a)), len).ok()?
-        }
-        Family::Ipv6 => {
-            let mut a = [0u8; 16];
-            a.get_mut(..bytes.len())?.copy_from_slice(bytes);
-            IpNet::new(IpAddr::V6(Ipv6Addr::from(a)), len).ok()?
-        }
-    };
-    Some(net.trunc())
 }
 
 /// Big-endian reads off the front of a slice.

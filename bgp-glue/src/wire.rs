@@ -684,7 +684,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Prefixes in NLRI encoding (length in bits, then the significant octets); `None` if a
 /// length is impossible for the family or runs past the end.
-fn prefixes(mut b: &[u8], family: Family) -> Option<Vec<IpNet>> {
+pub(crate) fn prefixes(mut b: &[u8], family: Family) -> Option<Vec<IpNet>> {
     let mut out = Vec::with_capacity(b.len() / 4);
     while let Some((&len, rest)) = b.split_first() {
         let octets = (len as usize).div_ceil(8);

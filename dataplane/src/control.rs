@@ -561,17 +561,10 @@ impl Control {
 
     /// Where `source`'s route for exactly `prefix` points in the RIB.
     fn route_via(&self, prefix: IpNet, source: Source) -> Option<Via<IpAddr>> {
-        let via = match prefix {
-            IpNet::V4(n) => match self.rib4.route(&n, source)?.via {
-                Via::NextHop(a) => Via::NextHop(a),
-                Via::Recursive(gw) => Via::Recursive(IpAddr::V4(gw)),
-            },
-            IpNet::V6(n) => match self.rib6.route(&n, source)?.via {
-                Via::NextHop(a) => Via::NextHop(a),
-                Via::Recursive(gw) => Via::Recursive(IpAddr::V6(gw)),
-            },
-        };
-        Some(via)
+        match prefix {
+            IpNet::V4(n) => Some(self.rib4.route(&n, source)?.via.map(IpAddr::V4)),
+            IpNet::V6(n) => Some(self.rib6.route(&n, source)?.via.map(IpAddr::V6)),
+        }
     }
 
     /// A share of the group for a next-hop set, the group created on first use. The set is

@@ -81,6 +81,16 @@ pub enum Via<A> {
     Recursive(A),
 }
 
+impl<A> Via<A> {
+    /// The same route with its gateway converted (e.g. to `IpAddr`).
+    pub fn map<B>(self, f: impl FnOnce(A) -> B) -> Via<B> {
+        match self {
+            Via::NextHop(nh) => Via::NextHop(nh),
+            Via::Recursive(gw) => Via::Recursive(f(gw)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route<A> {
     pub source: Source,
