@@ -21,7 +21,12 @@ pub enum NatRequest {
         filter: Filter,
         reply: SyncSender<usize>,
     },
-    Rules(Arc<nat::Rules>),
+    /// New rules; the worker answers once it uses them, so a `tern ctl nat ...` that
+    /// returned is in effect for the next packet.
+    Rules {
+        rules: Arc<nat::Rules>,
+        applied: SyncSender<()>,
+    },
 }
 
 /// Which sessions a request is about: all of the given criteria must match.
@@ -102,7 +107,10 @@ pub fn session_row(s: &nat::Session, now: u64, idle_timeout: u64) -> Value {
 pub fn serve(stage: &mut Stage, req: NatRequest) {
     let now = stage.now;
     match req {
-        NatRequest::Rules(r) => stage.set_rules(r),
+        NatRequest::Rules { rules, applied } => {
+            stage.set_rules(rules);
+            let _ = applied.try_send(());
+        }
         NatRequest::Delete { filter, reply } => {
             let n = stage.shard.delete(|s| filter.matches(s), now);
             let _ = reply.try_send(n);
@@ -258,9 +266,21 @@ impl NatControl {
         let mut next = (*self.rules).clone();
         edit(&mut next)?;
         self.rules = Arc::new(next);
+        // Every worker first, then the answers: an idle worker reads its mailbox within
+        // one sleep, and they all sleep at once.
+        let (applied, answers) = std::sync::mpsc::sync_channel(self.mailboxes.len());
         for m in &self.mailboxes {
-            m.send(NatRequest::Rules(self.rules.clone()))
+            let req = NatRequest::Rules {
+                rules: self.rules.clone(),
+                applied: applied.clone(),
+            };
+            m.send(req)
                 .map_err(|_| "a worker has stopped".to_string())?;
+        }
+        for _ in &self.mailboxes {
+            answers
+                .recv_timeout(ANSWER)
+                .map_err(|_| "a worker did not take the new rules".to_string())?;
         }
         Ok(json!({"ok": true}))
     }
