@@ -4,4 +4,5 @@
 #[path = "../../lpm/tests/common/data.rs"]
 pub mod data;
 
+pub mod nat;
 pub mod pipeline;

@@ -12,8 +12,10 @@
 pub mod flow;
 pub mod frag;
 pub mod icmp;
+mod index;
 pub mod maglev;
 pub mod mapping;
+mod mem;
 pub mod ports;
 pub mod rewrite;
 pub mod rules;
@@ -24,5 +26,5 @@ pub mod tcp;
 pub use flow::Flow;
 pub use ports::PortMap;
 pub use rules::{Endpoint, Filtering, Frontend, Rules, Timeouts};
-pub use shard::{Post, Pre, Reason, Shard, Side, Stats};
+pub use shard::{Lookahead, Post, Pre, Reason, Shard, Side, Stats};
 pub use table::{Class, Handle, Kind, Session};

@@ -3,8 +3,6 @@
 //! checksum for an echo identifier. A later fragment has no transport header; its part of
 //! the transport checksum was fixed in the first fragment, which covers the whole datagram.
 
-use wire::checksum_update;
-
 use crate::flow::{Flow, Fragment, Parsed, ICMP, L4, TCP, UDP};
 
 #[inline]
@@ -17,11 +15,22 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Updates `sum` for a 32-bit field changing from `old` to `new`.
-#[inline]
-pub fn update32(sum: u16, old: u32, new: u32) -> u16 {
-    let s = checksum_update(sum, (old >> 16) as u16, (new >> 16) as u16);
-    checksum_update(s, old as u16, new as u16)
+/// The unfolded one's-complement difference a 32-bit field changing from `old` to `new`
+/// makes to a checksum (RFC 1624 eqn. 3: ~m + m' for each 16-bit half). Differences add up,
+/// so several fields are folded into a checksum once, by `apply`.
+#[inline(always)]
+fn delta32(old: u32, new: u32) -> u32 {
+    let (old, new) = (!old, new);
+    (old >> 16) + (old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+/// HC' = ~(~HC + Σ(~m + m')), folded.
+#[inline(always)]
+fn apply(sum: u16, delta: u32) -> u16 {
+    let mut acc = (!sum as u32) + delta;
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    !(acc as u16)
 }
 
 /// Where the transport checksum lives, and whether a zero there means "none" (UDP).
@@ -39,36 +48,37 @@ fn l4_checksum(proto: u8, l4: &L4) -> Option<(usize, bool)> {
 /// and every checksum covering them.
 pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     let from = p.flow;
-    let mut ip_sum = get16(ip, 10);
-    if from.src != to.src {
-        ip_sum = update32(ip_sum, from.src, to.src);
-        ip[12..16].copy_from_slice(&to.src.to_be_bytes());
-    }
-    if from.dst != to.dst {
-        ip_sum = update32(ip_sum, from.dst, to.dst);
-        ip[16..20].copy_from_slice(&to.dst.to_be_bytes());
-    }
-    put16(ip, 10, ip_sum);
+    let addresses = delta32(from.src, to.src) + delta32(from.dst, to.dst);
+    let Some(h) = ip.first_chunk_mut::<20>() else {
+        return;
+    };
+    let ip_sum = apply(get16(h, 10), addresses);
+    put16(h, 10, ip_sum);
+    h[12..16].copy_from_slice(&to.src.to_be_bytes());
+    h[16..20].copy_from_slice(&to.dst.to_be_bytes());
     if p.fragment == Fragment::Later {
         return;
     }
     let o = p.l4_offset;
     // The ports (or echo identifier) are always there: the parser saw 8 bytes. The
     // checksum may not be, in the truncated quote of an ICMP error.
-    let (old_port_sum, new_port_sum) = match p.l4 {
+    let Some(t) = ip.get_mut(o..) else {
+        return;
+    };
+    let ports = match p.l4 {
         L4::IcmpQuery { request } => {
             let (old, new) = if request {
                 (from.sport, to.sport)
             } else {
                 (from.dport, to.dport)
             };
-            put16(ip, o + 4, new);
-            (old as u32, new as u32)
+            put16(t, 4, new);
+            delta32(old as u32, new as u32)
         }
         L4::Tcp { .. } | L4::Udp => {
-            put16(ip, o, to.sport);
-            put16(ip, o + 2, to.dport);
-            (
+            put16(t, 0, to.sport);
+            put16(t, 2, to.dport);
+            delta32(
                 (from.sport as u32) << 16 | from.dport as u32,
                 (to.sport as u32) << 16 | to.dport as u32,
             )
@@ -78,23 +88,20 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     let Some((at, zero_means_none)) = l4_checksum(from.proto, &p.l4) else {
         return;
     };
-    if ip.len() < o + at + 2 {
+    if t.len() < at + 2 {
         return;
     }
-    let old_sum = get16(ip, o + at);
+    let old_sum = get16(t, at);
     if zero_means_none && old_sum == 0 {
         return;
     }
-    let mut sum = update32(old_sum, old_port_sum, new_port_sum);
-    if from.proto != ICMP {
-        // The pseudo-header: TCP and UDP checksums cover the addresses.
-        sum = update32(sum, from.src, to.src);
-        sum = update32(sum, from.dst, to.dst);
-    }
+    // TCP and UDP checksums cover the addresses too (the pseudo-header); ICMP's does not.
+    let pseudo = if from.proto == ICMP { 0 } else { addresses };
+    let mut sum = apply(old_sum, ports + pseudo);
     if zero_means_none && sum == 0 {
         sum = 0xffff;
     }
-    put16(ip, o + at, sum);
+    put16(t, at, sum);
 }
 
 #[cfg(test)]
@@ -144,6 +151,45 @@ mod tests {
         );
         assert_eq!(l4, 0, "UDP checksum verifies");
         assert_eq!(parse(&p).unwrap().flow, to);
+    }
+
+    /// Incremental updates of every field combination agree with checksums computed from
+    /// scratch, over pseudo-random addresses and ports (xorshift, fixed start).
+    #[test]
+    fn random_rewrites_match_full_recomputation() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..5000 {
+            let r = next();
+            let (src, dst) = ((r as u32).to_be_bytes(), ((r >> 32) as u32).to_be_bytes());
+            let mut p = udp_packet(src, dst, next() as u16, next() as u16);
+            let parsed = parse(&p).unwrap();
+            let mut to = parsed.flow;
+            let which = next();
+            if which & 1 != 0 {
+                to.src = next() as u32;
+            }
+            if which & 2 != 0 {
+                to.dst = next() as u32;
+            }
+            if which & 4 != 0 {
+                to.sport = next() as u16;
+            }
+            if which & 8 != 0 {
+                to.dport = next() as u16;
+            }
+            rewrite(&mut p, &parsed, &to);
+            assert_eq!(wire::checksum(&p[..20]), 0, "round {round}: IPv4 header");
+            let (s, d) = (Ipv4Addr::from(to.src), Ipv4Addr::from(to.dst));
+            let l4 = wire::checksum4(s, d, UDP, &p[20..]);
+            assert_eq!(l4, 0, "round {round}: UDP checksum");
+            assert_eq!(parse(&p).unwrap().flow, to, "round {round}");
+        }
     }
 
     #[test]

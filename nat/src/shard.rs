@@ -96,6 +96,23 @@ pub struct Stats {
     pub icmp_errors_translated: u64,
 }
 
+/// A packet as `Shard::lookahead` read it: parsed, and its flow hashed for the lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookahead {
+    parsed: Result<Parsed, flow::ParseError>,
+    hash: Option<u64>,
+}
+
+impl Default for Lookahead {
+    /// A packet too short to read (what an unused burst slot holds).
+    fn default() -> Lookahead {
+        Lookahead {
+            parsed: Err(flow::ParseError::Truncated),
+            hash: None,
+        }
+    }
+}
+
 /// An unsolicited inbound SYN waiting out its 6 s (RFC 5382 REQ-4).
 struct HeldSyn {
     flow: Flow,
@@ -211,12 +228,55 @@ impl Shard {
         self.rules.timeouts.idle(class)
     }
 
+    // ---- burst lookahead ----------------------------------------------------------------
+
+    /// First pass over a burst: parses the packet, hashes its flow and starts loading the
+    /// flow's index bucket. With a million sessions each lookup would otherwise wait for
+    /// two cache (and TLB) misses in turn; started for a whole burst first, they overlap.
+    /// Hand the result to `prefetch_session`, then to `prerouting_ahead` with the packet
+    /// unchanged.
+    #[inline]
+    pub fn lookahead(&self, ip: &[u8]) -> Lookahead {
+        let parsed = flow::parse(ip);
+        let hash = match parsed {
+            Ok(p) if p.fragment != Fragment::Later && p.l4 != L4::IcmpError => {
+                let hash = self.sessions.hash(&p.flow);
+                self.sessions.prefetch_bucket(hash);
+                Some(hash)
+            }
+            _ => None,
+        };
+        Lookahead { parsed, hash }
+    }
+
+    /// Second pass, after `lookahead` for the whole burst: starts loading the session the
+    /// bucket names.
+    #[inline]
+    pub fn prefetch_session(&self, l: &Lookahead) {
+        if let Some(hash) = l.hash {
+            self.sessions.prefetch_session(hash);
+        }
+    }
+
     // ---- pre-routing ------------------------------------------------------------------
 
     /// Pre-routing for the IPv4 packet `ip` that came in on `side`. `tag` is returned with
     /// anything the NAT holds and later gives back (the dataplane puts its port there).
     pub fn prerouting(&mut self, ip: &mut [u8], side: Side, tag: u16, now: u64) -> Pre {
-        let p = match flow::parse(ip) {
+        let ahead = self.lookahead(ip);
+        self.prerouting_ahead(ip, &ahead, side, tag, now)
+    }
+
+    /// `prerouting` for a packet `lookahead` has read (unchanged since).
+    pub fn prerouting_ahead(
+        &mut self,
+        ip: &mut [u8],
+        ahead: &Lookahead,
+        side: Side,
+        tag: u16,
+        now: u64,
+    ) -> Pre {
+        let p = match ahead.parsed {
             Ok(p) => p,
             Err(flow::ParseError::Truncated) => return Pre::Drop(Reason::Truncated),
         };
@@ -235,7 +295,11 @@ impl Shard {
         if p.l4 == L4::IcmpError {
             return self.icmp_error(ip, &p);
         }
-        let verdict = match self.lookup(&p.flow, now) {
+        let found = match ahead.hash {
+            Some(hash) => self.sessions.find_hashed(&p.flow, hash),
+            None => self.sessions.find(&p.flow),
+        };
+        let verdict = match self.live(found, now) {
             Some(h) => {
                 self.refresh(h, &p, now);
                 self.translate_destination(ip, &p, h);
@@ -277,9 +341,9 @@ impl Shard {
         }
     }
 
-    /// The live session of `flow`, reclaiming it here if it has expired.
-    fn lookup(&mut self, flow: &Flow, now: u64) -> Option<Handle> {
-        let h = self.sessions.find(flow)?;
+    /// The session found, unless it has expired: then it is reclaimed here.
+    fn live(&mut self, found: Option<Handle>, now: u64) -> Option<Handle> {
+        let h = found?;
         let s = self.sessions.get(h)?;
         if now.saturating_sub(s.last) >= self.timeout(s.class) {
             self.remove(h.index, now);
@@ -723,7 +787,6 @@ impl Shard {
         let mut session = Session::template();
         session.orig = orig;
         session.reply = reply;
-        session.mapping = mapping;
         session.kind = kind;
         session.class = class;
         session.tcp = tcp;
@@ -731,7 +794,10 @@ impl Shard {
         session.created = now;
         session.last = now;
         session.packets = 1;
-        let h = self.sessions.insert(session).ok_or(Reason::TableFull)?;
+        let h = self
+            .sessions
+            .insert(session, mapping)
+            .ok_or(Reason::TableFull)?;
         if let Some(sub) = subscriber {
             self.mappings.add_session(sub);
         }
@@ -772,14 +838,14 @@ impl Shard {
 
     /// Frees session `index` and whatever only it held (its mapping and external port).
     fn remove(&mut self, index: u32, now: u64) {
-        let Some(s) = self.sessions.remove(index) else {
+        let Some((s, mapping)) = self.sessions.remove(index) else {
             return;
         };
         if s.kind != Kind::Dnat {
             self.mappings.remove_session(s.orig.src);
         }
-        if s.mapping != NONE {
-            if let Some(m) = self.mappings.detach(s.mapping, s.reply.src) {
+        if mapping != NONE {
+            if let Some(m) = self.mappings.detach(mapping, s.reply.src) {
                 self.release_port(&m, now);
             }
         }
@@ -801,9 +867,9 @@ impl Shard {
                     break;
                 };
                 if now.saturating_sub(s.last) < timeout {
-                    if s.last > s.listed() {
-                        // Used since it was queued (touch relinks at most once a
-                        // second): queue it at its real place and look again.
+                    if s.last > self.sessions.listed(i) {
+                        // Used since it was queued (touch does not relink): queue it at
+                        // its real place and look again.
                         self.sessions.requeue(i);
                         work += 1;
                         continue;
@@ -878,9 +944,10 @@ impl Shard {
         self.sessions.check()?;
         self.mappings.check()?;
         let mut counts = std::collections::HashMap::new();
-        for (_, s) in self.sessions.iter() {
-            if s.mapping != NONE {
-                *counts.entry(s.mapping).or_insert(0u32) += 1;
+        for (i, _) in self.sessions.iter() {
+            let mapping = self.sessions.mapping(i);
+            if mapping != NONE {
+                *counts.entry(mapping).or_insert(0u32) += 1;
             }
         }
         for (&mi, &n) in &counts {

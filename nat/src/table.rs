@@ -1,12 +1,17 @@
-//! The session table of one shard: a preallocated slab, a hash index holding both
-//! directions of every session (original and reply 5-tuples), and one LRU list per
-//! timeout class threaded through the slab. Every session in a class has the same idle
-//! timeout, so each list's head is the next to expire: expiry pops heads, with bounded
-//! work, and needs no per-flow timer.
-
-use std::collections::HashMap;
+//! The session table of one shard: a preallocated slab, an index holding both directions
+//! of every session (original and reply 5-tuples, index.rs), and one list per timeout
+//! class threaded through the slab. Every session in a class has the same idle timeout,
+//! so each list is in order of expiry once sessions used since they were queued are moved
+//! back: expiry pops heads, requeueing those, with bounded work, and needs no per-flow
+//! timer.
+//!
+//! What a packet touches is one 64-byte line per session (`Session`: keys, clock,
+//! counters, state); what only creation, expiry and removal touch (`Link`: list links,
+//! queue time, mapping) lives in a parallel array, so a packet never reads it.
 
 use crate::flow::Flow;
+use crate::index::Index;
+use crate::mem::{huge_vec, prefetch};
 use crate::tcp::Track;
 
 pub const NONE: u32 = u32::MAX;
@@ -52,35 +57,31 @@ pub enum Kind {
     Hairpin,
 }
 
+/// One session: the line a packet reads and writes.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 pub struct Session {
     /// The original direction's 5-tuple as it arrives, before translation.
     pub orig: Flow,
     /// The reply direction's 5-tuple as it arrives, before translation. A packet of the
     /// original direction leaves as `reply.reversed()`, a reply leaves as `orig.reversed()`.
     pub reply: Flow,
-    /// The SNAT mapping this session uses, or `NONE`.
-    pub mapping: u32,
+    pub last: u64,
+    pub packets: u64,
+    pub created: u64,
+    /// Bumped when the slot is taken and when it is freed: odd while the session lives, so
+    /// a stale handle is recognised.
+    pub generation: u32,
     pub kind: Kind,
     pub class: Class,
     pub tcp: Track,
     /// A packet of the reply direction has been seen.
     pub replied: bool,
-    pub created: u64,
-    pub last: u64,
-    pub packets: u64,
-    /// Bumped when the slot is freed, so a stale handle is recognised.
-    pub generation: u32,
-    /// When the session was last queued at its list's tail.
-    listed: u64,
-    prev: u32,
-    next: u32,
-    live: bool,
 }
 
 impl Session {
-    pub fn listed(&self) -> u64 {
-        self.listed
+    pub fn live(&self) -> bool {
+        self.generation & 1 == 1
     }
 
     /// A blank session, for `..Session::template()` in constructors.
@@ -88,22 +89,35 @@ impl Session {
         Session {
             orig: Flow::default(),
             reply: Flow::default(),
-            mapping: NONE,
+            last: 0,
+            packets: 0,
+            created: 0,
+            generation: 0,
             kind: Kind::Snat,
             class: Class::Other,
             tcp: Track::default(),
             replied: false,
-            created: 0,
-            last: 0,
-            packets: 0,
-            generation: 0,
-            listed: 0,
-            prev: NONE,
-            next: NONE,
-            live: false,
         }
     }
 }
+
+/// What only creation, expiry and removal need of a session.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    /// The SNAT mapping the session uses, or `NONE`.
+    mapping: u32,
+    prev: u32,
+    next: u32,
+    /// When the session was last queued at its list's tail.
+    listed: u64,
+}
+
+const UNLINKED: Link = Link {
+    mapping: NONE,
+    prev: NONE,
+    next: NONE,
+    listed: 0,
+};
 
 /// A reference to a session that survives between pipeline stages: index and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,26 +137,27 @@ struct List {
 
 pub struct Sessions {
     slots: Vec<Session>,
+    links: Vec<Link>,
     free: Vec<u32>,
     lists: [List; 5],
     /// Flow key → index × 2 + (1 if the key is the reply direction).
-    index: HashMap<u128, u32, ahash::RandomState>,
+    index: Index,
 }
 
 impl Sessions {
-    /// A table for `capacity` sessions, allocated now. The index hash has a random seed
-    /// per process (ahash's runtime RNG), so nobody can aim flows at one bucket.
+    /// A table for `capacity` sessions, allocated now.
     pub fn new(capacity: usize) -> Sessions {
-        let capacity = capacity.clamp(1, NONE as usize / 2);
+        let capacity = capacity.clamp(1, NONE as usize / 2 - 1);
         Sessions {
-            slots: vec![Session::template(); capacity],
+            slots: huge_vec(capacity, Session::template()),
+            links: vec![UNLINKED; capacity],
             free: (0..capacity as u32).rev().collect(),
             lists: [List {
                 head: NONE,
                 tail: NONE,
                 len: 0,
             }; 5],
-            index: HashMap::with_capacity_and_hasher(capacity * 2, ahash::RandomState::new()),
+            index: Index::with_capacity(capacity * 2),
         }
     }
 
@@ -162,10 +177,44 @@ impl Sessions {
         self.lists[class as usize].len
     }
 
+    /// The index hash of a flow: what `prefetch` and `find_hashed` take.
+    #[inline(always)]
+    pub fn hash(&self, flow: &Flow) -> u64 {
+        self.index.hash(flow.key())
+    }
+
+    /// First step of a burst lookup: start loading the index bucket of `hash`.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Second step, once the bucket is (nearly) in cache: start loading the session it
+    /// most likely names.
+    #[inline(always)]
+    pub fn prefetch_session(&self, hash: u64) {
+        if let Some(v) = self.index.first_candidate(hash) {
+            if let Some(s) = self.slots.get((v >> 1) as usize) {
+                prefetch(s);
+            }
+        }
+    }
+
     /// The session a packet with this flow belongs to.
     #[inline]
     pub fn find(&self, flow: &Flow) -> Option<Handle> {
-        let v = *self.index.get(&flow.key())?;
+        self.find_hashed(flow, self.hash(flow))
+    }
+
+    /// `find` with the hash already computed (`hash`).
+    #[inline]
+    pub fn find_hashed(&self, flow: &Flow, hash: u64) -> Option<Handle> {
+        let v = self.index.find(hash, |v| {
+            self.slots.get((v >> 1) as usize).is_some_and(|s| {
+                let key = if v & 1 == 1 { &s.reply } else { &s.orig };
+                key == flow
+            })
+        })?;
         let index = v >> 1;
         Some(Handle {
             index,
@@ -178,36 +227,49 @@ impl Sessions {
     #[inline]
     pub fn get(&self, h: Handle) -> Option<&Session> {
         let s = self.slots.get(h.index as usize)?;
-        (s.live && s.generation == h.generation).then_some(s)
+        (s.live() && s.generation == h.generation).then_some(s)
     }
 
     #[inline]
     pub fn get_mut(&mut self, h: Handle) -> Option<&mut Session> {
         let s = self.slots.get_mut(h.index as usize)?;
-        (s.live && s.generation == h.generation).then_some(s)
+        (s.live() && s.generation == h.generation).then_some(s)
     }
 
     pub fn at(&self, index: u32) -> Option<&Session> {
-        self.slots.get(index as usize).filter(|s| s.live)
+        self.slots.get(index as usize).filter(|s| s.live())
+    }
+
+    /// The SNAT mapping session `index` uses, or `NONE`.
+    pub fn mapping(&self, index: u32) -> u32 {
+        self.links.get(index as usize).map_or(NONE, |l| l.mapping)
+    }
+
+    /// When session `index` was last queued in its class list.
+    pub fn listed(&self, index: u32) -> u64 {
+        self.links.get(index as usize).map_or(0, |l| l.listed)
     }
 
     /// Whether both keys of a session are free.
     pub fn keys_free(&self, orig: &Flow, reply: &Flow) -> bool {
-        !self.index.contains_key(&orig.key()) && !self.index.contains_key(&reply.key())
+        self.find(orig).is_none() && self.find(reply).is_none()
     }
 
-    /// Inserts a session (the caller made room and checked the keys). Returns its handle.
-    pub fn insert(&mut self, mut s: Session) -> Option<Handle> {
+    /// Inserts a session using SNAT mapping `mapping` (or `NONE`); the caller made room and
+    /// checked the keys. Returns its handle.
+    pub fn insert(&mut self, mut s: Session, mapping: u32) -> Option<Handle> {
         let index = self.free.pop()?;
         let slot = &mut self.slots[index as usize];
-        s.generation = slot.generation;
-        s.live = true;
-        s.prev = NONE;
-        s.next = NONE;
-        s.listed = s.last;
+        s.generation = slot.generation.wrapping_add(1);
         *slot = s;
-        self.index.insert(s.orig.key(), index << 1);
-        self.index.insert(s.reply.key(), index << 1 | 1);
+        self.links[index as usize] = Link {
+            mapping,
+            listed: s.last,
+            ..UNLINKED
+        };
+        let (orig, reply) = (self.hash(&s.orig), self.hash(&s.reply));
+        self.index.insert(orig, index << 1);
+        self.index.insert(reply, index << 1 | 1);
         self.push_tail(index, s.class);
         Some(Handle {
             index,
@@ -216,55 +278,54 @@ impl Sessions {
         })
     }
 
-    /// Frees a session; returns it as it was.
-    pub fn remove(&mut self, index: u32) -> Option<Session> {
-        let s = *self.slots.get(index as usize).filter(|s| s.live)?;
+    /// Frees a session; returns it as it was, with its mapping.
+    pub fn remove(&mut self, index: u32) -> Option<(Session, u32)> {
+        let s = *self.slots.get(index as usize).filter(|s| s.live())?;
         self.unlink(index, s.class);
-        self.index.remove(&s.orig.key());
-        self.index.remove(&s.reply.key());
+        let (orig, reply) = (self.hash(&s.orig), self.hash(&s.reply));
+        self.index.remove(orig, index << 1);
+        self.index.remove(reply, index << 1 | 1);
         let slot = &mut self.slots[index as usize];
-        slot.live = false;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
-        Some(s)
+        Some((s, self.links[index as usize].mapping))
     }
 
-    /// Marks use at `now`. The session moves to the tail of its class (which may change)
-    /// at most once a second: the list order is exact to a second, and a busy flow does
-    /// not rewrite four links per packet. `expire` requeues a head used since.
+    /// Marks use at `now`, in class `class`. Only a class change moves the session to
+    /// another list; otherwise its place is corrected lazily, when it reaches its list's
+    /// head (`expire` requeues a head used since it was queued), so a packet writes this
+    /// session's line and nothing else.
     #[inline]
     pub fn touch(&mut self, index: u32, class: Class, now: u64) {
         let s = &mut self.slots[index as usize];
         s.last = now;
-        if s.class == class && now.saturating_sub(s.listed) < 1000 {
+        if s.class == class {
             return;
         }
         let old = s.class;
-        self.unlink(index, old);
-        let s = &mut self.slots[index as usize];
         s.class = class;
-        s.listed = now;
+        self.unlink(index, old);
+        self.links[index as usize].listed = now;
         self.push_tail(index, class);
     }
 
     /// Moves a session to its list's tail at its last use (for `expire`).
     pub fn requeue(&mut self, index: u32) {
-        let class = self.slots[index as usize].class;
-        self.unlink(index, class);
-        let s = &mut self.slots[index as usize];
-        s.listed = s.last;
-        self.push_tail(index, class);
+        let s = self.slots[index as usize];
+        self.unlink(index, s.class);
+        self.links[index as usize].listed = s.last;
+        self.push_tail(index, s.class);
     }
 
-    /// The least recently used session of a class.
+    /// The least recently queued session of a class.
     pub fn oldest(&self, class: Class) -> Option<u32> {
         let h = self.lists[class as usize].head;
         (h != NONE).then_some(h)
     }
 
-    /// The session after `index` in its class list (towards more recently used).
+    /// The session after `index` in its class list (towards more recently queued).
     pub fn newer(&self, index: u32) -> Option<u32> {
-        let n = self.slots[index as usize].next;
+        let n = self.links[index as usize].next;
         (n != NONE).then_some(n)
     }
 
@@ -273,16 +334,16 @@ impl Sessions {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.live)
+            .filter(|(_, s)| s.live())
             .map(|(i, s)| (i as u32, s))
     }
 
-    /// Bytes held: slab, free list and the index (hashbrown: key, value and a control
-    /// byte per bucket).
+    /// Bytes held: slab, links, free list and the index.
     pub fn bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Session>()
+            + self.links.capacity() * std::mem::size_of::<Link>()
             + self.free.capacity() * 4
-            + self.index.capacity() * (16 + 4 + 1) * 8 / 7
+            + self.index.bytes()
     }
 
     fn push_tail(&mut self, index: u32, class: Class) {
@@ -294,18 +355,15 @@ impl Sessions {
         }
         list.len += 1;
         if tail != NONE {
-            self.slots[tail as usize].next = index;
+            self.links[tail as usize].next = index;
         }
-        let s = &mut self.slots[index as usize];
-        s.prev = tail;
-        s.next = NONE;
+        let l = &mut self.links[index as usize];
+        l.prev = tail;
+        l.next = NONE;
     }
 
     fn unlink(&mut self, index: u32, class: Class) {
-        let (prev, next) = {
-            let s = &self.slots[index as usize];
-            (s.prev, s.next)
-        };
+        let Link { prev, next, .. } = self.links[index as usize];
         let list = &mut self.lists[class as usize];
         if prev == NONE {
             list.head = next;
@@ -315,10 +373,10 @@ impl Sessions {
         }
         list.len -= 1;
         if prev != NONE {
-            self.slots[prev as usize].next = next;
+            self.links[prev as usize].next = next;
         }
         if next != NONE {
-            self.slots[next as usize].prev = prev;
+            self.links[next as usize].prev = prev;
         }
     }
 
@@ -329,12 +387,15 @@ impl Sessions {
         let mut live = 0;
         for (i, s) in self.iter() {
             live += 1;
-            if self.index.get(&s.orig.key()) != Some(&(i << 1)) {
+            if self.find(&s.orig).map(|h| (h.index, h.reply)) != Some((i, false)) {
                 return Err(format!("session {i}: original key does not point at it"));
             }
-            if self.index.get(&s.reply.key()) != Some(&(i << 1 | 1)) {
+            if self.find(&s.reply).map(|h| (h.index, h.reply)) != Some((i, true)) {
                 return Err(format!("session {i}: reply key does not point at it"));
             }
+        }
+        if let Some(v) = self.index.values().find(|v| self.at(v >> 1).is_none()) {
+            return Err(format!("index entry {v} names a free slot"));
         }
         if self.index.len() != live * 2 {
             return Err(format!("{} keys for {live} sessions", self.index.len()));
@@ -346,7 +407,8 @@ impl Sessions {
             let mut prev = NONE;
             while at != NONE {
                 let s = &self.slots[at as usize];
-                if !s.live || s.class != c || s.prev != prev {
+                let l = &self.links[at as usize];
+                if !s.live() || s.class != c || l.prev != prev {
                     return Err(format!("list {}: bad link at {at}", c.name()));
                 }
                 n += 1;
@@ -354,7 +416,7 @@ impl Sessions {
                     return Err(format!("list {}: cycle", c.name()));
                 }
                 prev = at;
-                at = s.next;
+                at = l.next;
             }
             if n != self.lists[c as usize].len || self.lists[c as usize].tail != prev {
                 return Err(format!("list {}: length or tail wrong", c.name()));
@@ -368,5 +430,16 @@ impl Sessions {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Session>(), 64);
+        assert_eq!(std::mem::align_of::<Session>(), 64);
     }
 }

@@ -14,15 +14,16 @@
 
 use crate::flow::{FIN, RST, SYN};
 
+/// What has been seen of a TCP session, one bit each (it lives in the session's one line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Track {
-    /// SYN seen from the original / reply side.
-    syn_orig: bool,
-    syn_reply: bool,
-    fin_orig: bool,
-    fin_reply: bool,
-    reset: bool,
-}
+pub struct Track(u8);
+
+/// SYN seen from the original / reply side, FIN likewise, RST last seen.
+const SYN_ORIG: u8 = 1;
+const SYN_REPLY: u8 = 2;
+const FIN_ORIG: u8 = 4;
+const FIN_REPLY: u8 = 8;
+const RESET: u8 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -45,34 +46,35 @@ impl Track {
     /// Accounts for a packet with `flags` from the original side (`orig`) or the reply side.
     pub fn see(&mut self, flags: u8, orig: bool) {
         if flags & RST != 0 {
-            self.reset = true;
+            self.0 |= RESET;
             return;
         }
-        self.reset = false;
+        self.0 &= !RESET;
+        let (syn, fin) = if orig {
+            (SYN_ORIG, FIN_ORIG)
+        } else {
+            (SYN_REPLY, FIN_REPLY)
+        };
         if flags & SYN != 0 {
-            if orig {
-                self.syn_orig = true;
-            } else {
-                self.syn_reply = true;
-            }
+            self.0 |= syn;
         }
         if flags & FIN != 0 {
-            if orig {
-                self.fin_orig = true;
-            } else {
-                self.fin_reply = true;
-            }
+            self.0 |= fin;
         }
     }
 
+    fn has(&self, bits: u8) -> bool {
+        self.0 & bits == bits
+    }
+
     pub fn state(&self) -> State {
-        if self.reset {
+        if self.has(RESET) {
             State::Reset
-        } else if self.fin_orig && self.fin_reply {
+        } else if self.has(FIN_ORIG | FIN_REPLY) {
             State::Closing
-        } else if !(self.syn_orig && self.syn_reply) {
+        } else if !self.has(SYN_ORIG | SYN_REPLY) {
             State::Opening
-        } else if self.fin_orig || self.fin_reply {
+        } else if self.0 & (FIN_ORIG | FIN_REPLY) != 0 {
             State::HalfClosed
         } else {
             State::Established
