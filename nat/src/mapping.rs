@@ -41,13 +41,16 @@ pub struct Mappings {
 impl Mappings {
     pub fn new(capacity: usize) -> Mappings {
         let rs = ahash::RandomState::new;
+        // Sized for a busy start (the maps grow past this); a table sized in full for a
+        // million sessions up front would hold ~100 MB before the first packet.
+        let start = capacity.min(1 << 17);
         Mappings {
-            slots: Vec::with_capacity(capacity.min(1 << 16)),
+            slots: Vec::with_capacity(start),
             free: Vec::new(),
-            by_inside: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), rs()),
-            by_external: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), rs()),
-            remotes: HashMap::with_hasher(rs()),
-            subscribers: HashMap::with_hasher(rs()),
+            by_inside: HashMap::with_capacity_and_hasher(start, rs()),
+            by_external: HashMap::with_capacity_and_hasher(start, rs()),
+            remotes: HashMap::with_capacity_and_hasher(start, rs()),
+            subscribers: HashMap::with_capacity_and_hasher(start.min(1 << 12), rs()),
         }
     }
 

@@ -634,7 +634,7 @@ impl Shard {
         let created = self.create(flow, reply, mi, Kind::Snat, p, now);
         if created.is_err() {
             self.drop_unused_mapping(mi, now);
-        } else {
+        } else if !self.held_syns.is_empty() {
             // An outbound SYN for a held inbound SYN: the held one is dropped silently.
             self.held_syns.retain(|h| h.flow != reply);
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nat::{Post, Pre, Shard, Side};
+use nat::{Lookahead, Post, Pre, Shard, Side};
 
 use crate::buf::Frame;
 use crate::counters::{Drop, Event, Local};
@@ -23,6 +23,9 @@ pub struct Stage {
     epoch: Instant,
     /// Milliseconds since the stage started: the NAT's clock, read once per poll.
     pub now: u64,
+    /// Per frame of the burst in pre-routing: the NAT's reading of it, or `None` when the
+    /// frame is not the NAT's business.
+    ahead: Vec<Option<(Side, Lookahead)>>,
 }
 
 impl Stage {
@@ -51,6 +54,7 @@ impl Stage {
             masquerade,
             epoch: Instant::now(),
             now: 0,
+            ahead: Vec::with_capacity(256),
         }
     }
 
@@ -64,7 +68,9 @@ impl Stage {
 
     /// Pre-routing over a burst received on `port`: IPv4 frames that came in by an inside or
     /// outside interface or tunnel meet their session; the class is updated for a
-    /// translated destination.
+    /// translated destination. Three passes, so that the session lookups' cache misses
+    /// overlap: read and hash every frame (starting its index bucket's load), start every
+    /// session's load, then look up and translate.
     pub fn prerouting(
         &mut self,
         frames: &mut [Frame],
@@ -72,17 +78,29 @@ impl Stage {
         port: u16,
         stats: &mut Local,
     ) {
-        for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+        let mut ahead = std::mem::take(&mut self.ahead);
+        ahead.clear();
+        for (frame, m) in frames.iter().zip(meta.iter_mut()) {
             m.nat = None;
-            if !matches!(m.class, Class::V4 { .. }) {
-                continue;
-            }
             // By the slot the frame came in by: a decapsulated frame has its tunnel's role.
-            let Some(side) = self.role(frame.ingress as usize) else {
+            let side = match m.class {
+                Class::V4 { .. } => self.role(frame.ingress as usize),
+                _ => None,
+            };
+            ahead.push(side.map(|side| {
+                let ip = &frame.data()[eth::LEN..];
+                (side, self.shard.lookahead(ip))
+            }));
+        }
+        for (_, l) in ahead.iter().flatten() {
+            self.shard.prefetch_session(l);
+        }
+        for ((frame, m), a) in frames.iter_mut().zip(meta.iter_mut()).zip(&ahead) {
+            let Some((side, l)) = a else {
                 continue;
             };
             let ip = &mut frame.data_mut()[eth::LEN..];
-            match self.shard.prerouting(ip, side, port, self.now) {
+            match self.shard.prerouting_ahead(ip, l, *side, port, self.now) {
                 // A translated ICMP error passes with a new destination too.
                 Pre::Pass => {
                     m.class = Class::V4 {
@@ -104,6 +122,7 @@ impl Stage {
                 Pre::Refuse(r) => m.class = Class::Refused(Drop::nat(r)),
             }
         }
+        self.ahead = ahead;
     }
 
     /// Post-routing for a frame leaving by interface slot `egress` that came in on
