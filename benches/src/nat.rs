@@ -85,14 +85,9 @@ fn post(s: &mut Shard, p: &mut [u8], pre: Pre, now: u64) -> bool {
 
 /// Inside endpoints drawn at random (xorshift, fixed start) from `0..n`.
 pub fn random_endpoints(count: usize, n: u32) -> Vec<u32> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = wire::XorShift64::new(0x2545_f491_4f6c_dd1d);
     (0..count)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as u32
-        })
+        .map(|_| (rng.next_u64() % n as u64) as u32)
         .collect()
 }
 

@@ -74,13 +74,8 @@ fn each_error_gets_its_notification() {
 /// Random bytes, and good messages with random bytes flipped: an answer every time.
 #[test]
 fn random_bytes_never_break_the_session() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = ::wire::XorShift64::new(0x9e37_79b9_7f4a_7c15u64);
+    let mut next = move || rng.next_u64();
     let mut notified = 0;
     for round in 0..60 {
         let mut input = if round % 2 == 0 {

@@ -307,21 +307,10 @@ fn header_and_open_errors() {
     assert_eq!(Open::decode(&short).map_err(|n| n.code), Err(2));
 }
 
-/// A small xorshift generator: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Random and mutated messages: every one decodes or gets a NOTIFICATION, never a panic.
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = ::wire::XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let seed = update(
         &[24, 10, 0, 0],
         &attrs(&[
@@ -336,18 +325,18 @@ fn random_bytes_never_panic() {
         let mut b = if i % 2 == 0 {
             seed.clone()
         } else {
-            let len = (rng.next() % 64) as usize;
-            (0..len).map(|_| rng.next() as u8).collect()
+            let len = (rng.next_u64() % 64) as usize;
+            (0..len).map(|_| rng.next_u64() as u8).collect()
         };
         if i % 2 == 0 {
-            for _ in 0..1 + rng.next() % 4 {
+            for _ in 0..1 + rng.next_u64() % 4 {
                 if b.is_empty() {
                     break;
                 }
-                let at = (rng.next() % b.len() as u64) as usize;
-                b[at] = rng.next() as u8;
+                let at = (rng.next_u64() % b.len() as u64) as usize;
+                b[at] = rng.next_u64() as u8;
             }
-            let cut = (rng.next() % (b.len() as u64 + 1)) as usize;
+            let cut = (rng.next_u64() % (b.len() as u64 + 1)) as usize;
             b.truncate(cut.max(b.len() - 2));
         }
         let ctx = Context {

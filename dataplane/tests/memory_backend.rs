@@ -213,13 +213,8 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         "192.0.2.2".parse().expect("ip"),
         "203.0.113.2".parse().expect("ip"),
     );
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = wire::XorShift64::new(0x9e3779b97f4a7c15u64);
+    let mut next = move || rng.next_u64();
     // `good` GRE-encapsulated (key 5) from the tunnel remote: mutations of it exercise the
     // decap stage (the pipeline-level fuzz of the tunnel path).
     let gre = {

@@ -157,13 +157,8 @@ mod tests {
     /// scratch, over pseudo-random addresses and ports (xorshift, fixed start).
     #[test]
     fn random_rewrites_match_full_recomputation() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = wire::XorShift64::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = move || rng.next_u64();
         for round in 0..5000 {
             let r = next();
             let (src, dst) = ((r as u32).to_be_bytes(), ((r >> 32) as u32).to_be_bytes());

@@ -583,13 +583,8 @@ fn random_traffic_keeps_the_invariants() {
         r.capacity = 256;
         r.filtering = Filtering::EndpointIndependent;
     });
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = wire::XorShift64::new(0x1234_5678_9abc_def0u64);
+    let mut rnd = move || rng.next_u64();
     for step in 0..20_000u64 {
         let now = step * 50;
         let r = rnd();
@@ -648,13 +643,8 @@ fn arbitrary_bytes_never_panic_and_keep_the_invariants() {
         fragments(&udp(r, 53, n.x, 4000), 8).0,
         fragments(&udp(r, 53, n.x, 4000), 8).1,
     ];
-    let mut seed = 0x0123_4567_89ab_cdefu64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = wire::XorShift64::new(0x0123_4567_89ab_cdefu64);
+    let mut rnd = move || rng.next_u64();
     for step in 0..200_000u64 {
         let mut p = templates[(rnd() % templates.len() as u64) as usize].clone();
         for _ in 0..rnd() % 4 {

@@ -375,6 +375,26 @@ pub fn checksum4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> u16
     fold(sum_words(payload, acc))
 }
 
+/// Marsaglia's xorshift64: repeatable pseudo-random input for tests, fuzz-style loops and
+/// benchmark fixtures, the same sequence on every run for a given seed. Not for anything an
+/// outsider could aim at (hash seeds come from ahash's runtime RNG).
+#[derive(Debug, Clone)]
+pub struct XorShift64(u64);
+
+impl XorShift64 {
+    /// A generator starting from `seed` (not zero: zero stays zero).
+    pub fn new(seed: u64) -> XorShift64 {
+        XorShift64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,13 +419,8 @@ mod tests {
 
     #[test]
     fn quad_summation_and_fold_match_the_reference() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = super::XorShift64::new(0x2545_f491_4f6c_dd1du64);
+        let mut next = move || rng.next_u64();
         for round in 0..20_000 {
             let len = (next() % 90) as usize;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
