@@ -157,18 +157,18 @@ fn counters(m: &mut Metrics, c: &Value) {
             m.sample(name, &[("interface", interface)], &v[field]);
         }
     }
-    m.family("tern_drops_total", "Packets dropped, by reason.", "counter");
-    for (reason, v) in entries(&c["drops"]) {
-        m.sample("tern_drops_total", &[("reason", reason)], v);
-    }
-    m.family(
+    m.counters_by(
+        "tern_drops_total",
+        "Packets dropped, by reason.",
+        "reason",
+        &c["drops"],
+    );
+    m.counters_by(
         "tern_events_total",
         "Dataplane events (ICMP sent, fragments made, ...).",
-        "counter",
+        "event",
+        &c["events"],
     );
-    for (event, v) in entries(&c["events"]) {
-        m.sample("tern_events_total", &[("event", event)], v);
-    }
     m.family(
         "tern_worker_rx_packets_total",
         "Packets a worker received.",
@@ -306,14 +306,12 @@ fn fpm(m: &mut Metrics, f: &Value) {
         m.family(&name, "FPM stream from zebra.", "counter");
         m.sample(&name, &[], &f[field]);
     }
-    m.family(
+    m.counters_by(
         "tern_fpm_skipped_total",
         "Messages from zebra not installed, by reason.",
-        "counter",
+        "reason",
+        &f["skipped"],
     );
-    for (reason, v) in entries(&f["skipped"]) {
-        m.sample("tern_fpm_skipped_total", &[("reason", reason)], v);
-    }
 }
 
 fn entries(v: &Value) -> impl Iterator<Item = (&str, &Value)> {
@@ -331,6 +329,15 @@ struct Metrics {
 impl Metrics {
     fn family(&mut self, name: &str, help: &str, kind: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// A counter family with one sample per key of the JSON object `by`, the key as label
+    /// `label` (drops by reason, events by name).
+    fn counters_by(&mut self, name: &str, help: &str, label: &str, by: &Value) {
+        self.family(name, help, "counter");
+        for (key, v) in entries(by) {
+            self.sample(name, &[(label, key)], v);
+        }
     }
 
     /// One sample; values that are not numbers (a source that did not answer) are left out.
