@@ -3,6 +3,8 @@
 //! checksum for an echo identifier. A later fragment has no transport header; its part of
 //! the transport checksum was fixed in the first fragment, which covers the whole datagram.
 
+use wire::{checksum_adjust, checksum_delta32};
+
 use crate::flow::{Flow, Fragment, Parsed, ICMP, L4, TCP, UDP};
 
 #[inline]
@@ -13,24 +15,6 @@ fn get16(b: &[u8], at: usize) -> u16 {
 #[inline]
 fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// The unfolded one's-complement difference a 32-bit field changing from `old` to `new`
-/// makes to a checksum (RFC 1624 eqn. 3: ~m + m' for each 16-bit half). Differences add up,
-/// so several fields are folded into a checksum once, by `apply`.
-#[inline(always)]
-fn delta32(old: u32, new: u32) -> u32 {
-    let (old, new) = (!old, new);
-    (old >> 16) + (old & 0xffff) + (new >> 16) + (new & 0xffff)
-}
-
-/// HC' = ~(~HC + Σ(~m + m')), folded.
-#[inline(always)]
-fn apply(sum: u16, delta: u32) -> u16 {
-    let mut acc = (!sum as u32) + delta;
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    !(acc as u16)
 }
 
 /// Where the transport checksum lives, and whether a zero there means "none" (UDP).
@@ -48,11 +32,11 @@ fn l4_checksum(proto: u8, l4: &L4) -> Option<(usize, bool)> {
 /// and every checksum covering them.
 pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     let from = p.flow;
-    let addresses = delta32(from.src, to.src) + delta32(from.dst, to.dst);
+    let addresses = checksum_delta32(from.src, to.src) + checksum_delta32(from.dst, to.dst);
     let Some(h) = ip.first_chunk_mut::<20>() else {
         return;
     };
-    let ip_sum = apply(get16(h, 10), addresses);
+    let ip_sum = checksum_adjust(get16(h, 10), addresses);
     put16(h, 10, ip_sum);
     h[12..16].copy_from_slice(&to.src.to_be_bytes());
     h[16..20].copy_from_slice(&to.dst.to_be_bytes());
@@ -73,12 +57,12 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
                 (from.dport, to.dport)
             };
             put16(t, 4, new);
-            delta32(old as u32, new as u32)
+            checksum_delta32(old as u32, new as u32)
         }
         L4::Tcp { .. } | L4::Udp => {
             put16(t, 0, to.sport);
             put16(t, 2, to.dport);
-            delta32(
+            checksum_delta32(
                 (from.sport as u32) << 16 | from.dport as u32,
                 (to.sport as u32) << 16 | to.dport as u32,
             )
@@ -97,7 +81,7 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     }
     // TCP and UDP checksums cover the addresses too (the pseudo-header); ICMP's does not.
     let pseudo = if from.proto == ICMP { 0 } else { addresses };
-    let mut sum = apply(old_sum, ports + pseudo);
+    let mut sum = checksum_adjust(old_sum, ports + pseudo);
     if zero_means_none && sum == 0 {
         sum = 0xffff;
     }

@@ -350,10 +350,26 @@ pub fn fold(mut acc: u64) -> u16 {
     !(acc as u16)
 }
 
-/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
+/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for one 16-bit field.
 #[inline(always)]
 pub fn checksum_update(sum: u16, old: u16, new: u16) -> u16 {
-    let mut acc = (!sum as u32) + (!old as u32) + new as u32;
+    checksum_adjust(sum, (!old as u32) + new as u32)
+}
+
+/// The unfolded difference (~m + m' for each 16-bit half) a 32-bit field changing from
+/// `old` to `new` makes to a checksum. Differences add up, so a rewrite of several fields
+/// folds their sum into each checksum once (`checksum_adjust`).
+#[inline(always)]
+pub fn checksum_delta32(old: u32, new: u32) -> u32 {
+    let old = !old;
+    (old >> 16) + (old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+/// HC' = ~(~HC + Σ(~m + m')) folded to 16 bits; `delta` is a sum of `checksum_delta32`s
+/// (or of ~m + m' terms), at most a few thousand of them.
+#[inline(always)]
+pub fn checksum_adjust(sum: u16, delta: u32) -> u16 {
+    let mut acc = (!sum as u32) + delta;
     acc = (acc & 0xffff) + (acc >> 16);
     acc = (acc & 0xffff) + (acc >> 16);
     !(acc as u16)
