@@ -295,10 +295,11 @@ impl Shard {
         if p.l4 == L4::IcmpError {
             return self.icmp_error(ip, &p);
         }
-        let found = match ahead.hash {
-            Some(hash) => self.sessions.find_hashed(&p.flow, hash),
-            None => self.sessions.find(&p.flow),
-        };
+        // `lookahead` hashed every packet that gets this far (whole or first fragment, not an
+        // ICMP error).
+        let found = ahead
+            .hash
+            .and_then(|hash| self.sessions.find_hashed(&p.flow, hash));
         let verdict = match self.live(found, now) {
             Some(h) => {
                 self.refresh(h, &p, now);
