@@ -14,7 +14,7 @@ use crate::buf::MAX_FRAME;
 mod bgp;
 mod nat;
 use crate::wire::Mac;
-pub use nat::{masquerade_address, NatConfig};
+pub use nat::{masquerade_address, BackendCheck, NatConfig};
 
 /// The configuration `tern run` and `tern demo` use when given none: two TAP ports, one
 /// towards a client network and one towards a server network.
@@ -644,6 +644,20 @@ impl Config {
                 )
             })?),
         };
+        // BGP, FPM and backend health checks talk through the kernel's TCP.
+        let checks = nat.as_ref().is_some_and(|n| !n.checks.is_empty());
+        let host_interfaces = raw
+            .control
+            .host_interfaces
+            .unwrap_or(bgp.is_some() || fpm.is_some() || checks);
+        if checks && !host_interfaces {
+            return Err(at(
+                0..0,
+                "control.host_interfaces",
+                "is false, but NAT backend health checks connect through the host interfaces"
+                    .into(),
+            ));
+        }
         Ok(Config {
             nat,
             workers,
@@ -662,10 +676,7 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
-            host_interfaces: raw
-                .control
-                .host_interfaces
-                .unwrap_or(bgp.is_some() || fpm.is_some()),
+            host_interfaces,
             bgp,
             fpm,
             metrics,
