@@ -14,7 +14,7 @@ use crate::buf::MAX_FRAME;
 mod bgp;
 mod nat;
 use crate::wire::Mac;
-pub use nat::{masquerade_address, NatConfig};
+pub use nat::{masquerade_address, BackendCheck, NatConfig};
 
 /// The configuration `tern run` and `tern demo` use when given none: two TAP ports, one
 /// towards a client network and one towards a server network.
@@ -157,7 +157,7 @@ struct RawDataplane {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<String>,
-    host_interfaces: Option<bool>,
+    host_interfaces: Option<Spanned<bool>>,
     /// Where Prometheus scrapes `/metrics` (off when absent).
     metrics: Option<Spanned<String>>,
 }
@@ -644,6 +644,26 @@ impl Config {
                 )
             })?),
         };
+        // BGP, FPM and backend health checks talk through the kernel's TCP.
+        let checks = nat.as_ref().is_some_and(|n| !n.checks.is_empty());
+        let host_interfaces = raw
+            .control
+            .host_interfaces
+            .as_ref()
+            .map_or(bgp.is_some() || fpm.is_some() || checks, |h| *h.get_ref());
+        if let Some(off) = raw
+            .control
+            .host_interfaces
+            .as_ref()
+            .filter(|_| checks && !host_interfaces)
+        {
+            return Err(at(
+                off.span(),
+                "control.host_interfaces",
+                "is false, but NAT backend health checks connect through the host interfaces"
+                    .into(),
+            ));
+        }
         Ok(Config {
             nat,
             workers,
@@ -662,10 +682,7 @@ impl Config {
                 .socket
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/run/tern/tern.sock")),
-            host_interfaces: raw
-                .control
-                .host_interfaces
-                .unwrap_or(bgp.is_some() || fpm.is_some()),
+            host_interfaces,
             bgp,
             fpm,
             metrics,
@@ -858,6 +875,46 @@ mod tests {
             error(&format!("{base}bogus = 1\n"))
         );
         assert!(error("[dataplane]\nworkers = 1\n").contains("no [[interface]]"));
+    }
+
+    #[test]
+    fn nat_errors_name_file_line_and_field() {
+        let base = "[[interface]]\nname = \"in\"\naddresses = [\"192.0.2.1/24\"]\n\n\
+                    [[interface]]\nname = \"out\"\naddresses = [\"203.0.113.1/24\"]\n\n\
+                    [nat]\ninside = [\"in\"]\noutside = [\"out\"]\n\n\
+                    [[nat.forward]]\nname = \"web\"\nproto = \"tcp\"\n\
+                    external = \"203.0.113.1:8080\"\nbackends = [\"192.0.2.10:80\"]\n";
+        let checked = Config::parse("t.toml", &format!("{base}check = \"tcp\"\n")).expect("valid");
+        let nat = checked.nat.as_ref().expect("nat");
+        assert_eq!(nat.checks.len(), 1);
+        assert_eq!(nat.checks[0].frontend, "web");
+        assert_eq!(nat.checks[0].interval, Duration::from_secs(1));
+        assert_eq!((nat.checks[0].fall, nat.checks[0].rise), (3, 2));
+        assert!(
+            checked.host_interfaces,
+            "a check turns the host interfaces on"
+        );
+        assert_eq!(
+            error(&format!("{base}check = \"icmp\"\n")),
+            "t.toml:18: nat.forward[0].check: \"icmp\" is not a health check (tcp)"
+        );
+        assert_eq!(
+            error(&format!(
+                "{base}check = \"tcp\"\ncheck_interval_ms = 200\ncheck_timeout_ms = 300\n"
+            )),
+            "t.toml:20: nat.forward[0].check_timeout_ms: is longer than check_interval_ms"
+        );
+        assert_eq!(
+            error(&format!("{base}check = \"tcp\"\ncheck_fall = 0\n")),
+            "t.toml:19: nat.forward[0].check_fall: 0 is outside 1..=100"
+        );
+        assert_eq!(
+            error(&format!(
+                "[control]\nhost_interfaces = false\n\n{base}check = \"tcp\"\n"
+            )),
+            "t.toml:2: control.host_interfaces: is false, but NAT backend health checks connect \
+             through the host interfaces"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! configuration and the `tern` binary's pieces. See ARCHITECTURE.md for the map.
 
 pub mod adjacency;
+pub mod backend_health;
 pub mod buf;
 pub mod config;
 pub mod conntrack;

@@ -220,6 +220,12 @@ impl Router {
                 .spawn(move || control.run(control_rx))
                 .map_err(|e| e.to_string())?,
         );
+        if let Some(nat) = config.nat.as_ref().filter(|n| !n.checks.is_empty()) {
+            threads.push(
+                crate::backend_health::spawn(&nat.checks, control_tx.clone(), stop.clone())
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         let bgp = match &config.bgp {
             Some(b) => {
                 let sink = Box::new(BgpSink(control_tx.clone()));

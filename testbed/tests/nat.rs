@@ -870,3 +870,87 @@ fn tcp_simultaneous_open_through_the_nat() {
         "and never answered with ICMP: {events}"
     );
 }
+
+/// Whether `show nat` says backend `backend` of frontend `svc` is up.
+fn backend_up(t: &TwoHosts, backend: &str) -> Option<bool> {
+    let rules = t.tern.ctl(&["show", "nat"]);
+    rules["frontends"]
+        .as_array()?
+        .iter()
+        .filter(|f| f["name"] == "svc")
+        .flat_map(|f| f["backends"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["backend"] == backend)?["up"]
+        .as_bool()
+}
+
+/// Polls until backend `backend` is in state `up` (at most 10 s).
+fn wait_backend(t: &TwoHosts, backend: &str, up: bool) {
+    let start = Instant::now();
+    while backend_up(t, backend) != Some(up) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{backend} not {} after 10 s: {}",
+            if up { "up" } else { "down" },
+            t.tern.ctl(&["show", "nat"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A TCP service on A at `port` that answers every connection with its port, for 30 s.
+fn port_server(t: &TwoHosts, port: u16) -> KillOnDrop {
+    KillOnDrop(t.a.spawn(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket, time\n\
+             s=socket.create_server(('', {port})); s.settimeout(1); end=time.time()+30\n\
+             while time.time() < end:\n\
+             \x20   try: c,_=s.accept()\n\
+             \x20   except socket.timeout: continue\n\
+             \x20   c.sendall(b'{port}'); c.close()\n"
+        ),
+    ]))
+}
+
+#[test]
+fn health_checks_take_a_dead_backend_out_and_put_it_back() {
+    // tern in its own namespace (AF_XDP ports): its host interfaces carry the checks.
+    let extra = format!(
+        "{NAT}\n[[nat.forward]]\nname = \"svc\"\nproto = \"tcp\"\nexternal = \"{X}:5000\"\n\
+         backends = [\"{A4}:5001\", \"{A4}:5002\"]\ncheck = \"tcp\"\ncheck_interval_ms = 200\n\
+         check_timeout_ms = 150\ncheck_fall = 2\ncheck_rise = 2\n"
+    );
+    let t = TwoHosts::with(Ports::AfXdp, &extra, 1500);
+    let (one, two) = (format!("{A4}:5001"), format!("{A4}:5002"));
+    let _first = port_server(&t, 5001);
+    let second = port_server(&t, 5002);
+    std::thread::sleep(Duration::from_millis(500));
+    wait_backend(&t, &one, true);
+    wait_backend(&t, &two, true);
+
+    // The second service stops: its connects are refused, and the checks take it out.
+    drop(second);
+    wait_backend(&t, &two, false);
+    assert_eq!(backend_up(&t, &one), Some(true));
+    // Every new connection to the frontend now lands on the first backend.
+    let answers = scapy(
+        &t.b,
+        r#"
+import socket, sys
+seen = []
+for i in range(20):
+    c = socket.create_connection((sys.argv[1], 5000), timeout=3)
+    seen.append(c.recv(10).decode()); c.close()
+print(" ".join(seen))
+"#,
+        &[X],
+    );
+    let answers: Vec<&str> = answers.split_whitespace().collect();
+    assert_eq!(answers.len(), 20, "{answers:?}");
+    assert!(answers.iter().all(|a| *a == "5001"), "{answers:?}");
+
+    // It comes back: after two good checks it is in again.
+    let _second = port_server(&t, 5002);
+    wait_backend(&t, &two, true);
+}

@@ -15,6 +15,10 @@
 //! proto = "tcp"
 //! external = "203.0.113.1:8080"
 //! backends = ["192.0.2.10:80"]     # several: Maglev load balancing
+//! check = "tcp"                    # optional: health-check the backends by connecting
+//! check_interval_ms = 1000         # how often; a connect may take check_timeout_ms (500)
+//! check_fall = 3                   # failures in a row that take a backend out
+//! check_rise = 2                   # successes in a row that put it back
 //! ```
 
 use std::net::Ipv4Addr;
@@ -60,6 +64,22 @@ struct RawForward {
     proto: Spanned<String>,
     external: Spanned<String>,
     backends: Spanned<Vec<Spanned<String>>>,
+    check: Option<Spanned<String>>,
+    check_interval_ms: Option<Spanned<i64>>,
+    check_timeout_ms: Option<Spanned<i64>>,
+    check_fall: Option<Spanned<i64>>,
+    check_rise: Option<Spanned<i64>>,
+}
+
+/// A frontend whose backends the control plane health-checks (`check = "tcp"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendCheck {
+    pub frontend: String,
+    pub backends: Vec<nat::Endpoint>,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub fall: u32,
+    pub rise: u32,
 }
 
 /// The validated NAT configuration.
@@ -70,6 +90,8 @@ pub struct NatConfig {
     pub outside: Vec<usize>,
     /// The rules (with seed 0: the router seeds them at start).
     pub rules: nat::Rules,
+    /// Frontends with health-checked backends.
+    pub checks: Vec<BackendCheck>,
 }
 
 type At<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
@@ -216,6 +238,7 @@ pub(super) fn parse(
     rules.timeouts.icmp = secs(&t.icmp, "nat.timeouts.icmp", nat::rules::MIN_ICMP, d.icmp)?;
     rules.timeouts.other = secs(&t.other, "nat.timeouts.other", 60_000, d.other)?;
 
+    let mut checks = Vec::new();
     for (i, f) in raw.forward.iter().enumerate() {
         let field = |x: &str| format!("nat.forward[{i}].{x}");
         let proto = nat::flow::frontend_proto(f.proto.get_ref()).ok_or_else(|| {
@@ -235,6 +258,43 @@ pub(super) fn parse(
         for (j, b) in f.backends.get_ref().iter().enumerate() {
             backends.push(endpoint(b, &format!("nat.forward[{i}].backends[{j}]"))?);
         }
+        if let Some(c) = &f.check {
+            if c.get_ref() != "tcp" {
+                return Err(at(
+                    c.span(),
+                    &field("check"),
+                    format!("{:?} is not a health check (tcp)", c.get_ref()),
+                ));
+            }
+            let ms = |v: &Option<Spanned<i64>>, name: &str, min: i64, max: i64, default: i64| {
+                int(v, &field(name), min, max, default)
+                    .map(|n| std::time::Duration::from_millis(n as u64))
+            };
+            let interval = ms(
+                &f.check_interval_ms,
+                "check_interval_ms",
+                100,
+                600_000,
+                1000,
+            )?;
+            let timeout = ms(&f.check_timeout_ms, "check_timeout_ms", 10, 60_000, 500)?;
+            if timeout > interval {
+                let span = f.check_timeout_ms.as_ref().map_or(c.span(), |t| t.span());
+                return Err(at(
+                    span,
+                    &field("check_timeout_ms"),
+                    "is longer than check_interval_ms".into(),
+                ));
+            }
+            checks.push(BackendCheck {
+                frontend: f.name.get_ref().clone(),
+                backends: backends.clone(),
+                interval,
+                timeout,
+                fall: int(&f.check_fall, &field("check_fall"), 1, 100, 3)? as u32,
+                rise: int(&f.check_rise, &field("check_rise"), 1, 100, 2)? as u32,
+            });
+        }
         let frontend = nat::Frontend::new(f.name.get_ref().clone(), proto, external, backends);
         if rules.frontends.iter().any(|o| o.name == frontend.name) {
             return Err(at(
@@ -251,6 +311,7 @@ pub(super) fn parse(
         inside,
         outside,
         rules,
+        checks,
     })
 }
 
