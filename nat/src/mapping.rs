@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::index::Index;
 use crate::rules::Endpoint;
 
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +17,10 @@ pub struct Mapping {
     /// Live sessions using the mapping.
     pub sessions: u32,
     live: bool,
+    /// The remote address most of a mapping's sessions go to (usually its only one), with
+    /// its session count; other remotes are counted in `Mappings::more_remotes`.
+    remote: u32,
+    remote_sessions: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,29 +33,41 @@ pub struct Subscriber {
 
 type Fast<K, V> = HashMap<K, V, ahash::RandomState>;
 
+/// Mapping slots are found through two cache-line indices (the `Index` the session table
+/// uses: a tag and the slot number per entry, the key compared in the slot), so a lookup
+/// or insert costs one index line and one slot line instead of a hash map's separate
+/// control and entry lines; a new session pays this twice (inside and external keys).
 pub struct Mappings {
     slots: Vec<Mapping>,
     free: Vec<u32>,
-    by_inside: Fast<u64, u32>,
-    by_external: Fast<u64, u32>,
-    /// (mapping, remote address) → sessions: address-dependent filtering.
-    remotes: Fast<u64, u32>,
+    by_inside: Index,
+    by_external: Index,
+    /// (mapping, remote address) → sessions, for the remotes after a mapping's first:
+    /// address-dependent filtering.
+    more_remotes: Fast<u64, u32>,
     subscribers: Fast<u32, Subscriber>,
 }
 
+#[inline(always)]
+fn remote_key(i: u32, remote: u32) -> u64 {
+    (i as u64) << 32 | remote as u64
+}
+
 impl Mappings {
+    /// Room for the mappings of `capacity` sessions: a mapping has at least one session,
+    /// except the one a new session makes before it is inserted (when the session table
+    /// is full, early drop frees another only then). The indices are allocated now; their
+    /// pages and the slots appear as mappings are made.
     pub fn new(capacity: usize) -> Mappings {
         let rs = ahash::RandomState::new;
-        // Sized for a busy start (the maps grow past this); a table sized in full for a
-        // million sessions up front would hold ~100 MB before the first packet.
-        let start = capacity.min(1 << 17);
+        let capacity = capacity + 1;
         Mappings {
-            slots: Vec::with_capacity(start),
+            slots: Vec::with_capacity(capacity.min(1 << 17)),
             free: Vec::new(),
-            by_inside: HashMap::with_capacity_and_hasher(start, rs()),
-            by_external: HashMap::with_capacity_and_hasher(start, rs()),
-            remotes: HashMap::with_capacity_and_hasher(start, rs()),
-            subscribers: HashMap::with_capacity_and_hasher(start.min(1 << 12), rs()),
+            by_inside: Index::with_capacity(capacity),
+            by_external: Index::with_capacity(capacity),
+            more_remotes: HashMap::with_hasher(rs()),
+            subscribers: HashMap::with_capacity_and_hasher(capacity.min(1 << 12), rs()),
         }
     }
 
@@ -58,7 +75,7 @@ impl Mappings {
         self.by_inside.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.by_inside.is_empty()
+        self.by_inside.len() == 0
     }
 
     pub fn get(&self, i: u32) -> Option<&Mapping> {
@@ -66,11 +83,19 @@ impl Mappings {
     }
 
     pub fn by_inside(&self, proto: u8, inside: Endpoint) -> Option<u32> {
-        self.by_inside.get(&inside.key(proto)).copied()
+        let hash = self.by_inside.hash(inside.key(proto) as u128);
+        self.by_inside.find(hash, |i| {
+            self.get(i)
+                .is_some_and(|m| m.proto == proto && m.inside == inside)
+        })
     }
 
     pub fn by_external(&self, proto: u8, external: Endpoint) -> Option<u32> {
-        self.by_external.get(&external.key(proto)).copied()
+        let hash = self.by_external.hash(external.key(proto) as u128);
+        self.by_external.find(hash, |i| {
+            self.get(i)
+                .is_some_and(|m| m.proto == proto && m.external == external)
+        })
     }
 
     pub fn subscriber(&self, inside: u32) -> Option<&Subscriber> {
@@ -81,41 +106,54 @@ impl Mappings {
         self.subscribers.len()
     }
 
-    /// Records a new mapping (the caller took the external port).
-    pub fn insert(&mut self, proto: u8, inside: Endpoint, external: Endpoint) -> u32 {
+    /// Records a new mapping (the caller took the external port and made sure neither key
+    /// is mapped). `None` when the table already holds its capacity.
+    pub fn insert(&mut self, proto: u8, inside: Endpoint, external: Endpoint) -> Option<u32> {
         let m = Mapping {
             proto,
             inside,
             external,
             sessions: 0,
             live: true,
+            remote: 0,
+            remote_sessions: 0,
         };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = m;
-                i
-            }
-            None => {
-                self.slots.push(m);
-                self.slots.len() as u32 - 1
-            }
-        };
-        self.by_inside.insert(inside.key(proto), i);
-        self.by_external.insert(external.key(proto), i);
+        let i = self.free.last().copied().unwrap_or(self.slots.len() as u32);
+        if !self
+            .by_inside
+            .insert(self.by_inside.hash(inside.key(proto) as u128), i)
+        {
+            return None;
+        }
+        if !self
+            .by_external
+            .insert(self.by_external.hash(external.key(proto) as u128), i)
+        {
+            self.by_inside
+                .remove(self.by_inside.hash(inside.key(proto) as u128), i);
+            return None;
+        }
+        match self.free.pop() {
+            Some(i) => self.slots[i as usize] = m,
+            None => self.slots.push(m),
+        }
         let sub = self.subscribers.entry(inside.addr).or_default();
         sub.external = external.addr;
         sub.ports += 1;
-        i
+        Some(i)
     }
 
     /// A session starts using mapping `i` towards `remote`.
     pub fn attach(&mut self, i: u32, remote: u32) {
-        if let Some(m) = self.slots.get_mut(i as usize).filter(|m| m.live) {
-            m.sessions += 1;
-            *self
-                .remotes
-                .entry((i as u64) << 32 | remote as u64)
-                .or_default() += 1;
+        let Some(m) = self.slots.get_mut(i as usize).filter(|m| m.live) else {
+            return;
+        };
+        m.sessions += 1;
+        if m.remote_sessions == 0 || m.remote == remote {
+            m.remote = remote;
+            m.remote_sessions += 1;
+        } else {
+            *self.more_remotes.entry(remote_key(i, remote)).or_default() += 1;
         }
     }
 
@@ -124,11 +162,12 @@ impl Mappings {
     pub fn detach(&mut self, i: u32, remote: u32) -> Option<Mapping> {
         let m = self.slots.get_mut(i as usize).filter(|m| m.live)?;
         m.sessions = m.sessions.saturating_sub(1);
-        let rk = (i as u64) << 32 | remote as u64;
-        if let Some(n) = self.remotes.get_mut(&rk) {
+        if m.remote_sessions > 0 && m.remote == remote {
+            m.remote_sessions -= 1;
+        } else if let Some(n) = self.more_remotes.get_mut(&remote_key(i, remote)) {
             *n -= 1;
             if *n == 0 {
-                self.remotes.remove(&rk);
+                self.more_remotes.remove(&remote_key(i, remote));
             }
         }
         if m.sessions > 0 {
@@ -136,8 +175,10 @@ impl Mappings {
         }
         m.live = false;
         let m = *m;
-        self.by_inside.remove(&m.inside.key(m.proto));
-        self.by_external.remove(&m.external.key(m.proto));
+        self.by_inside
+            .remove(self.by_inside.hash(m.inside.key(m.proto) as u128), i);
+        self.by_external
+            .remove(self.by_external.hash(m.external.key(m.proto) as u128), i);
         self.free.push(i);
         if let Some(sub) = self.subscribers.get_mut(&m.inside.addr) {
             sub.ports = sub.ports.saturating_sub(1);
@@ -160,8 +201,9 @@ impl Mappings {
 
     /// Whether mapping `i` has a session towards `remote` (address-dependent filtering).
     pub fn has_sent_to(&self, i: u32, remote: u32) -> bool {
-        self.remotes
-            .contains_key(&((i as u64) << 32 | remote as u64))
+        self.get(i)
+            .is_some_and(|m| m.remote_sessions > 0 && m.remote == remote)
+            || self.more_remotes.contains_key(&remote_key(i, remote))
     }
 
     pub fn add_session(&mut self, inside: u32) {
@@ -179,12 +221,17 @@ impl Mappings {
 
     pub fn bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Mapping>()
-            + (self.by_inside.capacity() + self.by_external.capacity()) * 13 * 8 / 7
-            + self.remotes.capacity() * 13 * 8 / 7
+            + self.by_inside.bytes()
+            + self.by_external.bytes()
+            + self.more_remotes.capacity() * 13 * 8 / 7
             + self.subscribers.capacity() * (4 + 12 + 1) * 8 / 7
     }
 
     pub fn check(&self) -> Result<(), String> {
+        let mut more: HashMap<u32, u32> = HashMap::new();
+        for (k, n) in &self.more_remotes {
+            *more.entry((k >> 32) as u32).or_default() += n;
+        }
         for (i, m) in self.slots.iter().enumerate().filter(|(_, m)| m.live) {
             if self.by_inside(m.proto, m.inside) != Some(i as u32)
                 || self.by_external(m.proto, m.external) != Some(i as u32)
@@ -194,10 +241,79 @@ impl Mappings {
             if m.sessions == 0 {
                 return Err(format!("mapping {i}: live without sessions"));
             }
+            let elsewhere = more.get(&(i as u32)).copied().unwrap_or(0);
+            if m.remote_sessions + elsewhere != m.sessions {
+                return Err(format!(
+                    "mapping {i}: {} sessions, {} counted by remote",
+                    m.sessions,
+                    m.remote_sessions + elsewhere
+                ));
+            }
         }
-        if self.by_inside.len() != self.by_external.len() {
-            return Err("inside and external indices differ in size".into());
+        let live = self.slots.iter().filter(|m| m.live).count();
+        if self.by_inside.len() != live || self.by_external.len() != live {
+            return Err(format!(
+                "{live} live mappings, {} inside and {} external index entries",
+                self.by_inside.len(),
+                self.by_external.len()
+            ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(addr: u32, port: u16) -> Endpoint {
+        Endpoint { addr, port }
+    }
+
+    /// A mapping's first remote is counted in its slot, later ones beside it; whichever
+    /// goes first, `has_sent_to` answers for exactly the remotes with sessions, and the
+    /// mapping goes with its last session.
+    #[test]
+    fn remotes_are_counted_whichever_order_sessions_end() {
+        let mut m = Mappings::new(8);
+        let i = m.insert(17, ep(10, 4000), ep(99, 4000)).expect("room");
+        assert_eq!(m.by_inside(17, ep(10, 4000)), Some(i));
+        assert_eq!(m.by_external(17, ep(99, 4000)), Some(i));
+        assert_eq!(m.by_inside(6, ep(10, 4000)), None, "another protocol");
+        m.attach(i, 1);
+        m.attach(i, 2);
+        m.attach(i, 2);
+        m.attach(i, 3);
+        m.check().expect("consistent");
+        assert!([1, 2, 3].iter().all(|&r| m.has_sent_to(i, r)));
+        assert!(!m.has_sent_to(i, 4));
+        // The slot's remote ends first; the next new remote takes the slot while 2 and 3
+        // stay counted beside it.
+        assert!(m.detach(i, 1).is_none());
+        assert!(!m.has_sent_to(i, 1));
+        m.attach(i, 3);
+        m.check().expect("consistent");
+        assert!(m.detach(i, 2).is_none());
+        assert!(m.has_sent_to(i, 2), "one session to 2 is left");
+        assert!(m.detach(i, 2).is_none());
+        assert!(!m.has_sent_to(i, 2));
+        assert!(m.detach(i, 3).is_none());
+        assert!(m.has_sent_to(i, 3));
+        let gone = m.detach(i, 3).expect("the last session frees the mapping");
+        assert_eq!(gone.external, ep(99, 4000));
+        assert_eq!(m.by_inside(17, ep(10, 4000)), None);
+        assert_eq!(m.by_external(17, ep(99, 4000)), None);
+        assert!(m.is_empty() && m.more_remotes.is_empty());
+        m.check().expect("consistent");
+    }
+
+    #[test]
+    fn the_capacity_bounds_the_mappings() {
+        let mut m = Mappings::new(2);
+        for p in 0..3 {
+            assert!(m.insert(17, ep(10, p), ep(99, p)).is_some(), "mapping {p}");
+        }
+        assert!(m.insert(17, ep(10, 3), ep(99, 3)).is_none());
+        assert_eq!(m.len(), 3);
     }
 }

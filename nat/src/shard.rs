@@ -683,14 +683,16 @@ impl Shard {
         let port = self
             .take_port(external, space, inside.port, now)
             .ok_or(Reason::PortsExhausted)?;
-        Ok(self.mappings.insert(
-            proto,
-            inside,
-            Endpoint {
-                addr: external,
-                port,
-            },
-        ))
+        let external = Endpoint {
+            addr: external,
+            port,
+        };
+        self.mappings
+            .insert(proto, inside, external)
+            .ok_or_else(|| {
+                self.ports.release(external.addr, space, port, now, 0);
+                Reason::TableFull
+            })
     }
 
     /// An external port for `wanted`: itself if free (port preservation), else a random
