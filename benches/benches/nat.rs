@@ -8,7 +8,7 @@
 //! * `snat-established/1M-hot1k`: the same table, packets cycling over 1024 of its
 //!   sessions (cache-resident): the per-packet work without the memory latency;
 //! * `new-session`: first packets of new flows (mapping, external port, both keys, LRU),
-//!   into an empty table of 2^17 sessions;
+//!   into an empty table of 2^17 sessions; `new-session-burst32` the same in bursts;
 //! * `bytes-per-session` is printed: the shard's tables over its sessions at 1M.
 
 use benches::nat::{
@@ -77,6 +77,18 @@ fn bench(c: &mut Criterion) {
                 for p in &firsts {
                     buf.copy_from_slice(p);
                     translate(&mut s, &mut buf, 0);
+                }
+                s
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("new-session-burst32", |b| {
+        b.iter_batched(
+            || shard(1 << 17),
+            |mut s| {
+                for burst in firsts.chunks(BURST) {
+                    translate_burst(&mut s, burst, &mut bufs, 0);
                 }
                 s
             },

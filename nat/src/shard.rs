@@ -751,7 +751,8 @@ impl Shard {
         p: &Parsed,
         now: u64,
     ) -> Result<Handle, Reason> {
-        if !self.sessions.keys_free(&orig, &reply) {
+        let hashes = self.sessions.key_hashes(&orig, &reply);
+        if !self.sessions.keys_free(&orig, &reply, hashes) {
             return Err(Reason::PortsExhausted);
         }
         let subscriber = match kind {
@@ -799,7 +800,7 @@ impl Shard {
         session.packets = 1;
         let h = self
             .sessions
-            .insert(session, mapping)
+            .insert(session, mapping, hashes)
             .ok_or(Reason::TableFull)?;
         if let Some(sub) = subscriber {
             self.mappings.add_session(sub);

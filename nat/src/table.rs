@@ -144,6 +144,13 @@ pub struct Sessions {
     index: Index,
 }
 
+/// The index hashes of a session's two keys (`Sessions::key_hashes`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHashes {
+    orig: u64,
+    reply: u64,
+}
+
 impl Sessions {
     /// A table for `capacity` sessions, allocated now.
     pub fn new(capacity: usize) -> Sessions {
@@ -250,14 +257,23 @@ impl Sessions {
         self.links.get(index as usize).map_or(0, |l| l.listed)
     }
 
-    /// Whether both keys of a session are free.
-    pub fn keys_free(&self, orig: &Flow, reply: &Flow) -> bool {
-        self.find(orig).is_none() && self.find(reply).is_none()
+    /// The index hashes of a new session's two keys, for `keys_free` and `insert`.
+    #[inline]
+    pub fn key_hashes(&self, orig: &Flow, reply: &Flow) -> KeyHashes {
+        KeyHashes {
+            orig: self.hash(orig),
+            reply: self.hash(reply),
+        }
     }
 
-    /// Inserts a session using SNAT mapping `mapping` (or `NONE`); the caller made room and
-    /// checked the keys. Returns its handle.
-    pub fn insert(&mut self, mut s: Session, mapping: u32) -> Option<Handle> {
+    /// Whether both keys of a session are free.
+    pub fn keys_free(&self, orig: &Flow, reply: &Flow, h: KeyHashes) -> bool {
+        self.find_hashed(orig, h.orig).is_none() && self.find_hashed(reply, h.reply).is_none()
+    }
+
+    /// Inserts a session using SNAT mapping `mapping` (or `NONE`) under its keys' hashes
+    /// `h`; the caller made room and checked the keys. Returns its handle.
+    pub fn insert(&mut self, mut s: Session, mapping: u32, h: KeyHashes) -> Option<Handle> {
         let index = self.free.pop()?;
         let slot = &mut self.slots[index as usize];
         s.generation = slot.generation.wrapping_add(1);
@@ -267,9 +283,8 @@ impl Sessions {
             listed: s.last,
             ..UNLINKED
         };
-        let (orig, reply) = (self.hash(&s.orig), self.hash(&s.reply));
-        self.index.insert(orig, index << 1);
-        self.index.insert(reply, index << 1 | 1);
+        self.index.insert(h.orig, index << 1);
+        self.index.insert(h.reply, index << 1 | 1);
         self.push_tail(index, s.class);
         Some(Handle {
             index,
