@@ -7,9 +7,9 @@
 //! operator sends: sessions stay on their backend (conntrack), new flows go to the backends
 //! that are up, and Maglev moves only the flows that had the changed backend.
 //!
-//! Connects run one after another, each bounded by `check_timeout_ms` (≤ the interval), so
-//! a round over n dead backends takes up to n timeouts; the next round starts one interval
-//! after the previous one ended.
+//! Connects run one after another, each bounded by `check_timeout_ms` (≤ the interval);
+//! each backend is checked again one interval (its forward's) after its last check ended,
+//! so with n dead backends due at once the last waits up to n timeouts for its turn.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,9 @@ struct Backend {
     fall: u32,
     rise: u32,
     timeout: Duration,
+    interval: Duration,
+    /// When the next check is due.
+    due: Instant,
 }
 
 impl Backend {
@@ -62,10 +65,11 @@ pub fn spawn(
     control: SyncSender<ControlMsg>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let start = Instant::now();
     let mut backends: Vec<Backend> = checks
         .iter()
         .flat_map(|c| {
-            c.backends.iter().map(|&endpoint| Backend {
+            c.backends.iter().map(move |&endpoint| Backend {
                 frontend: c.frontend.clone(),
                 endpoint,
                 up: true,
@@ -73,41 +77,55 @@ pub fn spawn(
                 fall: c.fall,
                 rise: c.rise,
                 timeout: c.timeout,
+                interval: c.interval,
+                due: start,
             })
         })
         .collect();
-    let interval = checks
-        .iter()
-        .map(|c| c.interval)
-        .min()
-        .unwrap_or(Duration::from_secs(1));
     std::thread::Builder::new()
         .name("tern-backend-health".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let round = Instant::now();
-                for b in &mut backends {
+                for b in backends.iter_mut().filter(|b| b.due <= Instant::now()) {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let Some(up) = b.record(connects(b.endpoint, b.timeout)) else {
-                        continue;
-                    };
-                    let state = if up { "up" } else { "down" };
-                    tracing::warn!(frontend = %b.frontend, backend = %b.endpoint, state, "backend health changed");
-                    let words = ["nat", "backend", &b.frontend, &b.endpoint.to_string(), state]
-                        .map(str::to_string)
-                        .to_vec();
-                    if let Err(e) = crate::ctl::ask(&control, words) {
-                        tracing::warn!(error = %e, "could not apply a backend health change");
+                    let ok = connects(b.endpoint, b.timeout);
+                    // Each backend on its own forward's interval, counted from this check.
+                    b.due = Instant::now() + b.interval;
+                    if let Some(up) = b.record(ok) {
+                        apply(&control, b, up);
                     }
                 }
-                // Sleep out the interval in short steps, so a stop is seen promptly.
-                while round.elapsed() < interval && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(20).min(interval));
+                // Sleep until the next check is due, in short steps so a stop is seen.
+                let next = backends.iter().map(|b| b.due).min();
+                let next = next.unwrap_or_else(|| Instant::now() + STEP);
+                while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()).min(STEP));
                 }
             }
         })
+}
+
+/// How often a sleeping checker looks at the stop flag.
+const STEP: Duration = Duration::from_millis(20);
+
+/// Takes a backend out or puts it back, as `tern ctl nat backend F B down|up` does.
+fn apply(control: &SyncSender<ControlMsg>, b: &Backend, up: bool) {
+    let state = if up { "up" } else { "down" };
+    tracing::warn!(frontend = %b.frontend, backend = %b.endpoint, state, "backend health changed");
+    let words = [
+        "nat",
+        "backend",
+        &b.frontend,
+        &b.endpoint.to_string(),
+        state,
+    ]
+    .map(str::to_string)
+    .to_vec();
+    if let Err(e) = crate::ctl::ask(control, words) {
+        tracing::warn!(error = %e, "could not apply a backend health change");
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +144,8 @@ mod tests {
             fall,
             rise,
             timeout: Duration::from_millis(10),
+            interval: Duration::from_millis(100),
+            due: Instant::now(),
         }
     }
 
