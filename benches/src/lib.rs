@@ -6,3 +6,4 @@ pub mod data;
 
 pub mod nat;
 pub mod pipeline;
+pub mod tunnels;
