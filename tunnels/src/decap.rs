@@ -11,8 +11,6 @@
 //! RFC 6040 ECN combination is not the drop case. The inner ECN field is then rewritten
 //! as RFC 6040 says (with the IPv4 header checksum updated incrementally).
 
-use std::net::IpAddr;
-
 use crate::gre;
 use crate::table::{Miss, TunnelTable};
 use crate::tunnel::Kind;
@@ -64,19 +62,17 @@ impl From<Miss> for Error {
     }
 }
 
-/// Whether an outer IPv4 header (validated by the caller) could be a tunnel packet for
-/// this table: the cheap test before [`decap`].
+/// Whether an outer IPv4 header (validated by the caller) to `dst` could be a tunnel
+/// packet for this table: the cheap test before [`decap`].
 #[inline(always)]
-pub fn is_candidate_v4(table: &TunnelTable, ip: &[u8]) -> bool {
-    matches!(ip[9], PROTO_IPIP | PROTO_IPV6 | PROTO_GRE)
-        && !table.is_empty()
-        && table.is_local(IpAddr::V4(wire::ipv4::dst(ip)))
+pub fn is_candidate_v4(table: &TunnelTable, ip: &[u8], dst: u32) -> bool {
+    matches!(ip[9], PROTO_IPIP | PROTO_IPV6 | PROTO_GRE) && table.is_local(dst as u128)
 }
 
 /// The same for an IPv6 outer header.
 #[inline(always)]
-pub fn is_candidate_v6(table: &TunnelTable, ip: &[u8]) -> bool {
-    ip[6] == PROTO_GRE && !table.is_empty() && table.is_local(IpAddr::V6(wire::ipv6::dst(ip)))
+pub fn is_candidate_v6(table: &TunnelTable, ip: &[u8], dst: u128) -> bool {
+    ip[6] == PROTO_GRE && table.is_local(dst)
 }
 
 /// Decapsulates the packet `ip` (the outer IP header onwards, exactly the packet's length;
@@ -93,16 +89,16 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
                 PROTO_GRE => Kind::Gre,
                 _ => return Err(Error::BadPayload),
             };
-            let src = IpAddr::V4(wire::ipv4::src(ip));
-            let dst = IpAddr::V4(wire::ipv4::dst(ip));
+            let src = wire::ipv4::src(ip).to_bits() as u128;
+            let dst = wire::ipv4::dst(ip).to_bits() as u128;
             (kind, wire::ipv4::header_len(ip), dst, src, ip[1])
         }
         Some(6) if ip.len() >= 40 => {
             if ip[6] != PROTO_GRE {
                 return Err(Error::BadPayload);
             }
-            let src = IpAddr::V6(wire::ipv6::src(ip));
-            let dst = IpAddr::V6(wire::ipv6::dst(ip));
+            let src = wire::ipv6::src(ip).to_bits();
+            let dst = wire::ipv6::dst(ip).to_bits();
             (Kind::Gre6, 40, dst, src, ip[1] >> 4)
         }
         _ => return Err(Error::Truncated),
@@ -115,7 +111,7 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
             gre::ParseError::BadVersion => Error::BadVersion,
             gre::ParseError::UnknownFlags => Error::BadFlags,
         })?;
-        let index = table.find(kind, local, remote, header.key)?;
+        let index = table.find_bits(kind, local, remote, header.key)?;
         let Some(tunnel) = table.get(index) else {
             return Err(Error::UnknownRemote);
         };
@@ -138,7 +134,7 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
         };
         (index, outer_len + header.len, inner_v6)
     } else {
-        let index = table.find(kind, local, remote, None)?;
+        let index = table.find_bits(kind, local, remote, None)?;
         (index, outer_len, kind == Kind::SixInFour)
     };
 

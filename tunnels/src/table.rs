@@ -94,17 +94,23 @@ struct Endpoints {
     remote: u128,
 }
 
+/// An address as the receive lookups compare it: IPv4 in the low 32 bits. The kind of
+/// tunnel says which family it is, so an IPv4 address and an IPv6 one never meet.
+#[inline(always)]
+pub fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => a.to_bits() as u128,
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
 impl Endpoints {
     #[inline(always)]
     fn new(kind: Kind, local: IpAddr, remote: IpAddr) -> Endpoints {
-        let bits = |a: IpAddr| match a {
-            IpAddr::V4(a) => a.to_bits() as u128,
-            IpAddr::V6(a) => a.to_bits(),
-        };
         Endpoints {
             kind,
-            local: bits(local),
-            remote: bits(remote),
+            local: addr_bits(local),
+            remote: addr_bits(remote),
         }
     }
 }
@@ -129,7 +135,8 @@ pub struct TunnelTable {
     /// Every tunnel's (endpoints, key), scanned instead of hashing while the table is small
     /// (the usual case: a scan of a few entries is cheaper than any hash).
     flat: Vec<(Endpoints, Option<u32>)>,
-    locals: Vec<IpAddr>,
+    /// Every tunnel's local address (`addr_bits`).
+    locals: Vec<u128>,
 }
 
 impl TunnelTable {
@@ -155,8 +162,8 @@ impl TunnelTable {
             }
             same.push(t.tunnels.len() as u16);
             t.flat.push((ends, spec.key));
-            if !t.locals.contains(&spec.local) {
-                t.locals.push(spec.local);
+            if !t.locals.contains(&addr_bits(spec.local)) {
+                t.locals.push(addr_bits(spec.local));
             }
             t.tunnels.push(Tunnel::new(spec));
         }
@@ -187,9 +194,10 @@ impl TunnelTable {
             .map(|i| i as u16)
     }
 
-    /// Whether `a` is the local endpoint of some tunnel: the cheap pre-check before decap.
+    /// Whether `a` (`addr_bits`) is the local endpoint of some tunnel: the cheap pre-check
+    /// before decap.
     #[inline]
-    pub fn is_local(&self, a: IpAddr) -> bool {
+    pub fn is_local(&self, a: u128) -> bool {
         self.locals.contains(&a)
     }
 
@@ -211,11 +219,28 @@ impl TunnelTable {
         remote: IpAddr,
         key: Option<u32>,
     ) -> Result<u16, Miss> {
-        let wanted = Endpoints::new(kind, local, remote);
+        self.find_bits(kind, addr_bits(local), addr_bits(remote), key)
+    }
+
+    /// `find` with the addresses as `addr_bits`: what decapsulation reads off the wire.
+    #[inline]
+    pub fn find_bits(
+        &self,
+        kind: Kind,
+        local: u128,
+        remote: u128,
+        key: Option<u32>,
+    ) -> Result<u16, Miss> {
+        let wanted = Endpoints {
+            kind,
+            local,
+            remote,
+        };
         if self.flat.len() <= SCAN_LIMIT {
             let mut miss = Miss::UnknownRemote;
+            // Remote first: the field that tells tunnels apart most often.
             for (i, (ends, k)) in self.flat.iter().enumerate() {
-                if *ends == wanted {
+                if ends.remote == remote && ends.local == local && ends.kind == kind {
                     if *k == key {
                         return Ok(i as u16);
                     }

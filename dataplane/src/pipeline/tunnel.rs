@@ -25,9 +25,10 @@ pub fn decap_burst(
     }
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
         // Only frames parse classified as IP have a (validated) header past Ethernet.
+        let ip = || &frame.data()[eth::LEN..];
         let candidate = match m.class {
-            Class::V4 { .. } => tunnels::decap::is_candidate_v4(table, &frame.data()[eth::LEN..]),
-            Class::V6 { .. } => tunnels::decap::is_candidate_v6(table, &frame.data()[eth::LEN..]),
+            Class::V4 { dst } => tunnels::decap::is_candidate_v4(table, ip(), dst),
+            Class::V6 { dst } => tunnels::decap::is_candidate_v6(table, ip(), dst),
             _ => false,
         };
         if !candidate {
