@@ -197,7 +197,9 @@ impl NatControl {
 
     pub fn ctl(&mut self, w: &[&str]) -> Result<Value, String> {
         match w {
-            ["show", "conntrack", rest @ ..] => self.show(rest),
+            // The counters without the session list: what a metrics scrape wants.
+            ["show", "conntrack", "summary"] => self.show(Filter::default(), 0),
+            ["show", "conntrack", rest @ ..] => self.show(Filter::parse(rest)?, 10_000),
             ["conntrack", "delete", rest @ ..] => self.delete(rest),
             ["show", "nat"] => Ok(self.show_rules()),
             ["nat", "backend", frontend, backend, state @ ("up" | "down")] => {
@@ -285,14 +287,14 @@ impl NatControl {
         Ok(json!({"ok": true}))
     }
 
-    fn show(&self, words: &[&str]) -> Result<Value, String> {
-        let filter = Filter::parse(words)?;
+    /// Every shard's counters and its first `limit` sessions that `filter` matches.
+    fn show(&self, filter: Filter, limit: usize) -> Result<Value, String> {
         let mut shards = Vec::new();
         for m in &self.mailboxes {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let req = NatRequest::Show {
                 filter: filter.clone(),
-                limit: 10_000,
+                limit,
                 reply: tx,
             };
             m.send(req)

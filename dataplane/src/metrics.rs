@@ -121,6 +121,11 @@ fn render(control: &SyncSender<ControlMsg>, planes: &Planes) -> String {
             fpm(&mut m, &f);
         }
     }
+    // Without a [nat] section both questions get an error: no NAT families.
+    if let Some(summary) = ask(control, planes, &["show", "conntrack", "summary"]) {
+        let rules = ask(control, planes, &["show", "nat"]).unwrap_or_default();
+        nat(&mut m, &summary, &rules);
+    }
     m.text
 }
 
@@ -314,6 +319,102 @@ fn fpm(m: &mut Metrics, f: &Value) {
     );
 }
 
+/// The NAT: per shard (worker) sessions and their churn, port use per external address,
+/// and which DNAT backends are in service.
+fn nat(m: &mut Metrics, summary: &Value, rules: &Value) {
+    let shards: Vec<&Value> = summary["shards"].as_array().into_iter().flatten().collect();
+    let shard_label = |s: &Value| s["shard"].as_u64().unwrap_or(0).to_string();
+    m.family(
+        "tern_nat_sessions",
+        "NAT sessions in a worker's table, by class.",
+        "gauge",
+    );
+    for s in &shards {
+        let shard = shard_label(s);
+        for (class, v) in entries(&s["by_class"]) {
+            m.sample(
+                "tern_nat_sessions",
+                &[("shard", &shard), ("class", class)],
+                v,
+            );
+        }
+    }
+    for (field, name, help, kind) in [
+        (
+            "capacity",
+            "tern_nat_sessions_capacity",
+            "Sessions a worker's table holds (preallocated).",
+            "gauge",
+        ),
+        (
+            "mappings",
+            "tern_nat_mappings",
+            "Endpoint-independent SNAT mappings (external ports held).",
+            "gauge",
+        ),
+        (
+            "created",
+            "tern_nat_sessions_created_total",
+            "NAT sessions created.",
+            "counter",
+        ),
+        (
+            "expired",
+            "tern_nat_sessions_expired_total",
+            "NAT sessions reclaimed after their idle timeout.",
+            "counter",
+        ),
+        (
+            "early_dropped",
+            "tern_nat_sessions_early_dropped_total",
+            "NAT sessions evicted to make room in a full table.",
+            "counter",
+        ),
+        (
+            "deleted",
+            "tern_nat_sessions_deleted_total",
+            "NAT sessions deleted by an operator.",
+            "counter",
+        ),
+    ] {
+        m.family(name, help, kind);
+        for s in &shards {
+            m.sample(name, &[("shard", &shard_label(s))], &s[field]);
+        }
+    }
+    // The port map is shared: every shard reports the same use, so the first one speaks.
+    m.family(
+        "tern_nat_ports_in_use",
+        "External ports taken or reserved, by address and protocol.",
+        "gauge",
+    );
+    let first = shards.first().map(|s| &s["ports_in_use"]);
+    for a in first.and_then(Value::as_array).into_iter().flatten() {
+        let address = a["address"].as_str().unwrap_or("");
+        for proto in ["tcp", "udp", "icmp"] {
+            let l = [("address", address), ("proto", proto)];
+            m.sample("tern_nat_ports_in_use", &l, &a[proto]);
+        }
+    }
+    m.family(
+        "tern_nat_backend_up",
+        "1 while a DNAT backend takes new flows (health checks or an operator took it out: 0).",
+        "gauge",
+    );
+    for f in rules["frontends"].as_array().into_iter().flatten() {
+        let frontend = f["name"].as_str().unwrap_or("");
+        for b in f["backends"].as_array().into_iter().flatten() {
+            let up = Value::from(u8::from(b["up"].as_bool() == Some(true)));
+            let backend = b["backend"].as_str().unwrap_or("");
+            m.sample(
+                "tern_nat_backend_up",
+                &[("frontend", frontend), ("backend", backend)],
+                &up,
+            );
+        }
+    }
+}
+
 fn entries(v: &Value) -> impl Iterator<Item = (&str, &Value)> {
     v.as_object()
         .into_iter()
@@ -383,8 +484,39 @@ mod tests {
             &json!({"neighbors": [{"name": "up\"stream", "address": "192.0.2.2", "state": "Established",
                     "prefixes_ipv4": 2, "prefixes_ipv6": 0, "messages_in": 7}]}),
         );
+        nat(
+            &mut m,
+            &json!({"shards": [{"shard": 0, "capacity": 65536, "mappings": 2, "created": 9,
+                    "expired": 4, "early_dropped": 0, "deleted": 1,
+                    "by_class": {"udp": 2, "tcp_established": 1},
+                    "ports_in_use": [{"address": "203.0.113.1", "tcp": 1, "udp": 2, "icmp": 0}],
+                    "sessions": []}]}),
+            &json!({"frontends": [{"name": "web", "backends": [
+                    {"backend": "192.0.2.10:80", "up": true},
+                    {"backend": "192.0.2.11:80", "up": false}]}]}),
+        );
         let t = m.text;
         assert!(t.contains("# TYPE tern_fib_routes gauge\n"), "{t}");
+        assert!(
+            t.contains("tern_nat_sessions{shard=\"0\",class=\"udp\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tern_nat_sessions_created_total{shard=\"0\"} 9\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tern_nat_ports_in_use{address=\"203.0.113.1\",proto=\"udp\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tern_nat_backend_up{frontend=\"web\",backend=\"192.0.2.11:80\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tern_nat_backend_up{frontend=\"web\",backend=\"192.0.2.10:80\"} 1\n"),
+            "{t}"
+        );
         assert!(t.contains("tern_fib_routes{family=\"ipv4\"} 3\n"), "{t}");
         assert!(
             t.contains("tern_fib_routes_by_source{family=\"ipv4\",source=\"ebgp\"} 2\n"),

@@ -916,8 +916,10 @@ fn port_server(t: &TwoHosts, port: u16) -> KillOnDrop {
 #[test]
 fn health_checks_take_a_dead_backend_out_and_put_it_back() {
     // tern in its own namespace (AF_XDP ports): its host interfaces carry the checks.
+    // The first line lands in [control]: the metrics endpoint, in tern's namespace.
     let extra = format!(
-        "{NAT}\n[[nat.forward]]\nname = \"svc\"\nproto = \"tcp\"\nexternal = \"{X}:5000\"\n\
+        "metrics = \"127.0.0.1:9464\"\n\
+         {NAT}\n[[nat.forward]]\nname = \"svc\"\nproto = \"tcp\"\nexternal = \"{X}:5000\"\n\
          backends = [\"{A4}:5001\", \"{A4}:5002\"]\ncheck = \"tcp\"\ncheck_interval_ms = 200\n\
          check_timeout_ms = 150\ncheck_fall = 2\ncheck_rise = 2\n"
     );
@@ -949,6 +951,16 @@ print(" ".join(seen))
     let answers: Vec<&str> = answers.split_whitespace().collect();
     assert_eq!(answers.len(), 20, "{answers:?}");
     assert!(answers.iter().all(|a| *a == "5001"), "{answers:?}");
+    // Prometheus sees the same: the backend out of service, the sessions made.
+    let dut = t.dut.as_ref().expect("tern's namespace");
+    let metrics = dut.http_get("127.0.0.1:9464", "/metrics").expect("metrics");
+    let out = format!("tern_nat_backend_up{{frontend=\"svc\",backend=\"{two}\"}} 0\n");
+    assert!(metrics.contains(&out), "{metrics}");
+    let created = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tern_nat_sessions_created_total{shard=\"0\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(created.is_some_and(|n| n >= 20), "{metrics}");
 
     // It comes back: after two good checks it is in again.
     let _second = port_server(&t, 5002);
