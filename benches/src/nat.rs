@@ -111,7 +111,7 @@ pub fn translate_burst(
         *l = s.lookahead(b);
     }
     for l in &ahead[..n] {
-        s.prefetch_session(l);
+        s.prefetch_session(l, Side::Inside, None);
     }
     let mut translated = 0;
     for (b, l) in bufs[..n].iter_mut().zip(&ahead) {

@@ -98,6 +98,16 @@ impl Mappings {
         })
     }
 
+    /// Starts loading the index lines a new mapping of `inside` will be looked up in and,
+    /// if it keeps its port (`external`), inserted in.
+    #[inline]
+    pub fn prefetch_new(&self, proto: u8, inside: Endpoint, external: Endpoint) {
+        self.by_inside
+            .prefetch(self.by_inside.hash(inside.key(proto) as u128));
+        self.by_external
+            .prefetch(self.by_external.hash(external.key(proto) as u128));
+    }
+
     pub fn subscriber(&self, inside: u32) -> Option<&Subscriber> {
         self.subscribers.get(&inside)
     }

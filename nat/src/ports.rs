@@ -81,6 +81,14 @@ impl PortMap {
             .get((a * 4 + space as usize) * 65536 + port as usize)
     }
 
+    /// Starts loading the word of (addr, space, port).
+    #[inline]
+    pub fn prefetch(&self, addr: u32, space: Space, port: u16) {
+        if let Some(word) = self.word(addr, space, port) {
+            crate::mem::prefetch(word);
+        }
+    }
+
     /// The shard owning (addr, space, port), if it is taken by one.
     pub fn owner(&self, addr: u32, space: Space, port: u16) -> Option<usize> {
         let w = self.word(addr, space, port)?.load(Ordering::Acquire);

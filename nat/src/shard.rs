@@ -251,11 +251,49 @@ impl Shard {
 
     /// Second pass, after `lookahead` for the whole burst: starts loading the session the
     /// bucket names.
+    ///
+    /// A packet from the inside whose bucket names no session is most likely the first of
+    /// a new flow: its SNAT will look up the inside endpoint's mapping and, when the port
+    /// is kept (the usual case), take that port and insert the external endpoint and the
+    /// reply key. Those lines are started now too, so they load while the rest of the
+    /// burst is read instead of one after another. `masquerade` is the address SNAT will
+    /// most likely use without a pool (the outside interface's, when there is one).
     #[inline]
-    pub fn prefetch_session(&self, l: &Lookahead) {
-        if let Some(hash) = l.hash {
-            self.sessions.prefetch_session(hash);
+    pub fn prefetch_session(&self, l: &Lookahead, side: Side, masquerade: Option<u32>) {
+        let Some(hash) = l.hash else {
+            return;
+        };
+        if self.sessions.prefetch_session(hash) || side != Side::Inside {
+            return;
         }
+        let Ok(p) = &l.parsed else {
+            return;
+        };
+        let flow = p.flow;
+        let external = match (self.rules.pool.is_empty(), masquerade) {
+            (false, _) => self.external_for(flow.src, 0),
+            (true, Some(a)) => a,
+            (true, None) => return,
+        };
+        let inside = Endpoint {
+            addr: flow.src,
+            port: flow.sport,
+        };
+        let kept = Endpoint {
+            addr: external,
+            port: flow.sport,
+        };
+        self.mappings.prefetch_new(flow.proto, inside, kept);
+        self.ports
+            .prefetch(external, Space::of(flow.proto), flow.sport);
+        let reply = Flow {
+            proto: flow.proto,
+            src: flow.dst,
+            dst: external,
+            sport: flow.dport,
+            dport: flow.sport,
+        };
+        self.sessions.prefetch_bucket(self.sessions.hash(&reply));
     }
 
     // ---- pre-routing ------------------------------------------------------------------

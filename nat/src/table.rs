@@ -198,13 +198,16 @@ impl Sessions {
 
     /// Second step, once the bucket is (nearly) in cache: start loading the session it
     /// most likely names.
+    /// Returns whether the bucket names a candidate (false: most likely a new flow).
     #[inline(always)]
-    pub fn prefetch_session(&self, hash: u64) {
-        if let Some(v) = self.index.first_candidate(hash) {
-            if let Some(s) = self.slots.get((v >> 1) as usize) {
-                prefetch(s);
-            }
+    pub fn prefetch_session(&self, hash: u64) -> bool {
+        let Some(v) = self.index.first_candidate(hash) else {
+            return false;
+        };
+        if let Some(s) = self.slots.get((v >> 1) as usize) {
+            prefetch(s);
         }
+        true
     }
 
     /// The session a packet with this flow belongs to.

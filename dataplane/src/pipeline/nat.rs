@@ -20,6 +20,9 @@ pub struct Stage {
     roles: Vec<Option<Side>>,
     /// SNAT address for leaving by each slot, if it is an outside one.
     masquerade: Vec<Option<u32>>,
+    /// The masquerade address when every outside slot has the same one: what a new flow's
+    /// SNAT will use, known before routing (for `Shard::prefetch_session`).
+    sole_masquerade: Option<u32>,
     epoch: Instant,
     /// Milliseconds since the stage started: the NAT's clock, read once per poll.
     pub now: u64,
@@ -48,10 +51,17 @@ impl Stage {
                 masquerade[o] = Some(addr.unwrap_or(0));
             }
         }
+        let mut addresses: Vec<u32> = outside.iter().filter_map(|&(_, a)| a).collect();
+        addresses.dedup();
+        let sole_masquerade = match addresses[..] {
+            [a] => Some(a),
+            _ => None,
+        };
         Stage {
             shard,
             roles,
             masquerade,
+            sole_masquerade,
             epoch: Instant::now(),
             now: 0,
             ahead: Vec::with_capacity(256),
@@ -92,8 +102,8 @@ impl Stage {
                 (side, self.shard.lookahead(ip))
             }));
         }
-        for (_, l) in ahead.iter().flatten() {
-            self.shard.prefetch_session(l);
+        for (side, l) in ahead.iter().flatten() {
+            self.shard.prefetch_session(l, *side, self.sole_masquerade);
         }
         for ((frame, m), a) in frames.iter_mut().zip(meta.iter_mut()).zip(&ahead) {
             let Some((side, l)) = a else {
