@@ -47,6 +47,10 @@ pub fn class_range(space: Space, port: u16) -> (u16, u16) {
 
 pub struct PortMap {
     addrs: Vec<u32>,
+    /// `addrs[0]` when the addresses are one contiguous range (a pool of consecutive
+    /// addresses, or a single one): an address's index is then a subtraction, not a
+    /// binary search.
+    range_start: Option<u32>,
     /// `addrs.len() × 4 spaces × 65536` words, allocated zeroed (pages appear on use).
     words: Vec<AtomicU32>,
 }
@@ -64,7 +68,13 @@ impl PortMap {
         let n = addrs.len() * 4 * 65536;
         let mut words = Vec::with_capacity(n);
         words.resize_with(n, || AtomicU32::new(0));
-        PortMap { addrs, words }
+        let contiguous = addrs.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+        let range_start = addrs.first().copied().filter(|_| contiguous);
+        PortMap {
+            addrs,
+            range_start,
+            words,
+        }
     }
 
     pub fn addresses(&self) -> &[u32] {
@@ -72,11 +82,24 @@ impl PortMap {
     }
 
     pub fn is_external(&self, addr: u32) -> bool {
-        self.addrs.binary_search(&addr).is_ok()
+        self.position(addr).is_some()
     }
 
+    /// The index of `addr` among the external addresses.
+    #[inline]
+    fn position(&self, addr: u32) -> Option<usize> {
+        match self.range_start {
+            Some(start) => {
+                let a = addr.wrapping_sub(start) as usize;
+                (a < self.addrs.len()).then_some(a)
+            }
+            None => self.addrs.binary_search(&addr).ok(),
+        }
+    }
+
+    #[inline]
     fn word(&self, addr: u32, space: Space, port: u16) -> Option<&AtomicU32> {
-        let a = self.addrs.binary_search(&addr).ok()?;
+        let a = self.position(addr)?;
         self.words
             .get((a * 4 + space as usize) * 65536 + port as usize)
     }
@@ -163,7 +186,7 @@ impl PortMap {
 
     /// Ports of `addr` in `space` taken by any shard or reserved (for `show`).
     pub fn in_use(&self, addr: u32, space: Space) -> usize {
-        let Ok(a) = self.addrs.binary_search(&addr) else {
+        let Some(a) = self.position(addr) else {
             return 0;
         };
         let base = (a * 4 + space as usize) * 65536;
@@ -188,6 +211,37 @@ fn hold_over(word: u32, now_ms: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Contiguous pools find an address by subtraction, others by binary search: both
+    /// know exactly their own addresses, and each address has its own ports.
+    #[test]
+    fn addresses_are_found_in_ranges_and_scattered_sets() {
+        let range = PortMap::new(vec![0xcb00_710c, 0xcb00_710a, 0xcb00_710b]);
+        let scattered = PortMap::new(vec![0xcb00_7101, 0xc633_6401, 0xcb00_7109]);
+        for (m, inside, outside) in [
+            (
+                &range,
+                [0xcb00_710a, 0xcb00_710b, 0xcb00_710c],
+                [0xcb00_7109, 0xcb00_710d, 0],
+            ),
+            (
+                &scattered,
+                [0xc633_6401, 0xcb00_7101, 0xcb00_7109],
+                [0xcb00_7102, 0xcb00_7108, u32::MAX],
+            ),
+        ] {
+            for a in inside {
+                assert!(m.is_external(a), "{a:#x}");
+                assert!(m.try_take(a, Space::Udp, 4000, 0, 0), "{a:#x}");
+                assert_eq!(m.owner(a, Space::Udp, 4000), Some(0));
+                assert_eq!(m.in_use(a, Space::Udp), 1);
+            }
+            for a in outside {
+                assert!(!m.is_external(a), "{a:#x}");
+                assert!(!m.try_take(a, Space::Udp, 4000, 0, 0), "{a:#x}");
+            }
+        }
+    }
 
     #[test]
     fn runtime_forwards_reserve_only_ports_no_mapping_holds() {
