@@ -41,6 +41,39 @@ fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
+impl Bucket {
+    /// The entries whose tag is `tag`, as a bit mask (bit i: entry i): two vector compares
+    /// instead of seven branches. An empty entry can match (tag 0), so callers still
+    /// check the value.
+    #[inline(always)]
+    fn tag_matches(&self, tag: u32) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::*;
+            // SAFETY: SSE2 is part of x86_64. Both 16-byte loads lie inside the bucket
+            // (`repr(C)`: tags at bytes 0..28, then values), unaligned loads; the second
+            // covers tags 4..7 and values[0], whose lane is masked off.
+            unsafe {
+                let want = _mm_set1_epi32(tag as i32);
+                let p = self.tags.as_ptr().cast::<u8>();
+                let lo = _mm_loadu_si128(p.cast());
+                let hi = _mm_loadu_si128(p.add(16).cast());
+                let lo = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, want))) as u32;
+                let hi = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, want))) as u32;
+                (lo | hi << 4) & ((1 << SLOTS) - 1)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let mut mask = 0;
+            for (i, &t) in self.tags.iter().enumerate() {
+                mask |= ((t == tag) as u32) << i;
+            }
+            mask
+        }
+    }
+}
+
 impl Index {
     /// An index for at most `keys` entries, allocated now (on transparent huge pages where
     /// the kernel offers them). The hash has a random seed per process, so nobody can aim
@@ -85,10 +118,15 @@ impl Index {
     #[inline(always)]
     pub fn first_candidate(&self, hash: u64) -> Option<u32> {
         let b = &self.buckets[self.home(hash)];
-        let tag = tag_of(hash);
-        (0..SLOTS)
-            .find(|&i| b.tags[i] == tag && b.values[i] != 0)
-            .map(|i| b.values[i] - 1)
+        let mut mask = b.tag_matches(tag_of(hash));
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            if b.values[i] != 0 {
+                return Some(b.values[i] - 1);
+            }
+            mask &= mask - 1;
+        }
+        None
     }
 
     /// The value stored under `hash` that `is_key` accepts (it checks the full key).
@@ -98,10 +136,13 @@ impl Index {
         let mut at = self.home(hash);
         for _ in 0..self.buckets.len() {
             let b = &self.buckets[at];
-            for i in 0..SLOTS {
-                if b.tags[i] == tag && b.values[i] != 0 && is_key(b.values[i] - 1) {
+            let mut mask = b.tag_matches(tag);
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                if b.values[i] != 0 && is_key(b.values[i] - 1) {
                     return Some(b.values[i] - 1);
                 }
+                mask &= mask - 1;
             }
             if b.overflow == 0 {
                 return None;
