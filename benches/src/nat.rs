@@ -115,8 +115,14 @@ pub fn translate_burst(
     }
     let mut translated = 0;
     for (b, l) in bufs[..n].iter_mut().zip(&ahead) {
-        let pre = s.prerouting_ahead(b, l, Side::Inside, 0, now);
-        translated += post(s, b, pre, now) as usize;
+        translated += match s.prerouting_ahead(b, l, Side::Inside, 0, now) {
+            // Unchanged by pre-routing: post-routing reuses the reading, as the dataplane's.
+            Pre::Pass => matches!(
+                s.postrouting_ahead(b, l, Some(X + 1), now),
+                Post::Translated
+            ),
+            pre => post(s, b, pre, now),
+        } as usize;
     }
     translated
 }

@@ -22,7 +22,9 @@ use crate::io::host::HostInterfaces;
 use crate::io::PortQueue;
 use crate::pipeline::icmp::{self, Limiter};
 use crate::pipeline::local::{self, Outcome};
-use crate::pipeline::{mtu, nat, parse, rewrite, route, ttl, tunnel, Class, Meta, PortInfo};
+use crate::pipeline::{
+    mtu, nat, parse, rewrite, route, ttl, tunnel, Class, Meta, NatMark, PortInfo,
+};
 use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
 
 /// Where the adjacency of a packet sends it, copied out of the table so no reference into
@@ -363,7 +365,7 @@ impl Worker {
     }
 
     /// TTL, MTU (ICMP too big), SNAT, IPv4 fragmentation, then out through `egress`.
-    fn forward(&mut self, mut frame: Frame, egress: Egress, nat: Option<::nat::Handle>) {
+    fn forward(&mut self, mut frame: Frame, egress: Egress, nat: NatMark) {
         let v4 = eth::ethertype(frame.data()) == eth::TYPE_IPV4;
         let alive = if v4 {
             ttl::decrement_v4(frame.data_mut())

@@ -605,6 +605,36 @@ impl Shard {
         snat: Option<u32>,
         now: u64,
     ) -> Post {
+        self.postrouting_read(ip, pre, snat, now, None)
+    }
+
+    /// `postrouting` for a packet `prerouting_ahead` answered `Pre::Pass` after reading it
+    /// as `ahead`. Such a packet was not rewritten (only its TTL changed since, which the
+    /// reading does not hold), so a whole packet or first fragment is not parsed again.
+    pub fn postrouting_ahead(
+        &mut self,
+        ip: &mut [u8],
+        ahead: &Lookahead,
+        snat: Option<u32>,
+        now: u64,
+    ) -> Post {
+        // `lookahead` hashed exactly the packets pre-routing reads whole (not a later
+        // fragment, not an ICMP error, whose Pass may follow a rewrite).
+        let read = ahead.hash.and(ahead.parsed.ok());
+        self.postrouting_read(ip, None, snat, now, read)
+    }
+
+    /// Both entry points inline this, so `postrouting` (the established path) keeps no
+    /// trace of the reading it never has.
+    #[inline(always)]
+    fn postrouting_read(
+        &mut self,
+        ip: &mut [u8],
+        pre: Option<Handle>,
+        snat: Option<u32>,
+        now: u64,
+        read: Option<Parsed>,
+    ) -> Post {
         // Nothing to translate and nothing to create: only a first fragment matters (its
         // later fragments learn they pass untranslated).
         let first_fragment = wire::ipv4::flags_frag(ip)
@@ -613,7 +643,7 @@ impl Shard {
         if pre.is_none() && snat.is_none() && !first_fragment {
             return Post::Pass;
         }
-        let p = match flow::parse(ip) {
+        let p = match read.map_or_else(|| flow::parse(ip), Ok) {
             Ok(p) => p,
             Err(_) => return Post::Drop(Reason::Truncated),
         };

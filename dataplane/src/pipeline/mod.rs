@@ -59,8 +59,20 @@ pub struct Meta {
     pub class: Class,
     /// Adjacency index from the FIB, or `lpm::NO_ROUTE`.
     pub next_hop: u32,
-    /// The NAT session the packet belongs to, from pre-routing.
-    pub nat: Option<::nat::Handle>,
+    /// What NAT pre-routing made of the packet, for post-routing.
+    pub nat: NatMark,
+}
+
+/// What NAT pre-routing made of a frame, for post-routing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NatMark {
+    /// Not seen by the NAT (no NAT, or not from an inside or outside interface).
+    #[default]
+    Unseen,
+    /// Belongs to this session (already translated on the way in, if DNAT or a reply).
+    Session(::nat::Handle),
+    /// Passed unchanged; entry `.0` of the burst's pre-routing readings holds its parse.
+    Passed(u16),
 }
 
 impl Default for Meta {
@@ -68,7 +80,7 @@ impl Default for Meta {
         Meta {
             class: Class::Drop(Drop::Runt),
             next_hop: lpm::NO_ROUTE,
-            nat: None,
+            nat: NatMark::Unseen,
         }
     }
 }

@@ -10,7 +10,7 @@ use nat::{Lookahead, Post, Pre, Shard, Side};
 
 use crate::buf::Frame;
 use crate::counters::{Drop, Event, Local};
-use crate::pipeline::{Class, Meta};
+use crate::pipeline::{Class, Meta, NatMark};
 use crate::wire::{eth, ipv4};
 
 /// A worker's NAT: its shard plus what the pipeline needs to drive it.
@@ -91,7 +91,7 @@ impl Stage {
         let mut ahead = std::mem::take(&mut self.ahead);
         ahead.clear();
         for (frame, m) in frames.iter().zip(meta.iter_mut()) {
-            m.nat = None;
+            m.nat = NatMark::Unseen;
             // By the slot the frame came in by: a decapsulated frame has its tunnel's role.
             let side = match m.class {
                 Class::V4 { .. } => self.role(frame.ingress as usize),
@@ -105,7 +105,12 @@ impl Stage {
         for (side, l) in ahead.iter().flatten() {
             self.shard.prefetch_session(l, *side, self.sole_masquerade);
         }
-        for ((frame, m), a) in frames.iter_mut().zip(meta.iter_mut()).zip(&ahead) {
+        for (i, ((frame, m), a)) in frames
+            .iter_mut()
+            .zip(meta.iter_mut())
+            .zip(&ahead)
+            .enumerate()
+        {
             let Some((side, l)) = a else {
                 continue;
             };
@@ -113,12 +118,13 @@ impl Stage {
             match self.shard.prerouting_ahead(ip, l, *side, port, self.now) {
                 // A translated ICMP error passes with a new destination too.
                 Pre::Pass => {
+                    m.nat = NatMark::Passed(i as u16);
                     m.class = Class::V4 {
                         dst: ipv4::dst_bits(ip),
                     }
                 }
                 Pre::Session(h) => {
-                    m.nat = Some(h);
+                    m.nat = NatMark::Session(h);
                     m.class = Class::V4 {
                         dst: ipv4::dst_bits(ip),
                     };
@@ -135,15 +141,20 @@ impl Stage {
         self.ahead = ahead;
     }
 
-    /// Post-routing for a frame leaving by interface slot `egress` that came in on
-    /// `ingress`. `Err` carries the drop reason and whether to answer ICMP 3/13.
+    /// Post-routing for a frame of the burst pre-routing last saw (`mark` is what it made
+    /// of it), leaving by interface slot `egress` after coming in on `ingress`. `Err`
+    /// carries the drop reason and whether to answer ICMP 3/13.
     pub fn postrouting(
         &mut self,
         frame: &mut Frame,
-        handle: Option<nat::Handle>,
+        mark: NatMark,
         ingress: usize,
         egress: usize,
     ) -> Result<bool, (Drop, bool)> {
+        let handle = match mark {
+            NatMark::Session(h) => Some(h),
+            _ => None,
+        };
         let snat = match (self.role(ingress), self.role(egress)) {
             (Some(Side::Inside), Some(Side::Outside)) => self.masquerade[egress],
             _ => None,
@@ -152,7 +163,15 @@ impl Stage {
             return Ok(false);
         }
         let ip = &mut frame.data_mut()[eth::LEN..];
-        match self.shard.postrouting(ip, handle, snat, self.now) {
+        let read = match mark {
+            NatMark::Passed(i) => self.ahead.get(i as usize).copied().flatten(),
+            _ => None,
+        };
+        let post = match read {
+            Some((_, l)) => self.shard.postrouting_ahead(ip, &l, snat, self.now),
+            None => self.shard.postrouting(ip, handle, snat, self.now),
+        };
+        match post {
             Post::Pass => Ok(false),
             Post::Translated => Ok(true),
             Post::Drop(r) => Err((Drop::nat(r), false)),
