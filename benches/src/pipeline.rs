@@ -14,6 +14,7 @@ use dataplane::io::{PortQueue, PortTx};
 use dataplane::pipeline::PortInfo;
 use dataplane::wire::{eth, ipv4};
 use dataplane::worker::{Worker, WorkerSetup};
+use ipnet::{IpNet, Ipv4Net};
 
 /// Two memory ports: `in0` (192.0.2.1/24) receives the generated frames, `out0`
 /// (203.0.113.1/24) leads to a static neighbour 203.0.113.2.
@@ -88,26 +89,34 @@ pub fn frame_to(dst: u32) -> Vec<u8> {
     f
 }
 
+/// Every prefix of `table` via the neighbour 203.0.113.2 (on the second port).
+pub fn routes_via_neighbor(table: &[Ipv4Net]) -> impl Iterator<Item = StaticRoute> + '_ {
+    let gw = "203.0.113.2".parse().expect("addr");
+    table.iter().map(move |net| StaticRoute {
+        prefix: IpNet::V4(*net),
+        via: Some(gw),
+        interface: None,
+        tunnel: None,
+    })
+}
+
+/// 4096 64-byte frames to destinations drawn from `table` (fixed seed, so every benchmark
+/// that uses them sends the same frames).
+pub fn frames_into(table: &[Ipv4Net]) -> Vec<Vec<u8>> {
+    let mut rng = crate::data::Rng(7);
+    crate::data::v4_keys(table, 8192, &mut rng)
+        .into_iter()
+        .step_by(2)
+        .map(|a| frame_to(a.to_bits()))
+        .collect()
+}
+
 /// The pipeline benchmark's worker: the RIS 2026 IPv4 table routed via 203.0.113.2, and
 /// 4096 64-byte frames to destinations drawn from it (shared by the criterion benchmark and
 /// the callgrind example, so both measure the same thing).
 pub fn ris_forwarding_worker() -> BenchWorker {
-    use crate::data::{self, Rng};
-    let table: Vec<ipnet::Ipv4Net> = data::table(data::RIS_V4);
-    let gw = "203.0.113.2".parse().expect("addr");
-    let routes = table.iter().map(|net| StaticRoute {
-        prefix: ipnet::IpNet::V4(*net),
-        via: Some(gw),
-        interface: None,
-        tunnel: None,
-    });
-    let mut rng = Rng(7);
-    let frames: Vec<Vec<u8>> = data::v4_keys(&table, 8192, &mut rng)
-        .into_iter()
-        .step_by(2)
-        .map(|a| frame_to(a.to_bits()))
-        .collect();
-    BenchWorker::new(TWO_PORTS, routes, frames)
+    let table: Vec<Ipv4Net> = crate::data::table(crate::data::RIS_V4);
+    BenchWorker::new(TWO_PORTS, routes_via_neighbor(&table), frames_into(&table))
 }
 
 /// A worker whose first port receives `frames` and whose other ports discard.

@@ -7,8 +7,8 @@ use dataplane::config::StaticRoute;
 use dataplane::wire::{eth, ipv4};
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::data::{self, Rng};
-use crate::pipeline::{frame_to, ipv4_frame, BenchWorker, TWO_PORTS};
+use crate::data;
+use crate::pipeline::{frames_into, ipv4_frame, routes_via_neighbor, BenchWorker, TWO_PORTS};
 
 /// Appended to [`TWO_PORTS`].
 const TUNNELS: &str = r#"
@@ -49,32 +49,18 @@ pub struct TunnelWorkers {
 pub fn workers() -> TunnelWorkers {
     let config = format!("{TWO_PORTS}{TUNNELS}");
     let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
-    let gw = "203.0.113.2".parse().expect("addr");
-    let via_neighbor = || {
-        table.iter().map(move |net| StaticRoute {
-            prefix: IpNet::V4(*net),
-            via: Some(gw),
-            interface: None,
-            tunnel: None,
-        })
-    };
     let into_tunnel = table.iter().map(|net| StaticRoute {
         prefix: IpNet::V4(*net),
         via: None,
         interface: None,
         tunnel: Some(0),
     });
-    let mut rng = Rng(7);
-    let plain: Vec<Vec<u8>> = data::v4_keys(&table, 8192, &mut rng)
-        .into_iter()
-        .step_by(2)
-        .map(|a| frame_to(a.to_bits()))
-        .collect();
+    let plain = frames_into(&table);
     let wrapped: Vec<Vec<u8>> = plain.iter().map(|f| gre_wrapped(f)).collect();
     TunnelWorkers {
-        plain: BenchWorker::new(&config, via_neighbor(), plain.clone()),
+        plain: BenchWorker::new(&config, routes_via_neighbor(&table), plain.clone()),
         encap: BenchWorker::new(&config, into_tunnel, plain),
-        decap: BenchWorker::new(&config, via_neighbor(), wrapped),
+        decap: BenchWorker::new(&config, routes_via_neighbor(&table), wrapped),
     }
 }
 

@@ -52,6 +52,7 @@ impl Stage {
             }
         }
         let mut addresses: Vec<u32> = outside.iter().filter_map(|&(_, a)| a).collect();
+        addresses.sort_unstable();
         addresses.dedup();
         let sole_masquerade = match addresses[..] {
             [a] => Some(a),
@@ -163,13 +164,12 @@ impl Stage {
             return Ok(false);
         }
         let ip = &mut frame.data_mut()[eth::LEN..];
-        let read = match mark {
-            NatMark::Passed(i) => self.ahead.get(i as usize).copied().flatten(),
-            _ => None,
-        };
-        let post = match read {
-            Some((_, l)) => self.shard.postrouting_ahead(ip, &l, snat, self.now),
-            None => self.shard.postrouting(ip, handle, snat, self.now),
+        let post = match mark {
+            NatMark::Passed(i) => match self.ahead.get(i as usize).copied().flatten() {
+                Some((_, l)) => self.shard.postrouting_ahead(ip, &l, snat, self.now),
+                None => self.shard.postrouting(ip, None, snat, self.now),
+            },
+            _ => self.shard.postrouting(ip, handle, snat, self.now),
         };
         match post {
             Post::Pass => Ok(false),
