@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{unique, KillOnDrop, Netns};
 
@@ -114,18 +114,12 @@ impl ExaBgp {
 
     /// Waits until a line of ExaBGP's log contains `text`; returns that line.
     pub fn wait_log(&self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(text)) {
-                return line.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "exabgp never logged {text:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait_for_line(
+            timeout,
+            &format!("{text:?} in exabgp's log"),
+            || self.log(),
+            |line| line.contains(text),
+        )
     }
 }
 

@@ -12,6 +12,7 @@ pub mod bgp_peer;
 pub mod bird;
 pub mod exabgp;
 pub mod frr;
+pub mod gobgp;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
@@ -808,6 +809,25 @@ print(n * len(data), h.hexdigest())
 }
 
 /// Polls `check` every 100 ms until it holds; panics with `what` after `timeout`.
+/// Waits until a line of the text `read` returns (a daemon's log) satisfies `wanted`;
+/// returns that line, or panics with `what` and the whole text at the timeout.
+pub fn wait_for_line(
+    timeout: Duration,
+    what: &str,
+    read: impl Fn() -> String,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = read();
+        if let Some(line) = text.lines().find(|l| wanted(l)) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {

@@ -211,6 +211,60 @@ fn announcements_follow_dataplane_health() {
     eventually(LONG, "announcement after drain", announced);
 }
 
+/// Peers configured at runtime: `bgp neighbor add` brings a session up with BIRD and its
+/// route is followed; `reset` ends it with Cease/4 (administrative reset, which BIRD
+/// reports) and it comes back; `remove` ends it for good with Cease/3 (peer
+/// de-configured) and takes its routes away.
+#[test]
+fn peer_added_reset_and_removed_at_runtime() {
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n",
+        1500,
+    );
+    net.a.ok(&["ip", "link", "set", "lo", "up"]);
+    net.a
+        .ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
+    let bird = Bird::start(
+        &net.a,
+        "router id 192.0.2.2;\nprotocol device {}\n\
+         protocol static s4 { ipv4; route 198.18.5.0/24 via 192.0.2.2; }\n\
+         protocol bgp tern4 { local 192.0.2.2 as 65001; neighbor 192.0.2.1 as 65000; passive on; ipv4 { import all; export all; }; }\n",
+    );
+    let peer = "192.0.2.2";
+    net.tern.ctl(&[
+        "bgp", "neighbor", "add", peer, "as", "65001", "import", "all",
+    ]);
+    eventually(LONG, "the added peer Established", || {
+        established(&net, peer)
+    });
+    eventually(LONG, "route from the added peer", || {
+        has_route(&net, "198.18.5.0/24")
+    });
+    let out = ping(&net.b, &["-c", "2", "-i", "0.2", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains(" 0% packet loss"), "{out}");
+
+    net.tern.ctl(&["bgp", "neighbor", "reset", peer]);
+    bird.wait_protocol("tern4", "Administrative reset", LONG);
+    eventually(LONG, "the session back after the reset", || {
+        neighbor(&net, peer)["established_transitions"] == 2 && established(&net, peer)
+    });
+    eventually(LONG, "the route back after the reset", || {
+        has_route(&net, "198.18.5.0/24")
+    });
+
+    net.tern.ctl(&["bgp", "neighbor", "remove", peer]);
+    assert!(!has_route(&net, "198.18.5.0/24"));
+    eventually(LONG, "the route out of the FIB", || {
+        !fib_has(&net, "198.18.5.0/24")
+    });
+    let neighbors = net.tern.ctl(&["show", "bgp", "neighbors"]).to_string();
+    assert!(!neighbors.contains(peer), "{neighbors}");
+    // Cease/3 (peer de-configured), and BIRD is left waiting.
+    let out = bird.wait_protocol("tern4", "Peer de-configured", LONG);
+    assert!(!out.contains("Established"), "{out}");
+}
+
 /// BIRD restarts gracefully: tern keeps its routes (stale) and keeps forwarding, and after
 /// BIRD's End-of-RIB the routes are fresh again; nothing was removed.
 #[test]
@@ -323,62 +377,131 @@ while True:
     assert_ne!(n["state"], "Established", "{n}");
 }
 
-/// GoBGP at A (both sides connect: the collision is resolved): a route added to GoBGP's
-/// RIB is learned and forwarded on, tern's announcement reaches GoBGP, a deletion
-/// withdraws the route.
-#[test]
-fn gobgp_interop() {
-    let net = TwoHosts::with(
-        Ports::AfXdp,
-        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\nannounce = [\"198.18.100.0/24\"]\n\
-         [[bgp.peer]]\nname = \"gobgp\"\naddress = \"192.0.2.2\"\nremote_as = 65001\nimport = \"all\"\n",
-        1500,
-    );
+/// gobgpd's TOML at A: AS 65001, one neighbor per family (tern's IPv4 and IPv6
+/// addresses), `transport` added to each (e.g. passive mode).
+fn gobgp_config(tern_as: u32, transport: &str) -> String {
+    format!(
+        "[global.config]\n  as = 65001\n  router-id = \"192.0.2.2\"\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n    peer-as = {tern_as}\n\
+         {transport}\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"2001:db8:a::1\"\n    peer-as = {tern_as}\n\
+         {transport}\
+           [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
+    )
+}
+
+/// A's loopback networks, which GoBGP originates.
+fn gobgp_host(tern_peer: &str) -> TwoHosts {
+    let net = TwoHosts::with(Ports::AfXdp, &tern_bgp(tern_peer), 1500);
     net.a.ok(&["ip", "link", "set", "lo", "up"]);
     net.a
         .ok(&["ip", "addr", "add", "198.18.5.1/32", "dev", "lo"]);
-    let dir = std::env::temp_dir().join(testbed::unique("gobgp-"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let conf = dir.join("gobgpd.toml");
-    std::fs::write(
-        &conf,
-        "[global.config]\n  as = 65001\n  router-id = \"192.0.2.2\"\n\
-         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"192.0.2.1\"\n    peer-as = 65000\n",
-    )
-    .expect("gobgpd.toml");
-    let conf = conf.display().to_string();
-    let _gobgpd = testbed::KillOnDrop(net.a.spawn(&[
-        "gobgpd",
-        "-f",
-        &conf,
-        "-t",
-        "toml",
-        "--api-hosts",
-        "127.0.0.1:50051",
-    ]));
-    eventually(LONG, "session with GoBGP", || established(&net, "gobgp"));
-    let gobgp = |args: &[&str]| {
-        let mut all = vec!["gobgp", "-u", "127.0.0.1", "-p", "50051"];
-        all.extend_from_slice(args);
-        net.a.ok(&all)
-    };
-    gobgp(&["global", "rib", "add", "198.18.5.0/24", "-a", "ipv4"]);
-    eventually(LONG, "route from GoBGP", || {
-        has_route(&net, "198.18.5.0/24")
+    net.a
+        .ok(&["ip", "-6", "addr", "add", "2001:db8:5::1/128", "dev", "lo"]);
+    net
+}
+
+/// GoBGP connects to passive tern over IPv4 and IPv6: routes added to GoBGP's RIB are
+/// learned and traffic follows them; tern's announcements of both families reach GoBGP;
+/// a deletion withdraws the route and traffic then gets net unreachable.
+#[test]
+fn gobgp_connects_to_passive_tern() {
+    use testbed::gobgp::GoBgp;
+    let net = gobgp_host("passive = true");
+    let gobgp = GoBgp::start(&net.a, &gobgp_config(65000, ""));
+    eventually(LONG, "both sessions with GoBGP Established", || {
+        established(&net, "a4") && established(&net, "a6")
+    });
+    assert_eq!(neighbor(&net, "a4")["passive"], true);
+    let rib_add = |args: &[&str]| gobgp.cli(args).expect("gobgp rib add");
+    rib_add(&["global", "rib", "add", "198.18.5.0/24", "-a", "ipv4"]);
+    rib_add(&["global", "rib", "add", "2001:db8:5::/48", "-a", "ipv6"]);
+    eventually(LONG, "both routes from GoBGP", || {
+        has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
     });
     let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
     assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
     assert_eq!(path["as_path"], "65001", "{path}");
-    let out = ping(&net.b, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.5.1"]);
-    assert!(out.contains(" 0% packet loss"), "{out}");
-    eventually(LONG, "tern's prefix in GoBGP", || {
-        gobgp(&["global", "rib", "-a", "ipv4"]).contains("198.18.100.0/24")
+    let path =
+        &net.tern.ctl(&["show", "bgp", "routes", "2001:db8:5::/48"])["routes"][0]["paths"][0];
+    assert_eq!(path["next_hop"], "2001:db8:a::2", "{path}");
+    b_reaches(&net, "198.18.5.1", "2001:db8:5::1");
+
+    eventually(LONG, "tern's prefixes in GoBGP", || {
+        let rib = |family| {
+            gobgp
+                .cli(&["global", "rib", "-a", family])
+                .unwrap_or_default()
+        };
+        rib("ipv4").contains("198.18.100.0/24") && rib("ipv6").contains("2001:db8:100::/48")
     });
-    gobgp(&["global", "rib", "del", "198.18.5.0/24", "-a", "ipv4"]);
+
+    gobgp
+        .cli(&["global", "rib", "del", "198.18.5.0/24", "-a", "ipv4"])
+        .expect("gobgp rib del");
     eventually(LONG, "withdrawal from GoBGP", || {
         !has_route(&net, "198.18.5.0/24")
     });
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!fib_has(&net, "198.18.5.0/24"));
+    let out = ping(&net.b, &["-c", "1", "-W", "2", "198.18.5.1"]);
+    assert!(out.contains("Unreachable"), "{out}");
+    assert!(has_route(&net, "2001:db8:5::/48"));
+}
+
+/// tern connects to a passive GoBGP and learns its routes of both families; with the
+/// wrong AS configured for GoBGP, tern answers its OPEN with NOTIFICATION 2/2 (Bad Peer
+/// AS): tshark reads it on A's wire, and GoBGP's FSM leaves OpenConfirm for Idle (GoBGP
+/// logs no code for a NOTIFICATION in that state).
+#[test]
+fn gobgp_passive_tern_connects_and_wrong_as() {
+    use testbed::gobgp::GoBgp;
+    let passive = "  [neighbors.transport.config]\n    passive-mode = true\n";
+    let net = gobgp_host("");
+    let gobgp = GoBgp::start(&net.a, &gobgp_config(65000, passive));
+    eventually(LONG, "tern's sessions to GoBGP Established", || {
+        established(&net, "a4") && established(&net, "a6")
+    });
+    assert_eq!(neighbor(&net, "a4")["passive"], false);
+    gobgp
+        .cli(&["global", "rib", "add", "198.18.5.0/24", "-a", "ipv4"])
+        .expect("gobgp rib add");
+    gobgp
+        .cli(&["global", "rib", "add", "2001:db8:5::/48", "-a", "ipv6"])
+        .expect("gobgp rib add");
+    eventually(LONG, "both routes from GoBGP", || {
+        has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
+    });
+    b_reaches(&net, "198.18.5.1", "2001:db8:5::1");
+    drop(gobgp);
+    drop(net);
+
+    // tern expects AS 65099 at A; GoBGP is 65001.
+    let net = TwoHosts::with(
+        Ports::AfXdp,
+        "[bgp]\nrouter_id = \"192.0.2.1\"\nlocal_as = 65000\n\
+         [[bgp.peer]]\nname = \"a4\"\naddress = \"192.0.2.2\"\nremote_as = 65099\nimport = \"all\"\n",
+        1500,
+    );
+    let mut cap = testbed::Capture::start(&net.a, &net.tap_a, "tcp port 179");
+    let gobgp = GoBgp::start(&net.a, &gobgp_config(65000, ""));
+    gobgp.wait_log(
+        &["192.0.2.1", "new=BGP_FSM_IDLE old=BGP_FSM_OPENCONFIRM"],
+        LONG,
+    );
+    let notifications = testbed::tshark(
+        cap.stop(),
+        "bgp.type == 3",
+        &[
+            "ip.src",
+            "bgp.notify.major_error",
+            "bgp.notify.minor_error_open",
+        ],
+    );
+    let first = notifications.first().expect("a NOTIFICATION on the wire");
+    assert_eq!(first, &["192.0.2.1", "2", "2"], "{notifications:?}");
+    let n = neighbor(&net, "a4");
+    assert!(n["notifications_out"].as_u64().unwrap_or(0) >= 1, "{n}");
+    assert_ne!(n["state"], "Established", "{n}");
 }
 
 /// A slice of the RIS 2026 tables (every 100th prefix: ~10 k IPv4 + 2.5 k IPv6) from
