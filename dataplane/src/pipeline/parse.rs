@@ -54,28 +54,34 @@ pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
 
 /// Checks an IPv4 header; returns the destination and the total length.
 fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
-    if h.len() < ipv4::MIN_LEN {
+    // The fixed part as an array: its fields are read without bounds checks.
+    let Some(fixed) = h.first_chunk::<{ ipv4::MIN_LEN }>() else {
         return Err(Drop::Ipv4Truncated);
-    }
-    if ipv4::version(h) != 4 {
+    };
+    if ipv4::version(fixed) != 4 {
         return Err(Drop::Ipv4BadVersion);
     }
-    let ihl = ipv4::header_len(h);
+    let ihl = ipv4::header_len(fixed);
     if ihl < ipv4::MIN_LEN || ihl > h.len() {
         return Err(Drop::Ipv4BadIhl);
     }
-    let total = ipv4::total_len(h);
+    let total = ipv4::total_len(fixed);
     if total < ihl || total > h.len() {
         return Err(Drop::Ipv4BadTotalLength);
     }
-    if crate::wire::checksum(&h[..ihl]) != 0 {
+    let checksum = if ihl == ipv4::MIN_LEN {
+        crate::wire::checksum_ipv4_20(fixed)
+    } else {
+        crate::wire::checksum(&h[..ihl])
+    };
+    if checksum != 0 {
         return Err(Drop::Ipv4BadChecksum);
     }
-    let src = ipv4::src(h);
+    let src = ipv4::src(fixed);
     if src.is_multicast() || src.is_broadcast() || src.is_loopback() {
         return Err(Drop::Ipv4BadSource);
     }
-    let dst = ipv4::dst(h);
+    let dst = ipv4::dst(fixed);
     if dst.is_multicast() || dst.is_broadcast() || dst.is_loopback() || dst.is_unspecified() {
         return Err(Drop::Ipv4NotForwardable);
     }
