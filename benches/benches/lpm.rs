@@ -149,7 +149,8 @@ fn apply_stream<F: Family>(fib: &mut Fib<F>, updates: &[(bool, F::Net)], salt: u
 }
 
 /// A reader's single-lookup rate while the writer, on the other core, replays the stream
-/// over and over; the same reader measured with the writer idle right before, for the ratio.
+/// over and over; the same reader measured with the writer idle right before, for the ratio
+/// (criterion), then both interleaved in short windows (`churn_interleaved`).
 fn lookups_under_churn<F: Family>(
     c: &mut Criterion,
     family: &str,
@@ -220,6 +221,94 @@ fn lookups_under_churn<F: Family>(
         );
     }
     group.finish();
+    churn_interleaved(family, &mut fib, &reader, &mut guard, updates, keys);
+}
+
+/// The writer-idle / writer-at-100k/s comparison again, interleaved: `ROUNDS` pairs of
+/// short windows (writer paused, then replaying), so that this machine's drift (±15 % over
+/// minutes) falls on both sides of each pair alike. Prints the median rate of each side
+/// and the median of the per-round ratios.
+fn churn_interleaved<F: Family>(
+    family: &str,
+    fib: &mut Fib<F>,
+    reader: &lpm::FibReader<F>,
+    guard: &mut lpm::QsbrThread,
+    updates: &[(bool, F::Net)],
+    keys: &[F::Addr],
+) {
+    const ROUNDS: usize = 25;
+    const WINDOW: Duration = Duration::from_millis(200);
+    const RATE: f64 = 100_000.0;
+    let active = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let window = |guard: &mut lpm::QsbrThread| {
+        let start = Instant::now();
+        let mut done = 0u64;
+        while start.elapsed() < WINDOW {
+            let mut acc = 0u32;
+            for &k in keys {
+                acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
+            }
+            black_box(acc);
+            guard.quiescent();
+            done += keys.len() as u64;
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    };
+    let (idle, busy, applied) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            pin(1);
+            let mut chunks = updates.chunks(100).cycle();
+            let (mut total, mut salt) = (0u64, 1);
+            while !stop.load(Ordering::Relaxed) {
+                if !active.load(Ordering::Relaxed) {
+                    // Parked, not polling: an idle window has no writer activity at all.
+                    std::thread::park_timeout(Duration::from_millis(50));
+                    continue;
+                }
+                // A fresh pacing schedule per active window: no catching up on a pause.
+                let (started, mut n) = (Instant::now(), 0u64);
+                while active.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                    let Some(chunk) = chunks.next() else { break };
+                    apply_stream(fib, chunk, salt);
+                    n += chunk.len() as u64;
+                    let due = Duration::from_secs_f64(n as f64 / RATE);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                total += n;
+                salt += 1;
+            }
+            total
+        });
+        let (mut idle, mut busy) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            active.store(false, Ordering::Relaxed);
+            idle.push(window(guard));
+            active.store(true, Ordering::Relaxed);
+            writer.thread().unpark();
+            busy.push(window(guard));
+        }
+        active.store(false, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        (idle, busy, writer.join().expect("writer"))
+    });
+    let ratios: Vec<f64> = busy.iter().zip(&idle).map(|(b, i)| b / i).collect();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "{family}: lookup under churn, interleaved ({ROUNDS} rounds of {WINDOW:?} each side): \
+         writer idle {:.1} M/s, writer at {RATE:.0}/s {:.1} M/s (median per-round ratio {:.3}; \
+         the writer applied {applied} updates, {:.0}/s while active)",
+        median(&idle) / 1e6,
+        median(&busy) / 1e6,
+        median(&ratios),
+        applied as f64 / (ROUNDS as f64 * WINDOW.as_secs_f64()),
+    );
 }
 
 fn v4(c: &mut Criterion) {
