@@ -38,26 +38,31 @@ unsafe impl Send for Frame {}
 
 impl Frame {
     #[inline(always)]
-    fn buf(&self) -> &[u8] {
-        // SAFETY: `chunk` points at CHUNK bytes of a live region owned by this frame.
-        unsafe { std::slice::from_raw_parts(self.chunk.as_ptr(), CHUNK) }
-    }
-
-    #[inline(always)]
     fn buf_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `buf`, and `&mut self` makes the access exclusive.
+        // SAFETY: `chunk` points at CHUNK bytes of a live region owned by this frame, and
+        // `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.chunk.as_ptr(), CHUNK) }
     }
 
+    // Every method that moves `head` or `len` keeps `head + len <= CHUNK` (`set_len`
+    // clamps, `advance`/`prepend` move bytes between headroom and data, the rest reset), so
+    // the data is sliced without a bounds check: every stage reads it several times per
+    // packet.
+
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
-        &self.buf()[self.head as usize..self.head as usize + self.len as usize]
+        let (h, l) = (self.head as usize, self.len as usize);
+        debug_assert!(h + l <= CHUNK);
+        // SAFETY: the chunk holds CHUNK bytes and h + l <= CHUNK (the invariant above).
+        unsafe { std::slice::from_raw_parts(self.chunk.as_ptr().add(h), l) }
     }
 
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let (h, l) = (self.head as usize, self.len as usize);
-        &mut self.buf_mut()[h..h + l]
+        debug_assert!(h + l <= CHUNK);
+        // SAFETY: as in `data`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.chunk.as_ptr().add(h), l) }
     }
 
     #[inline(always)]
@@ -81,6 +86,7 @@ impl Frame {
     #[inline(always)]
     pub fn rx_space(&mut self) -> &mut [u8] {
         self.head = HEADROOM as u16;
+        self.len = 0;
         &mut self.buf_mut()[HEADROOM..HEADROOM + MAX_FRAME]
     }
 

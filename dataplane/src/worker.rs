@@ -115,6 +115,11 @@ pub struct Worker {
     /// What the worker sleeps on: one entry per queue that has a descriptor.
     poll_fds: Vec<libc::pollfd>,
     route_scratch: route::Scratch,
+    /// The last next hop of the current burst whose hop is the same for every packet (all
+    /// but ECMP), with that hop: a burst's packets mostly share a few next hops, and those
+    /// skip the adjacency table. Reset per burst, so a changed adjacency is seen by the
+    /// next burst, as a FIB change is.
+    burst_hop: Option<(u32, Hop)>,
 }
 
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
@@ -159,6 +164,7 @@ impl Worker {
             fragments: Vec::with_capacity(64),
             poll_fds,
             route_scratch: route::Scratch::default(),
+            burst_hop: None,
             nat,
             nat_requests,
             host: s.host,
@@ -262,6 +268,7 @@ impl Worker {
             &self.fib6,
             &mut self.route_scratch,
         );
+        self.burst_hop = None;
         for (i, frame) in frames.drain(..).enumerate() {
             let meta = self.meta.get(i).copied().unwrap_or_default();
             self.dispatch(frame, meta);
@@ -294,7 +301,7 @@ impl Worker {
                     self.no_route(frame);
                     return;
                 }
-                match self.hop(meta.next_hop, &frame) {
+                match self.burst_hop(meta.next_hop, &frame) {
                     Hop::Local if self.tunnel_icmp(&frame) => self.pool.free(frame),
                     Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
                         let outcome = local::ipv4(&mut frame);
@@ -335,7 +342,27 @@ impl Worker {
         }
     }
 
+    /// [`Self::hop`] through the burst's memo.
+    fn burst_hop(&mut self, next_hop: u32, frame: &Frame) -> Hop {
+        match self.burst_hop {
+            Some((nh, hop)) if nh == next_hop => hop,
+            _ => {
+                let (hop, every_packet) = self.hop_for(next_hop, frame);
+                if every_packet {
+                    self.burst_hop = Some((next_hop, hop));
+                }
+                hop
+            }
+        }
+    }
+
     fn hop(&self, next_hop: u32, frame: &Frame) -> Hop {
+        self.hop_for(next_hop, frame).0
+    }
+
+    /// Where `next_hop` sends `frame`, and whether that holds for every packet to it (all
+    /// adjacencies but an ECMP group, whose member depends on the flow).
+    fn hop_for(&self, next_hop: u32, frame: &Frame) -> (Hop, bool) {
         let summarize = |adj: &Adjacency| match *adj {
             Adjacency::Local => Some(Hop::Local),
             Adjacency::Broadcast => Some(Hop::Broadcast),
@@ -346,22 +373,24 @@ impl Worker {
             Adjacency::Ecmp(_) => None,
         };
         let Some(adj) = self.adjacencies.get(&self.qsbr, next_hop) else {
-            return Hop::Missing;
+            return (Hop::Missing, false);
         };
         if let Some(hop) = summarize(adj) {
-            return hop;
+            return (hop, true);
         }
         let Adjacency::Ecmp(members) = adj else {
-            return Hop::Missing;
+            return (Hop::Missing, false);
         };
         if members.is_empty() {
-            return Hop::Missing;
+            return (Hop::Missing, false);
         }
         let member = members[(flow_hash(frame.data()) % members.len() as u32) as usize];
-        self.adjacencies
+        let hop = self
+            .adjacencies
             .get(&self.qsbr, member)
             .and_then(summarize)
-            .unwrap_or(Hop::Missing)
+            .unwrap_or(Hop::Missing);
+        (hop, false)
     }
 
     /// TTL, MTU (ICMP too big), SNAT, IPv4 fragmentation, then out through `egress`.
