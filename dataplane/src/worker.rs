@@ -472,6 +472,7 @@ impl Worker {
         self.transmit(frame, egress);
     }
 
+    #[inline]
     fn transmit(&mut self, frame: Frame, egress: Egress) {
         match egress {
             Egress::Port { port, target } => self.emit(frame, port, target),
@@ -546,6 +547,9 @@ impl Worker {
     }
 
     /// Rewrites and queues a frame on `out`, or punts it for neighbour resolution.
+    /// Inlined, with the punt out of line: a call here cost 16 instructions of argument
+    /// moves and register saves per forwarded packet.
+    #[inline]
     fn emit(&mut self, mut frame: Frame, out: u16, target: Result<Mac, Option<IpAddr>>) {
         let Some(port) = self.ports.get(out as usize) else {
             return self.drop(frame, Drop::BadAdjacency);
@@ -556,22 +560,29 @@ impl Worker {
                 self.stats.event(Event::Forwarded);
                 self.tx[out as usize].push(frame);
             }
-            Err(ip) => {
-                let ip = ip.unwrap_or_else(|| destination(frame.data()));
-                let mac = port.mac;
-                frame.data_mut()[6..12].copy_from_slice(&mac);
-                let msg = ControlMsg::Resolve {
-                    port: out,
-                    ip,
-                    frame: frame.data().to_vec(),
-                };
-                if self.control.try_send(msg).is_ok() {
-                    self.stats.event(Event::Punted);
-                    self.pool.free(frame);
-                } else {
-                    self.drop(frame, Drop::NeighborUnresolved);
-                }
-            }
+            Err(ip) => self.punt_unresolved(frame, out, ip),
+        }
+    }
+
+    /// Hands a frame whose neighbour (`ip`, or its own destination) is unresolved to the
+    /// control plane, which resolves it and sends the frame on.
+    #[cold]
+    fn punt_unresolved(&mut self, mut frame: Frame, out: u16, ip: Option<IpAddr>) {
+        let Some(mac) = self.ports.get(out as usize).map(|p| p.mac) else {
+            return self.drop(frame, Drop::BadAdjacency);
+        };
+        let ip = ip.unwrap_or_else(|| destination(frame.data()));
+        frame.data_mut()[6..12].copy_from_slice(&mac);
+        let msg = ControlMsg::Resolve {
+            port: out,
+            ip,
+            frame: frame.data().to_vec(),
+        };
+        if self.control.try_send(msg).is_ok() {
+            self.stats.event(Event::Punted);
+            self.pool.free(frame);
+        } else {
+            self.drop(frame, Drop::NeighborUnresolved);
         }
     }
 

@@ -77,15 +77,19 @@ fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
     if checksum != 0 {
         return Err(Drop::Ipv4BadChecksum);
     }
-    let src = ipv4::src(fixed);
-    if src.is_multicast() || src.is_broadcast() || src.is_loopback() {
+    // Address classes on the bits: multicast 224/4, limited broadcast, loopback 127/8,
+    // unspecified 0.0.0.0 (what `Ipv4Addr`'s predicates test, without building addresses).
+    let multicast = |a: u32| a >> 28 == 0xe;
+    let loopback = |a: u32| a >> 24 == 127;
+    let src = ipv4::src(fixed).to_bits();
+    if multicast(src) || src == u32::MAX || loopback(src) {
         return Err(Drop::Ipv4BadSource);
     }
-    let dst = ipv4::dst(fixed);
-    if dst.is_multicast() || dst.is_broadcast() || dst.is_loopback() || dst.is_unspecified() {
+    let dst = ipv4::dst_bits(fixed);
+    if multicast(dst) || dst == u32::MAX || loopback(dst) || dst == 0 {
         return Err(Drop::Ipv4NotForwardable);
     }
-    Ok((dst.to_bits(), total))
+    Ok((dst, total))
 }
 
 /// Checks an IPv6 header; returns the class and the total length.

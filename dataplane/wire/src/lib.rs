@@ -21,8 +21,11 @@ pub mod eth {
     }
     #[inline(always)]
     pub fn set_addrs(f: &mut [u8], dst: &super::Mac, src: &super::Mac) {
-        f[0..6].copy_from_slice(dst);
-        f[6..12].copy_from_slice(src);
+        // One length check for both addresses (the frame's length is not known here).
+        if let Some(addrs) = f.first_chunk_mut::<12>() {
+            addrs[..6].copy_from_slice(dst);
+            addrs[6..].copy_from_slice(src);
+        }
     }
     #[inline]
     pub fn src(f: &[u8]) -> super::Mac {
