@@ -201,7 +201,8 @@ impl BenchWorker {
     }
 
     /// Panics unless every frame so far was forwarded: a benchmark that drops is void.
-    pub fn assert_no_drops(&self, what: &str) {
+    pub fn assert_no_drops(&mut self, what: &str) {
+        self.worker.flush_counters();
         let t = self.totals();
         let dropped: u64 = t.drops.iter().map(|(_, v)| v).sum();
         println!(

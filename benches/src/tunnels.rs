@@ -66,7 +66,7 @@ pub fn workers() -> TunnelWorkers {
 
 impl TunnelWorkers {
     /// Every frame forwarded, and through the tunnel where it should be.
-    pub fn assert_all_forwarded(&self) {
+    pub fn assert_all_forwarded(&mut self) {
         self.plain.assert_no_drops("plain");
         self.encap.assert_no_drops("gre-encap");
         self.decap.assert_no_drops("gre-decap");

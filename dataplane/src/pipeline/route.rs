@@ -2,49 +2,58 @@
 
 use super::{Class, Meta};
 
-/// The stage's working space, kept by the worker so a burst does not zero kilobytes of
-/// stack arrays it only partly uses.
-#[derive(Default)]
-pub struct Scratch {
-    keys4: Vec<u32>,
-    at4: Vec<u8>,
-    keys6: Vec<u128>,
-    at6: Vec<u8>,
-    out: Vec<u32>,
-}
-
 /// Bursts are at most this long (the worker caps them).
 const MAX: usize = 256;
 
+/// The stage's working space, kept by the worker so a burst does not zero kilobytes of
+/// stack arrays it only partly uses. Fixed arrays, filled by index: cheaper per packet
+/// than `Vec` pushes (no capacity check, no length store).
+pub struct Scratch {
+    keys4: [u32; MAX],
+    at4: [u8; MAX],
+    keys6: [u128; MAX],
+    at6: [u8; MAX],
+    out: [u32; MAX],
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            keys4: [0; MAX],
+            at4: [0; MAX],
+            keys6: [0; MAX],
+            at6: [0; MAX],
+            out: [0; MAX],
+        }
+    }
+}
+
 pub fn burst(meta: &mut [Meta], fib4: &lpm::Fib4Reader, fib6: &lpm::Fib6Reader, s: &mut Scratch) {
-    s.keys4.clear();
-    s.at4.clear();
-    s.keys6.clear();
-    s.at6.clear();
+    let (mut n4, mut n6) = (0, 0);
     for (i, m) in meta.iter().enumerate().take(MAX) {
         match m.class {
             Class::V4 { dst } => {
-                s.keys4.push(dst);
-                s.at4.push(i as u8);
+                s.keys4[n4] = dst;
+                s.at4[n4] = i as u8;
+                n4 += 1;
             }
             Class::V6 { dst } => {
-                s.keys6.push(dst);
-                s.at6.push(i as u8);
+                s.keys6[n6] = dst;
+                s.at6[n6] = i as u8;
+                n6 += 1;
             }
             _ => {}
         }
     }
-    if !s.keys4.is_empty() {
-        s.out.resize(s.keys4.len(), 0);
-        fib4.lookup_keys(&s.keys4, &mut s.out);
-        for (&i, &nh) in s.at4.iter().zip(&s.out) {
+    if n4 > 0 {
+        fib4.lookup_keys(&s.keys4[..n4], &mut s.out[..n4]);
+        for (&i, &nh) in s.at4[..n4].iter().zip(&s.out[..n4]) {
             meta[i as usize].next_hop = nh;
         }
     }
-    if !s.keys6.is_empty() {
-        s.out.resize(s.keys6.len(), 0);
-        fib6.lookup_keys(&s.keys6, &mut s.out);
-        for (&i, &nh) in s.at6.iter().zip(&s.out) {
+    if n6 > 0 {
+        fib6.lookup_keys(&s.keys6[..n6], &mut s.out[..n6]);
+        for (&i, &nh) in s.at6[..n6].iter().zip(&s.out[..n6]) {
             meta[i as usize].next_hop = nh;
         }
     }
