@@ -74,13 +74,7 @@ fn lookups<F: Family>(
     group.throughput(Throughput::Elements(KEYS as u64));
     for (name, keys) in sets {
         group.bench_function(format!("{name}/tern-single"), |b| {
-            b.iter(|| {
-                let mut acc = 0u32;
-                for &k in keys {
-                    acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
-                }
-                black_box(acc)
-            })
+            b.iter(|| single_pass(&reader, keys))
         });
         let mut out = vec![0u32; 64];
         group.bench_function(format!("{name}/tern-batch64"), |b| {
@@ -137,6 +131,24 @@ fn replay<F: Family>(
     group.finish();
 }
 
+/// One pass of single lookups over `keys`; the sum of the answers, so none is optimized
+/// away.
+fn single_pass<F: Family>(reader: &lpm::FibReader<F>, keys: &[F::Addr]) -> u32 {
+    let mut acc = 0u32;
+    for &k in keys {
+        acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
+    }
+    acc
+}
+
+/// Paces a writer: sleeps until `done` updates since `started` are due at `rate` per second.
+fn wait_until_due(started: Instant, done: u64, rate: f64) {
+    let due = Duration::from_secs_f64(done as f64 / rate);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
 fn apply_stream<F: Family>(fib: &mut Fib<F>, updates: &[(bool, F::Net)], salt: u32) {
     for (i, (announce, net)) in updates.iter().enumerate() {
         if *announce {
@@ -168,11 +180,7 @@ fn lookups_under_churn<F: Family>(
     let run = |guard: &mut lpm::QsbrThread, iters: u64| {
         let start = Instant::now();
         for _ in 0..iters {
-            let mut acc = 0u32;
-            for &k in keys {
-                acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
-            }
-            black_box(acc);
+            black_box(single_pass(&reader, keys));
             guard.quiescent();
         }
         start.elapsed()
@@ -197,10 +205,7 @@ fn lookups_under_churn<F: Family>(
                         apply_stream(&mut fib, chunk, salt);
                         n += chunk.len() as u64;
                         if let Some(rate) = pace {
-                            let due = Duration::from_secs_f64(n as f64 / rate as f64);
-                            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                                std::thread::sleep(wait);
-                            }
+                            wait_until_due(started, n, rate as f64);
                         }
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -245,11 +250,7 @@ fn churn_interleaved<F: Family>(
         let start = Instant::now();
         let mut done = 0u64;
         while start.elapsed() < WINDOW {
-            let mut acc = 0u32;
-            for &k in keys {
-                acc = acc.wrapping_add(reader.lookup(k).unwrap_or(0));
-            }
-            black_box(acc);
+            black_box(single_pass(reader, keys));
             guard.quiescent();
             done += keys.len() as u64;
         }
@@ -272,10 +273,7 @@ fn churn_interleaved<F: Family>(
                     let Some(chunk) = chunks.next() else { break };
                     apply_stream(fib, chunk, salt);
                     n += chunk.len() as u64;
-                    let due = Duration::from_secs_f64(n as f64 / RATE);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
+                    wait_until_due(started, n, RATE);
                 }
                 total += n;
                 salt += 1;

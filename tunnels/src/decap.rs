@@ -89,7 +89,7 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
                 PROTO_GRE => Kind::Gre,
                 _ => return Err(Error::BadPayload),
             };
-            let src = wire::ipv4::src(ip).to_bits() as u128;
+            let src = wire::ipv4::src_bits(ip) as u128;
             let dst = wire::ipv4::dst(ip).to_bits() as u128;
             (kind, wire::ipv4::header_len(ip), dst, src, ip[1])
         }

@@ -81,7 +81,7 @@ fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
     // unspecified 0.0.0.0 (what `Ipv4Addr`'s predicates test, without building addresses).
     let multicast = |a: u32| a >> 28 == 0xe;
     let loopback = |a: u32| a >> 24 == 127;
-    let src = ipv4::src(fixed).to_bits();
+    let src = ipv4::src_bits(fixed);
     if multicast(src) || src == u32::MAX || loopback(src) {
         return Err(Drop::Ipv4BadSource);
     }

@@ -135,6 +135,10 @@ pub mod ipv4 {
         Ipv4Addr::new(h[12], h[13], h[14], h[15])
     }
     #[inline(always)]
+    pub fn src_bits(h: &[u8]) -> u32 {
+        u32::from_be_bytes([h[12], h[13], h[14], h[15]])
+    }
+    #[inline(always)]
     pub fn dst_bits(h: &[u8]) -> u32 {
         u32::from_be_bytes([h[16], h[17], h[18], h[19]])
     }
