@@ -28,6 +28,9 @@ struct Datagram {
     /// The first fragment has been seen; `session` is its translation (`None`: no NAT).
     first_seen: bool,
     session: Option<Handle>,
+    /// The shard the first fragment was handed to, when that is not this one: the later
+    /// fragments follow it there (steering, with several workers).
+    owner: Option<usize>,
     poisoned: bool,
     ranges: Vec<(u32, u32)>,
     expires: u64,
@@ -74,6 +77,7 @@ impl Fragments {
                 Datagram {
                     first_seen: false,
                     session: None,
+                    owner: None,
                     poisoned: false,
                     ranges: Vec::new(),
                     expires: now + timeout,
@@ -111,6 +115,22 @@ impl Fragments {
         d.first_seen = true;
         d.expires = now + timeout;
         Self::record(d, 0, end)
+    }
+
+    /// A first fragment handed to shard `owner`: the later ones are to follow it, and those
+    /// held here are released (to be steered there when they come through again).
+    pub fn hand_to(&mut self, key: DatagramKey, owner: usize, now: u64, timeout: u64) {
+        if let Some(d) = self.entry(key, now, timeout) {
+            d.first_seen = true;
+            d.owner = Some(owner);
+            d.expires = now + timeout;
+        }
+        self.set_session(key, None);
+    }
+
+    /// The shard this datagram's first fragment was handed to, if any.
+    pub fn owner(&self, key: &DatagramKey) -> Option<usize> {
+        self.datagrams.get(key).and_then(|d| d.owner)
     }
 
     /// The translation the first fragment got; releases the held later fragments.

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod rewrite;
 pub mod rules;
 pub mod shard;
+mod steer;
 pub mod table;
 pub mod tcp;
 

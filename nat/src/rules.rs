@@ -2,7 +2,7 @@
 //! the DNAT frontends (static port forwards and Maglev balancers). A shard holds the rules
 //! behind an `Arc` and takes a new set between bursts, so rules change without a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::flow::{Flow, ICMP, TCP, UDP};
 use crate::maglev;
@@ -191,6 +191,10 @@ pub struct Rules {
     pub max_ports_per_host: u32,
     pub frontends: Vec<Frontend>,
     index: HashMap<u64, usize>,
+    /// Every frontend's backends, as endpoint keys and as addresses: replies from a
+    /// backend are steered to the worker of the client, not of the backend (steer.rs).
+    backends: HashSet<u64>,
+    backend_addrs: HashSet<u32>,
     /// Seed of the balancers' flow hash: random per process.
     pub seed: u64,
 }
@@ -206,6 +210,8 @@ impl Rules {
             max_ports_per_host: 0,
             frontends: Vec::new(),
             index: HashMap::new(),
+            backends: HashSet::new(),
+            backend_addrs: HashSet::new(),
             seed,
         }
     }
@@ -225,8 +231,8 @@ impl Rules {
         if !matches!(f.proto, TCP | UDP) {
             return Err("frontends forward tcp or udp".into());
         }
-        self.index.insert(key, self.frontends.len());
         self.frontends.push(f);
+        self.reindex();
         Ok(())
     }
 
@@ -244,6 +250,28 @@ impl Rules {
             .enumerate()
             .map(|(i, f)| (f.external.key(f.proto), i))
             .collect();
+        let backends = || {
+            self.frontends
+                .iter()
+                .flat_map(|f| f.backends.iter().map(|b| (f.proto, b)))
+        };
+        self.backends = backends().map(|(proto, b)| b.key(proto)).collect();
+        self.backend_addrs = backends().map(|(_, b)| b.addr).collect();
+    }
+
+    /// Whether `addr:port` over `proto` is some frontend's backend.
+    pub fn is_backend(&self, proto: u8, addr: u32, port: u16) -> bool {
+        !self.backends.is_empty() && self.backends.contains(&Endpoint { addr, port }.key(proto))
+    }
+
+    /// Whether `addr` is the address of some frontend's backend.
+    pub fn is_backend_address(&self, addr: u32) -> bool {
+        !self.backend_addrs.is_empty() && self.backend_addrs.contains(&addr)
+    }
+
+    /// Whether `addr` is some frontend's external address.
+    pub fn is_frontend_address(&self, addr: u32) -> bool {
+        self.frontends.iter().any(|f| f.external.addr == addr)
     }
 
     /// The frontend a packet to `flow.dst:flow.dport` reaches, if any.

@@ -99,7 +99,7 @@ pub struct Stats {
 /// A packet as `Shard::lookahead` read it: parsed, and its flow hashed for the lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Lookahead {
-    parsed: Result<Parsed, flow::ParseError>,
+    pub(crate) parsed: Result<Parsed, flow::ParseError>,
     hash: Option<u64>,
 }
 
@@ -131,12 +131,12 @@ const RANDOM_PROBES: usize = 32;
 const LINEAR_PROBES: usize = 2048;
 
 pub struct Shard {
-    id: usize,
-    rules: Arc<Rules>,
-    ports: Arc<PortMap>,
+    pub(crate) id: usize,
+    pub(crate) rules: Arc<Rules>,
+    pub(crate) ports: Arc<PortMap>,
     pub(crate) sessions: Sessions,
     pub(crate) mappings: Mappings,
-    frags: Fragments,
+    pub(crate) frags: Fragments,
     held_syns: Vec<HeldSyn>,
     pub stats: Stats,
     rng: u64,
@@ -162,7 +162,7 @@ fn class_of(proto: u8, tcp: &Track) -> Class {
     }
 }
 
-fn datagram_key(f: &Flow, ident: u16) -> DatagramKey {
+pub(crate) fn datagram_key(f: &Flow, ident: u16) -> DatagramKey {
     DatagramKey {
         src: f.src,
         dst: f.dst,
@@ -960,6 +960,11 @@ impl Shard {
             while i < self.held_syns.len() {
                 if self.held_syns[i].until <= now {
                     let h = self.held_syns.swap_remove(i);
+                    if self.taken_elsewhere(&h.flow) {
+                        // Another shard mapped the port meanwhile: its outbound SYN is
+                        // this one's connection (RFC 5382 REQ-4 drops the held SYN).
+                        continue;
+                    }
                     due.push((h.tag, h.packet));
                 } else {
                     i += 1;
@@ -968,6 +973,13 @@ impl Shard {
             self.stats.syns_answered += due.len() as u64;
         }
         due
+    }
+
+    /// Whether the external port a held SYN was sent to is now another shard's mapping.
+    fn taken_elsewhere(&self, flow: &Flow) -> bool {
+        self.ports
+            .owner(flow.dst, Space::Tcp, flow.dport)
+            .is_some_and(|o| o != self.id)
     }
 
     /// Later fragments whose first fragment arrived: `(tag, packet)` to run through the
