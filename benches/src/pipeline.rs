@@ -178,6 +178,7 @@ impl BenchWorker {
             icmp_burst: 50,
             nat: None,
             host: None,
+            handoff: None,
         });
         BenchWorker {
             worker,

@@ -620,10 +620,7 @@ impl Config {
 
         let nat = match &raw.nat {
             None => None,
-            Some(n) => {
-                let span = d.workers.as_ref().map(|w| w.span()).unwrap_or(0..0);
-                Some(nat::parse(n, (workers, span), &interfaces, &tunnels, &at)?)
-            }
+            Some(n) => Some(nat::parse(n, &interfaces, &tunnels, &at)?),
         };
         let bgp = match &raw.bgp {
             None => None,

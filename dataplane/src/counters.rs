@@ -54,6 +54,8 @@ pub enum Drop {
     IcmpMalformed,
     /// The pool had no frame for a reply, a fragment or a copy.
     NoBuffer,
+    /// The ring toward the worker that owns the frame's NAT session was full.
+    HandoffFull,
     /// Transmit failed (device gone, queue full).
     TxError,
     /// Route points at a next hop that is not (or no longer) in the adjacency table.
@@ -133,7 +135,7 @@ impl Drop {
         }
     }
 
-    pub const ALL: [Drop; 51] = [
+    pub const ALL: [Drop; 52] = [
         Drop::Runt,
         Drop::UnsupportedEthertype,
         Drop::NotForUs,
@@ -157,6 +159,7 @@ impl Drop {
         Drop::LocalUnhandled,
         Drop::IcmpMalformed,
         Drop::NoBuffer,
+        Drop::HandoffFull,
         Drop::TxError,
         Drop::BadAdjacency,
         Drop::TunnelTruncated,
@@ -212,6 +215,7 @@ impl Drop {
             Drop::LocalUnhandled => "local_unhandled",
             Drop::IcmpMalformed => "icmp_malformed",
             Drop::NoBuffer => "no_buffer",
+            Drop::HandoffFull => "handoff_full",
             Drop::TxError => "tx_error",
             Drop::BadAdjacency => "bad_adjacency",
             Drop::TunnelTruncated => "tunnel_truncated",
@@ -273,10 +277,14 @@ pub enum Event {
     NatSynAnswered,
     /// NAT: a held fragment released after its first fragment.
     NatFragmentReleased,
+    /// Handed to the worker that owns its NAT session (counted by the sender).
+    HandedOff,
+    /// Received from another worker's hand-off (counted by the owner).
+    HandedIn,
 }
 
 impl Event {
-    pub const ALL: [Event; 18] = [
+    pub const ALL: [Event; 20] = [
         Event::Forwarded,
         Event::Fragmented,
         Event::FragmentsSent,
@@ -295,6 +303,8 @@ impl Event {
         Event::NatHeld,
         Event::NatSynAnswered,
         Event::NatFragmentReleased,
+        Event::HandedOff,
+        Event::HandedIn,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -316,6 +326,8 @@ impl Event {
             Event::NatHeld => "nat_held",
             Event::NatSynAnswered => "nat_syn_answered",
             Event::NatFragmentReleased => "nat_fragment_released",
+            Event::HandedOff => "handed_off",
+            Event::HandedIn => "handed_in",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod conntrack;
 pub mod control;
 pub mod counters;
 pub mod ctl;
+pub mod handoff;
 pub mod idle;
 pub mod io;
 pub mod metrics;

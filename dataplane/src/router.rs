@@ -12,6 +12,7 @@ use crate::config::{masquerade_address, Backend, Config};
 use crate::conntrack::{NatControl, NatRequest};
 use crate::control::{Control, ControlMsg, Feed};
 use crate::counters::WorkerCounters;
+use crate::handoff::Handoff;
 use crate::io::host::HostInterfaces;
 use crate::io::memory::MemoryPort;
 use crate::io::{tap, xdp, PortQueue, PortTx};
@@ -61,7 +62,8 @@ fn nat_shards(config: &Config) -> (NatStages, Option<NatControl>) {
     let mut mailboxes = Vec::new();
     for id in 0..config.workers {
         let shard = nat::Shard::new(id, rules.clone(), ports.clone());
-        let stage = crate::pipeline::nat::Stage::new(shard, slots, &n.inside, &outside);
+        let mut stage = crate::pipeline::nat::Stage::new(shard, slots, &n.inside, &outside);
+        stage.shards = config.workers;
         let (tx, rx) = mpsc::sync_channel(16);
         stages.push(Some((stage, rx)));
         mailboxes.push(tx);
@@ -179,6 +181,15 @@ impl Router {
         } else {
             None
         };
+        // With NAT on several workers, frames meet their session's shard over the mesh.
+        let mut handoffs: Vec<Option<Handoff>> = match (&config.nat, config.workers) {
+            (Some(_), w) if w > 1 => crate::handoff::mesh(w)
+                .map_err(|e| format!("cannot create the hand-off doorbells: {e}"))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            _ => Vec::new(),
+        };
         for (id, (queues, pool)) in queues.into_iter().zip(pools).enumerate() {
             let setup = WorkerSetup {
                 id,
@@ -198,6 +209,7 @@ impl Router {
                 icmp_burst: config.icmp_burst,
                 nat: nat_stages.get_mut(id).and_then(Option::take),
                 host: host.clone(),
+                handoff: handoffs.get_mut(id).and_then(Option::take),
             };
             let stop = stop.clone();
             let core = setup.core;

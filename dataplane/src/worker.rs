@@ -17,6 +17,7 @@ use crate::buf::{Frame, Pool};
 use crate::conntrack::NatRequest;
 use crate::control::ControlMsg;
 use crate::counters::{Drop, Event, Local, WorkerCounters};
+use crate::handoff::Handoff;
 use crate::idle::Idle;
 use crate::io::host::HostInterfaces;
 use crate::io::PortQueue;
@@ -86,6 +87,8 @@ pub struct WorkerSetup {
     pub nat: Option<(nat::Stage, Receiver<NatRequest>)>,
     /// The kernel's side of the ports, for traffic to tern's addresses it does not serve.
     pub host: Option<Arc<HostInterfaces>>,
+    /// This worker's ends of the rings to the other workers (NAT with several workers).
+    pub handoff: Option<Handoff>,
 }
 
 pub struct Worker {
@@ -110,6 +113,7 @@ pub struct Worker {
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
     host: Option<Arc<HostInterfaces>>,
+    handoff: Option<Handoff>,
     /// Polls so far (wrapping), to space out the idle chores.
     polls: u32,
     /// What the worker sleeps on: one entry per queue that has a descriptor.
@@ -137,6 +141,7 @@ impl Worker {
             .queues
             .iter()
             .filter_map(|q| q.poll_fd())
+            .chain(s.handoff.as_ref().map(|h| h.doorbell().fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -171,6 +176,7 @@ impl Worker {
             nat,
             nat_requests,
             host: s.host,
+            handoff: s.handoff,
             polls: 0,
         }
     }
@@ -199,6 +205,9 @@ impl Worker {
             }
             self.rx = rx;
         }
+        if self.handoff.is_some() {
+            received += self.receive_handed();
+        }
         // Counters are published every BUSY_FLUSH polls with frames, every IDLE_CHORES
         // polls without, and before the worker sleeps: a reader sees them at most a few
         // bursts late, and once traffic stops they are complete. The NAT's clock tick,
@@ -210,6 +219,9 @@ impl Worker {
             self.nat_housekeeping();
         }
         self.flush_tx();
+        if let Some(h) = &mut self.handoff {
+            h.ring_bells();
+        }
         if idle_chores || (received > 0 && self.polls.is_multiple_of(BUSY_FLUSH)) {
             self.flush_counters();
         }
@@ -228,6 +240,11 @@ impl Worker {
             self.nat_housekeeping();
         }
         self.flush_counters();
+        if let Some(h) = &self.handoff {
+            if !h.doorbell().going_to_sleep(|| h.pending()) {
+                return;
+            }
+        }
         let fds = &mut self.poll_fds;
         self.qsbr.offline();
         if fds.is_empty() {
@@ -243,34 +260,83 @@ impl Worker {
             };
         }
         self.qsbr.online();
+        if let Some(h) = &self.handoff {
+            h.doorbell().woke();
+        }
         if let Some(stage) = &mut self.nat {
             stage.tick();
         }
     }
 
+    /// Frames other workers handed over (their NAT session is ours): copied into our
+    /// buffers and run through the pipeline in runs of the same port. Returns how many.
+    fn receive_handed(&mut self) -> usize {
+        let Some(mut handoff) = self.handoff.take() else {
+            return 0;
+        };
+        let mut rx = std::mem::take(&mut self.rx);
+        let mut port = 0;
+        let burst = self.burst;
+        let n = handoff.recv(burst, |p, ingress, bytes| {
+            if p != port && !rx.is_empty() {
+                self.run_burst(port, &mut rx, true);
+            }
+            port = p;
+            let Some(mut frame) = self.pool.alloc() else {
+                self.stats.drop(p, Drop::NoBuffer);
+                return;
+            };
+            if !frame.fill(bytes) {
+                self.pool.free(frame);
+                return;
+            }
+            frame.ingress = ingress;
+            self.stats.event(Event::HandedIn);
+            rx.push(frame);
+        });
+        if !rx.is_empty() {
+            self.run_burst(port, &mut rx, true);
+        }
+        self.rx = rx;
+        self.handoff = Some(handoff);
+        n
+    }
+
     /// Runs the pipeline over a burst received on `port`. The frames are consumed.
     pub fn process(&mut self, port: u16, frames: &mut Vec<Frame>) {
+        self.run_burst(port, frames, false);
+    }
+
+    /// The pipeline over a burst that came in by `port`: received here, or `handed` over
+    /// by the worker that received it (already counted and decapsulated there, with its
+    /// ingress set; its NAT session is ours, so it is not steered again).
+    fn run_burst(&mut self, port: u16, frames: &mut Vec<Frame>, handed: bool) {
         let n = frames.len().min(self.meta.len());
         let info = &self.ports[port as usize];
         let counts = &mut self.stats.ports[port as usize];
         for f in frames.iter_mut() {
             f.port = port;
-            f.ingress = port;
-            counts.rx_packets += 1;
-            counts.rx_bytes += f.len() as u64;
+            if !handed {
+                f.ingress = port;
+                counts.rx_packets += 1;
+                counts.rx_bytes += f.len() as u64;
+            }
         }
         parse::burst(&mut frames[..n], &mut self.meta[..n], info);
-        let first_tunnel = self.ports.len();
-        tunnel::decap_burst(
-            &mut frames[..n],
-            &mut self.meta[..n],
-            &self.tunnels,
-            info,
-            &mut self.stats,
-            first_tunnel,
-        );
+        if !handed {
+            let first_tunnel = self.ports.len();
+            tunnel::decap_burst(
+                &mut frames[..n],
+                &mut self.meta[..n],
+                &self.tunnels,
+                info,
+                &mut self.stats,
+                first_tunnel,
+            );
+        }
         if let Some(nat) = &mut self.nat {
-            nat.prerouting(&mut frames[..n], &mut self.meta[..n], port, &mut self.stats);
+            let meta = &mut self.meta[..n];
+            nat.prerouting(&mut frames[..n], meta, port, !handed, &mut self.stats);
         }
         route::burst(
             &mut self.meta[..n],
@@ -297,6 +363,7 @@ impl Worker {
             }
             Class::V6Multicast => self.local_v6(frame),
             Class::Absorbed => self.pool.free(frame),
+            Class::Elsewhere(owner) => self.hand_off(frame, owner),
             Class::Refused(reason) => {
                 self.icmp_error(
                     &frame,
@@ -333,6 +400,20 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Copies a frame to the worker that owns its NAT session and frees ours.
+    fn hand_off(&mut self, frame: Frame, owner: u16) {
+        let sent = self
+            .handoff
+            .as_mut()
+            .is_some_and(|h| h.send(owner as usize, frame.port, frame.ingress, frame.data()));
+        if sent {
+            self.stats.event(Event::HandedOff);
+            self.pool.free(frame);
+        } else {
+            self.drop(frame, Drop::HandoffFull);
         }
     }
 

@@ -337,3 +337,149 @@ fn random_and_mutated_frames(text: String, nat: bool) {
     );
     router.stop();
 }
+
+/// A UDP frame `src:sport → dst:dport` with valid checksums, as a host with MAC `HOST`
+/// sends it to tern's port with MAC `to`.
+fn udp_frame(to: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; eth::LEN + 28 + 4];
+    eth::write(&mut f, &to, &HOST, eth::TYPE_IPV4);
+    let ip = &mut f[eth::LEN..];
+    ipv4::write(
+        ip,
+        0,
+        32,
+        sport,
+        0,
+        64,
+        ipv4::PROTO_UDP,
+        src.into(),
+        dst.into(),
+    );
+    ip[20..22].copy_from_slice(&sport.to_be_bytes());
+    ip[22..24].copy_from_slice(&dport.to_be_bytes());
+    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
+    ip[28..32].copy_from_slice(b"tern");
+    let sum = wire::checksum4(src.into(), dst.into(), ipv4::PROTO_UDP, &ip[20..32]);
+    ip[26..28].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// (src, sport, dst, dport) of a UDP frame.
+fn udp_endpoints(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let ip = &f[eth::LEN..];
+    let at = |i: usize| u16::from_be_bytes([ip[i], ip[i + 1]]);
+    (
+        ipv4::src(ip).octets(),
+        at(20),
+        ipv4::dst(ip).octets(),
+        at(22),
+    )
+}
+
+/// Collects `n` UDP frames sent on `port` (fewer after a few seconds), skipping the rest
+/// (gratuitous ARP).
+fn collect_udp(port: &dataplane::io::memory::MemoryPort, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.len() < n && Instant::now() < deadline {
+        seen.extend(port.take_sent().into_iter().filter(|f| {
+            eth::ethertype(f) == eth::TYPE_IPV4 && ipv4::proto(&f[eth::LEN..]) == ipv4::PROTO_UDP
+        }));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen
+}
+
+/// NAT on two workers that take turns on the same memory queues, so a flow's request and
+/// its reply reach either worker at random: every reply must still meet its session
+/// (handed to the owning worker), and every session lives on exactly one shard.
+#[test]
+fn nat_on_two_workers_meets_every_flows_session_whichever_worker_receives_it() {
+    const HOSTS: u8 = 16;
+    const PORTS: u16 = 13;
+    let mut text = CONFIG.replace("[[tunnel]]", "[[unused]]");
+    text.truncate(text.find("[[unused]]").unwrap_or(text.len()));
+    text = format!("[dataplane]\nworkers = 2\n{text}");
+    for h in 0..HOSTS {
+        text += &format!(
+            "[[neighbor]]\ninterface = \"m0\"\naddress = \"192.0.2.{}\"\nmac = \"02:00:00:00:01:{h:02x}\"\n",
+            10 + h
+        );
+    }
+    text += "[nat]\ninside = [\"m0\"]\noutside = [\"m1\"]\n";
+    let config = Config::parse("test", &text).expect("config");
+    let router = Router::start(&config, false).expect("start");
+    let (p0, p1) = (
+        router.memory[0].clone().expect("memory"),
+        router.memory[1].clone().expect("memory"),
+    );
+    let (m0, m1) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let remote = [203, 0, 113, 2];
+    let flows: Vec<([u8; 4], u16)> = (0..HOSTS)
+        .flat_map(|h| (0..PORTS).map(move |p| ([192, 0, 2, 10 + h], 20_000 + p)))
+        .collect();
+    for &(host, port) in &flows {
+        p0.inject(&udp_frame(m0, host, port, remote, 53));
+    }
+    let out = collect_udp(&p1, flows.len());
+    assert_eq!(
+        out.len(),
+        flows.len(),
+        "every flow left by the outside port"
+    );
+    let mut external = std::collections::HashSet::new();
+    for f in &out {
+        let (src, _, dst, dport) = udp_endpoints(f);
+        assert_eq!((src, dst, dport), ([203, 0, 113, 1], remote, 53));
+        assert!(
+            external.insert(udp_endpoints(f).1),
+            "one external port per flow"
+        );
+    }
+    for &port in &external {
+        p1.inject(&udp_frame(m1, remote, 53, [203, 0, 113, 1], port));
+    }
+    let back = collect_udp(&p0, flows.len());
+    let mut returned: Vec<([u8; 4], u16)> = back
+        .iter()
+        .map(|f| {
+            let (src, sport, dst, dport) = udp_endpoints(f);
+            assert_eq!((src, sport), (remote, 53), "reply source kept");
+            (dst, dport)
+        })
+        .collect();
+    returned.sort_unstable();
+    let lost = flows
+        .iter()
+        .filter(|f| returned.binary_search(f).is_err())
+        .count();
+    assert_eq!(lost, 0, "replies that missed their inside host and port");
+    assert_eq!(returned.len(), flows.len(), "one reply per flow");
+
+    let c = router.ctl(&["show", "counters"]).expect("counters");
+    let handed = c["events"]["handed_off"].as_u64().unwrap_or(0);
+    let received = c["events"]["handed_in"].as_u64().unwrap_or(0);
+    assert!(
+        handed > 0,
+        "some frames reached the other worker's shard: {c}"
+    );
+    assert_eq!(handed, received, "{c}");
+    let ct = router.ctl(&["show", "conntrack"]).expect("conntrack");
+    let per_shard: Vec<u64> = ct["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["sessions_total"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(per_shard.len(), 2);
+    assert_eq!(
+        per_shard.iter().sum::<u64>(),
+        flows.len() as u64,
+        "{per_shard:?}"
+    );
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "both shards own flows: {per_shard:?}"
+    );
+    router.stop();
+}

@@ -98,7 +98,6 @@ type At<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
 
 pub(super) fn parse(
     raw: &RawNat,
-    workers: (usize, Range<usize>),
     interfaces: &[Interface],
     tunnels: &[tunnels::Spec],
     at: At,
@@ -117,17 +116,6 @@ pub(super) fn parse(
             format!("no interface or tunnel is named {name:?}"),
         ))
     };
-    if workers.0 > 1 {
-        return Err(at(
-            workers.1,
-            "dataplane.workers",
-            format!(
-                "{} workers with [nat]: NAT runs on one worker for now (both directions of a \
-                 flow must reach the shard that owns it; the hand-off is not built yet)",
-                workers.0
-            ),
-        ));
-    }
     let mut inside = Vec::new();
     for (i, s) in raw.inside.iter().enumerate() {
         inside.push(slot(s, &format!("nat.inside[{i}]"))?);

@@ -51,6 +51,8 @@ pub enum Class {
     Absorbed,
     /// The NAT could not create a session: drop with this reason and answer ICMP 3/13.
     Refused(Drop),
+    /// Its NAT session belongs to another worker: hand it over (handoff.rs).
+    Elsewhere(u16),
 }
 
 /// Per-frame state the stages pass along.

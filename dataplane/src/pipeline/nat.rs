@@ -26,8 +26,11 @@ pub struct Stage {
     epoch: Instant,
     /// Milliseconds since the stage started: the NAT's clock, read once per poll.
     pub now: u64,
+    /// Shards (one per worker): with more than one, pre-routing first steers each frame
+    /// to the shard that owns its session.
+    pub shards: usize,
     /// Per frame of the burst in pre-routing: the NAT's reading of it, or `None` when the
-    /// frame is not the NAT's business.
+    /// frame is not the NAT's business (or another worker's).
     ahead: Vec<Option<(Side, Lookahead)>>,
 }
 
@@ -65,6 +68,7 @@ impl Stage {
             sole_masquerade,
             epoch: Instant::now(),
             now: 0,
+            shards: 1,
             ahead: Vec::with_capacity(256),
         }
     }
@@ -81,14 +85,18 @@ impl Stage {
     /// outside interface or tunnel meet their session; the class is updated for a
     /// translated destination. Three passes, so that the session lookups' cache misses
     /// overlap: read and hash every frame (starting its index bucket's load), start every
-    /// session's load, then look up and translate.
+    /// session's load, then look up and translate. With `steer`, a frame whose session
+    /// belongs to another worker's shard is marked `Class::Elsewhere` in the first pass
+    /// (frames handed over by another worker are not steered again).
     pub fn prerouting(
         &mut self,
         frames: &mut [Frame],
         meta: &mut [Meta],
         port: u16,
+        steer: bool,
         stats: &mut Local,
     ) {
+        let steer = steer && self.shards > 1;
         let mut ahead = std::mem::take(&mut self.ahead);
         ahead.clear();
         for (frame, m) in frames.iter().zip(meta.iter_mut()) {
@@ -98,10 +106,21 @@ impl Stage {
                 Class::V4 { .. } => self.role(frame.ingress as usize),
                 _ => None,
             };
-            ahead.push(side.map(|side| {
-                let ip = &frame.data()[eth::LEN..];
-                (side, self.shard.lookahead(ip))
-            }));
+            let Some(side) = side else {
+                ahead.push(None);
+                continue;
+            };
+            let ip = &frame.data()[eth::LEN..];
+            let l = self.shard.lookahead(ip);
+            if steer {
+                let owner = self.shard.steer(ip, &l, side, self.shards, self.now);
+                if owner != self.shard.id() {
+                    m.class = Class::Elsewhere(owner as u16);
+                    ahead.push(None);
+                    continue;
+                }
+            }
+            ahead.push(Some((side, l)));
         }
         for (side, l) in ahead.iter().flatten() {
             self.shard.prefetch_session(l, *side, self.sole_masquerade);
