@@ -314,9 +314,11 @@ impl Worker {
         let n = frames.len().min(self.meta.len());
         let info = &self.ports[port as usize];
         let counts = &mut self.stats.ports[port as usize];
-        for f in frames.iter_mut() {
-            f.port = port;
-            if !handed {
+        if handed {
+            frames.iter_mut().for_each(|f| f.port = port);
+        } else {
+            for f in frames.iter_mut() {
+                f.port = port;
                 f.ingress = port;
                 counts.rx_packets += 1;
                 counts.rx_bytes += f.len() as u64;
