@@ -189,7 +189,7 @@ impl Doorbell {
 
 /// A worker's ends of the hand-off mesh.
 pub struct Handoff {
-    pub me: usize,
+    me: usize,
     /// Toward each worker (`None` for ourselves).
     to: Vec<Option<Sender>>,
     /// From each other worker.
@@ -228,17 +228,16 @@ pub fn mesh(workers: usize) -> std::io::Result<Vec<Handoff>> {
 }
 
 impl Handoff {
-    pub fn workers(&self) -> usize {
-        self.to.len()
-    }
-
     /// Copies a frame toward worker `to`; false if its ring is full.
     pub fn send(&mut self, to: usize, port: u16, ingress: u16, frame: &[u8]) -> bool {
         let Some(Some(tx)) = self.to.get_mut(to) else {
             return false;
         };
-        self.handed |= 1 << (to % 64);
-        tx.send(port, ingress, frame)
+        let sent = tx.send(port, ingress, frame);
+        if sent {
+            self.handed |= 1 << (to % 64);
+        }
+        sent
     }
 
     /// Wakes the workers frames were handed to, if they sleep.

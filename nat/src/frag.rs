@@ -125,6 +125,7 @@ impl Fragments {
             d.owner = Some(owner);
             d.expires = now + timeout;
         }
+        // No translation here; this releases the held ones.
         self.set_session(key, None);
     }
 

@@ -103,6 +103,17 @@ pub struct Lookahead {
     hash: Option<u64>,
 }
 
+impl Lookahead {
+    /// The parsing half of `Shard::lookahead`: the packet read, not yet hashed.
+    #[inline]
+    pub fn read(ip: &[u8]) -> Lookahead {
+        Lookahead {
+            parsed: flow::parse(ip),
+            hash: None,
+        }
+    }
+}
+
 impl Default for Lookahead {
     /// A packet too short to read (what an unused burst slot holds).
     fn default() -> Lookahead {
@@ -238,15 +249,29 @@ impl Shard {
     #[inline]
     pub fn lookahead(&self, ip: &[u8]) -> Lookahead {
         let parsed = flow::parse(ip);
-        let hash = match parsed {
+        let hash = self.start_lookup(&parsed);
+        Lookahead { parsed, hash }
+    }
+
+    /// The hashing half of `lookahead`, for a packet `Lookahead::read` parsed and `steer`
+    /// kept here (a packet handed to another shard is not hashed at all).
+    #[inline]
+    pub fn hash_ahead(&self, ahead: &mut Lookahead) {
+        ahead.hash = self.start_lookup(&ahead.parsed);
+    }
+
+    /// Hashes a packet's flow and starts loading its index bucket, for the packets
+    /// pre-routing looks up whole (not a later fragment, not an ICMP error).
+    #[inline(always)]
+    fn start_lookup(&self, parsed: &Result<Parsed, flow::ParseError>) -> Option<u64> {
+        match parsed {
             Ok(p) if p.fragment != Fragment::Later && p.l4 != L4::IcmpError => {
                 let hash = self.sessions.hash(&p.flow);
                 self.sessions.prefetch_bucket(hash);
                 Some(hash)
             }
             _ => None,
-        };
-        Lookahead { parsed, hash }
+        }
     }
 
     /// Second pass, after `lookahead` for the whole burst: starts loading the session the

@@ -111,7 +111,7 @@ impl Stage {
                 continue;
             };
             let ip = &frame.data()[eth::LEN..];
-            let l = self.shard.lookahead(ip);
+            let mut l = Lookahead::read(ip);
             if steer {
                 let owner = self.shard.steer(ip, &l, side, self.shards, self.now);
                 if owner != self.shard.id() {
@@ -120,6 +120,7 @@ impl Stage {
                     continue;
                 }
             }
+            self.shard.hash_ahead(&mut l);
             ahead.push(Some((side, l)));
         }
         for (side, l) in ahead.iter().flatten() {
