@@ -21,6 +21,7 @@ pub mod rewrite;
 pub mod rules;
 pub mod shard;
 mod steer;
+mod subscriber;
 pub mod table;
 pub mod tcp;
 

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use crate::index::Index;
+use crate::mem::huge_vec;
 use crate::rules::Endpoint;
+use crate::subscriber::{Subscriber, SubscriberId, Subscribers};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Mapping {
@@ -23,12 +25,16 @@ pub struct Mapping {
     remote_sessions: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Subscriber {
-    /// The external address all of this host's mappings use (paired pooling).
-    pub external: u32,
-    pub sessions: u32,
-    pub ports: u32,
+impl Mapping {
+    const UNUSED: Mapping = Mapping {
+        proto: 0,
+        inside: Endpoint { addr: 0, port: 0 },
+        external: Endpoint { addr: 0, port: 0 },
+        sessions: 0,
+        live: false,
+        remote: 0,
+        remote_sessions: 0,
+    };
 }
 
 type Fast<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -38,14 +44,18 @@ type Fast<K, V> = HashMap<K, V, ahash::RandomState>;
 /// or insert costs one index line and one slot line instead of a hash map's separate
 /// control and entry lines; a new session pays this twice (inside and external keys).
 pub struct Mappings {
+    /// All the table's slots, preallocated (and written, so their pages exist) when the
+    /// shard is made: the packet path never grows or copies them.
     slots: Vec<Mapping>,
+    /// Slots ever used: those at and past it have never held a mapping.
+    used: u32,
     free: Vec<u32>,
     by_inside: Index,
     by_external: Index,
     /// (mapping, remote address) → sessions, for the remotes after a mapping's first:
     /// address-dependent filtering.
     more_remotes: Fast<u64, u32>,
-    subscribers: Fast<u32, Subscriber>,
+    subscribers: Subscribers,
 }
 
 #[inline(always)]
@@ -56,18 +66,18 @@ fn remote_key(i: u32, remote: u32) -> u64 {
 impl Mappings {
     /// Room for the mappings of `capacity` sessions: a mapping has at least one session,
     /// except the one a new session makes before it is inserted (when the session table
-    /// is full, early drop frees another only then). The indices are allocated now; their
-    /// pages and the slots appear as mappings are made.
+    /// is full, early drop frees another only then). Slots and indices are allocated now.
     pub fn new(capacity: usize) -> Mappings {
         let rs = ahash::RandomState::new;
         let capacity = capacity + 1;
         Mappings {
-            slots: Vec::with_capacity(capacity.min(1 << 17)),
+            slots: huge_vec(capacity, Mapping::UNUSED),
+            used: 0,
             free: Vec::new(),
             by_inside: Index::with_capacity(capacity),
             by_external: Index::with_capacity(capacity),
             more_remotes: HashMap::with_hasher(rs()),
-            subscribers: HashMap::with_capacity_and_hasher(capacity.min(1 << 12), rs()),
+            subscribers: Subscribers::with_capacity(capacity.min(1 << 12)),
         }
     }
 
@@ -98,27 +108,54 @@ impl Mappings {
         })
     }
 
-    /// Starts loading the index lines a new mapping of `inside` will be looked up in and,
-    /// if it keeps its port (`external`), inserted in.
+    /// Starts loading the index line a new mapping of `inside` is looked up in.
     #[inline]
-    pub fn prefetch_new(&self, proto: u8, inside: Endpoint, external: Endpoint) {
+    pub fn prefetch_inside(&self, proto: u8, inside: Endpoint) {
         self.by_inside
             .prefetch(self.by_inside.hash(inside.key(proto) as u128));
+    }
+
+    /// Starts loading the index line a new mapping to `external` is inserted in.
+    #[inline]
+    pub fn prefetch_external(&self, proto: u8, external: Endpoint) {
         self.by_external
             .prefetch(self.by_external.hash(external.key(proto) as u128));
     }
 
     pub fn subscriber(&self, inside: u32) -> Option<&Subscriber> {
-        self.subscribers.get(&inside)
+        self.subscribers
+            .find(inside)
+            .map(|id| self.subscribers.get(id))
+    }
+
+    /// The inside host's accounting slot, made if it has none (one hash; the new-session
+    /// path then works by index). Give an unused one back with `release_subscriber`.
+    pub fn open_subscriber(&mut self, inside: u32) -> SubscriberId {
+        self.subscribers.open(inside)
+    }
+
+    pub fn subscriber_at(&self, id: SubscriberId) -> &Subscriber {
+        self.subscribers.get(id)
+    }
+
+    /// Frees the slot if a new session failed before the host had anything in it.
+    pub fn release_subscriber(&mut self, id: SubscriberId) {
+        self.subscribers.release_if_idle(id);
     }
 
     pub fn subscribers(&self) -> usize {
         self.subscribers.len()
     }
 
-    /// Records a new mapping (the caller took the external port and made sure neither key
-    /// is mapped). `None` when the table already holds its capacity.
-    pub fn insert(&mut self, proto: u8, inside: Endpoint, external: Endpoint) -> Option<u32> {
+    /// Records a new mapping of subscriber `sub` (the caller took the external port and
+    /// made sure neither key is mapped). `None` when the table already holds its capacity.
+    pub fn insert(
+        &mut self,
+        proto: u8,
+        inside: Endpoint,
+        external: Endpoint,
+        sub: SubscriberId,
+    ) -> Option<u32> {
         let m = Mapping {
             proto,
             inside,
@@ -128,7 +165,11 @@ impl Mappings {
             remote: 0,
             remote_sessions: 0,
         };
-        let i = self.free.last().copied().unwrap_or(self.slots.len() as u32);
+        let i = match self.free.last() {
+            Some(&i) => i,
+            None if (self.used as usize) < self.slots.len() => self.used,
+            None => return None,
+        };
         if !self
             .by_inside
             .insert(self.by_inside.hash(inside.key(proto) as u128), i)
@@ -143,11 +184,11 @@ impl Mappings {
                 .remove(self.by_inside.hash(inside.key(proto) as u128), i);
             return None;
         }
-        match self.free.pop() {
-            Some(i) => self.slots[i as usize] = m,
-            None => self.slots.push(m),
+        if self.free.pop().is_none() {
+            self.used += 1;
         }
-        let sub = self.subscribers.entry(inside.addr).or_default();
+        self.slots[i as usize] = m;
+        let sub = self.subscribers.get_mut(sub);
         sub.external = external.addr;
         sub.ports += 1;
         Some(i)
@@ -190,11 +231,10 @@ impl Mappings {
         self.by_external
             .remove(self.by_external.hash(m.external.key(m.proto) as u128), i);
         self.free.push(i);
-        if let Some(sub) = self.subscribers.get_mut(&m.inside.addr) {
+        if let Some(id) = self.subscribers.find(m.inside.addr) {
+            let sub = self.subscribers.get_mut(id);
             sub.ports = sub.ports.saturating_sub(1);
-            if sub.ports == 0 && sub.sessions == 0 {
-                self.subscribers.remove(&m.inside.addr);
-            }
+            self.subscribers.release_if_idle(id);
         }
         Some(m)
     }
@@ -216,16 +256,15 @@ impl Mappings {
             || self.more_remotes.contains_key(&remote_key(i, remote))
     }
 
-    pub fn add_session(&mut self, inside: u32) {
-        self.subscribers.entry(inside).or_default().sessions += 1;
+    pub fn add_session(&mut self, sub: SubscriberId) {
+        self.subscribers.get_mut(sub).sessions += 1;
     }
 
     pub fn remove_session(&mut self, inside: u32) {
-        if let Some(sub) = self.subscribers.get_mut(&inside) {
+        if let Some(id) = self.subscribers.find(inside) {
+            let sub = self.subscribers.get_mut(id);
             sub.sessions = sub.sessions.saturating_sub(1);
-            if sub.ports == 0 && sub.sessions == 0 {
-                self.subscribers.remove(&inside);
-            }
+            self.subscribers.release_if_idle(id);
         }
     }
 
@@ -234,7 +273,7 @@ impl Mappings {
             + self.by_inside.bytes()
             + self.by_external.bytes()
             + self.more_remotes.capacity() * 13 * 8 / 7
-            + self.subscribers.capacity() * (4 + 12 + 1) * 8 / 7
+            + self.subscribers.bytes()
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -268,6 +307,19 @@ impl Mappings {
                 self.by_external.len()
             ));
         }
+        self.subscribers.check()?;
+        let mut ports: HashMap<u32, u32> = HashMap::new();
+        for m in self.slots.iter().filter(|m| m.live) {
+            *ports.entry(m.inside.addr).or_default() += 1;
+        }
+        for (addr, n) in ports {
+            let counted = self.subscriber(addr).map_or(0, |s| s.ports);
+            if counted != n {
+                return Err(format!(
+                    "subscriber {addr:#x}: {n} mappings, {counted} ports counted"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -286,7 +338,8 @@ mod tests {
     #[test]
     fn remotes_are_counted_whichever_order_sessions_end() {
         let mut m = Mappings::new(8);
-        let i = m.insert(17, ep(10, 4000), ep(99, 4000)).expect("room");
+        let sub = m.open_subscriber(10);
+        let i = m.insert(17, ep(10, 4000), ep(99, 4000), sub).expect("room");
         assert_eq!(m.by_inside(17, ep(10, 4000)), Some(i));
         assert_eq!(m.by_external(17, ep(99, 4000)), Some(i));
         assert_eq!(m.by_inside(6, ep(10, 4000)), None, "another protocol");
@@ -314,16 +367,22 @@ mod tests {
         assert_eq!(m.by_inside(17, ep(10, 4000)), None);
         assert_eq!(m.by_external(17, ep(99, 4000)), None);
         assert!(m.is_empty() && m.more_remotes.is_empty());
+        assert!(m.subscriber(10).is_none(), "the host's record went with it");
         m.check().expect("consistent");
     }
 
     #[test]
     fn the_capacity_bounds_the_mappings() {
         let mut m = Mappings::new(2);
+        let sub = m.open_subscriber(10);
         for p in 0..3 {
-            assert!(m.insert(17, ep(10, p), ep(99, p)).is_some(), "mapping {p}");
+            assert!(
+                m.insert(17, ep(10, p), ep(99, p), sub).is_some(),
+                "mapping {p}"
+            );
         }
-        assert!(m.insert(17, ep(10, 3), ep(99, 3)).is_none());
+        assert!(m.insert(17, ep(10, 3), ep(99, 3), sub).is_none());
+        assert_eq!(m.subscriber(10).map(|s| s.ports), Some(3));
         assert_eq!(m.len(), 3);
     }
 }

@@ -20,6 +20,7 @@ use crate::mapping::Mappings;
 use crate::ports::{class_range, PortMap, Space};
 use crate::rewrite::rewrite;
 use crate::rules::{Endpoint, Filtering, Rules};
+use crate::subscriber::SubscriberId;
 use crate::table::{Class, Handle, Kind, Session, Sessions, CLASSES, NONE};
 use crate::tcp::Track;
 
@@ -291,12 +292,19 @@ impl Shard {
         if self.sessions.prefetch_session(hash) || side != Side::Inside {
             return;
         }
-        let Ok(p) = &l.parsed else {
-            return;
-        };
-        let flow = p.flow;
+        if let Ok(p) = &l.parsed {
+            self.prefetch_new_flow(p.flow, masquerade);
+        }
+    }
+
+    /// `prefetch_session`'s part for a likely new flow: out of line, so that the
+    /// established flows' burst loop stays small.
+    #[inline(never)]
+    fn prefetch_new_flow(&self, flow: Flow, masquerade: Option<u32>) {
         let external = match (self.rules.pool.is_empty(), masquerade) {
-            (false, _) => self.external_for(flow.src, 0),
+            // The host's paired address unless the pool changed since its first mapping:
+            // a prefetch is only a hint.
+            (false, _) => self.pool_pick(flow.src),
             (true, Some(a)) => a,
             (true, None) => return,
         };
@@ -304,19 +312,32 @@ impl Shard {
             addr: flow.src,
             port: flow.sport,
         };
-        let kept = Endpoint {
+        self.mappings.prefetch_inside(flow.proto, inside);
+        self.prefetch_external_port(flow, external, flow.sport);
+        // Where the kept port is taken (several hosts behind one address), the first
+        // random one is tried next: misses into the port map and two indices otherwise.
+        if let Some(port) = self.first_probe(flow.proto, inside) {
+            self.prefetch_external_port(flow, external, port);
+        }
+    }
+
+    /// Starts loading what taking `port` on `external` for `flow`'s new mapping touches:
+    /// the port-map word, the mapping index bucket of the external endpoint, and the
+    /// session index bucket of the reply key.
+    #[inline]
+    fn prefetch_external_port(&self, flow: Flow, external: u32, port: u16) {
+        self.ports.prefetch(external, Space::of(flow.proto), port);
+        let endpoint = Endpoint {
             addr: external,
-            port: flow.sport,
+            port,
         };
-        self.mappings.prefetch_new(flow.proto, inside, kept);
-        self.ports
-            .prefetch(external, Space::of(flow.proto), flow.sport);
+        self.mappings.prefetch_external(flow.proto, endpoint);
         let reply = Flow {
             proto: flow.proto,
             src: flow.dst,
             dst: external,
             sport: flow.dport,
-            dport: flow.sport,
+            dport: port,
         };
         self.sessions.prefetch_bucket(self.sessions.hash(&reply));
     }
@@ -493,7 +514,7 @@ impl Shard {
                 sport: backend.port,
                 dport: flow.sport,
             };
-            return match self.create(flow, reply, NONE, Kind::Dnat, p, now) {
+            return match self.create(flow, reply, NONE, Kind::Dnat, None, p, now) {
                 Ok(h) => {
                     self.translate_destination(ip, p, h);
                     Pre::Session(h)
@@ -534,7 +555,8 @@ impl Shard {
                     sport: m.inside.port,
                     dport: flow.sport,
                 };
-                match self.create(orig, flow, mi, Kind::Snat, p, now) {
+                let sub = self.mappings.open_subscriber(orig.src);
+                match self.create(orig, flow, mi, Kind::Snat, Some(sub), p, now) {
                     Ok(h) => {
                         self.translate_destination(ip, p, h);
                         Pre::Session(h)
@@ -591,9 +613,8 @@ impl Shard {
             addr: flow.src,
             port: flow.sport,
         };
-        let external = self.external_for(flow.src, flow.dst);
-        let mi = match self.mapping_for(flow.proto, from, external, now) {
-            Ok(mi) => mi,
+        let (mi, sub) = match self.open_mapping(flow.proto, from, flow.dst, now) {
+            Ok(opened) => opened,
             Err(r) => return Pre::Refuse(r),
         };
         let Some(m) = self.mappings.get(mi).copied() else {
@@ -606,7 +627,7 @@ impl Shard {
             sport: to.port,
             dport: m.external.port,
         };
-        match self.create(flow, reply, mi, Kind::Hairpin, p, now) {
+        match self.create(flow, reply, mi, Kind::Hairpin, Some(sub), p, now) {
             Ok(h) => {
                 self.translate_destination(ip, p, h);
                 Pre::Session(h)
@@ -713,8 +734,7 @@ impl Shard {
             addr: flow.src,
             port: flow.sport,
         };
-        let external = self.external_for(flow.src, masquerade);
-        let mi = self.mapping_for(flow.proto, inside, external, now)?;
+        let (mi, sub) = self.open_mapping(flow.proto, inside, masquerade, now)?;
         let Some(m) = self.mappings.get(mi).copied() else {
             return Err(Reason::PortsExhausted);
         };
@@ -725,7 +745,7 @@ impl Shard {
             sport: flow.dport,
             dport: m.external.port,
         };
-        let created = self.create(flow, reply, mi, Kind::Snat, p, now);
+        let created = self.create(flow, reply, mi, Kind::Snat, Some(sub), p, now);
         if created.is_err() {
             self.drop_unused_mapping(mi, now);
         } else if !self.held_syns.is_empty() {
@@ -735,21 +755,46 @@ impl Shard {
         created
     }
 
-    /// The external address for an inside host: with a pool, the one it already has
-    /// (paired pooling, RFC 4787 REQ-2), else one chosen by a hash of its address;
-    /// without a pool, the masquerade address.
-    fn external_for(&self, inside: u32, masquerade: u32) -> u32 {
-        let pool = &self.rules.pool;
-        if pool.is_empty() {
-            return masquerade;
-        }
-        match self.mappings.subscriber(inside) {
-            Some(sub) if sub.ports > 0 => sub.external,
-            _ => {
-                let h = (inside as u64 ^ self.rules.seed).wrapping_mul(0x9e3779b97f4a7c15);
-                pool[((h >> 32) % pool.len() as u64) as usize]
+    /// The endpoint-independent mapping of `inside` (made now if there is none, on the
+    /// host's external address or `masquerade` without a pool) and the host's
+    /// accounting slot, which the session to be created counts in.
+    fn open_mapping(
+        &mut self,
+        proto: u8,
+        inside: Endpoint,
+        masquerade: u32,
+        now: u64,
+    ) -> Result<(u32, SubscriberId), Reason> {
+        let sub = self.mappings.open_subscriber(inside.addr);
+        let external = self.external_for(sub, masquerade);
+        match self.mapping_for(proto, inside, external, sub, now) {
+            Ok(mi) => Ok((mi, sub)),
+            Err(r) => {
+                self.mappings.release_subscriber(sub);
+                Err(r)
             }
         }
+    }
+
+    /// The external address for a subscriber's new mapping: with a pool, the one its
+    /// other mappings use (paired pooling, RFC 4787 REQ-2), else `pool_pick`; without a
+    /// pool, the masquerade address.
+    fn external_for(&self, sub: SubscriberId, masquerade: u32) -> u32 {
+        if self.rules.pool.is_empty() {
+            return masquerade;
+        }
+        match self.mappings.subscriber_at(sub) {
+            s if s.ports > 0 => s.external,
+            s => self.pool_pick(s.addr),
+        }
+    }
+
+    /// The pool address for a host's first mapping: a seeded hash of its address. The
+    /// pool must not be empty.
+    fn pool_pick(&self, inside: u32) -> u32 {
+        let pool = &self.rules.pool;
+        let h = (inside as u64 ^ self.rules.seed).wrapping_mul(0x9e3779b97f4a7c15);
+        pool[((h >> 32) % pool.len() as u64) as usize]
     }
 
     /// The endpoint-independent mapping of `inside`, made now if there is none.
@@ -758,49 +803,48 @@ impl Shard {
         proto: u8,
         inside: Endpoint,
         external: u32,
+        sub: SubscriberId,
         now: u64,
     ) -> Result<u32, Reason> {
         if let Some(mi) = self.mappings.by_inside(proto, inside) {
             return Ok(mi);
         }
         let quota = self.rules.max_ports_per_host;
-        if quota > 0
-            && self
-                .mappings
-                .subscriber(inside.addr)
-                .is_some_and(|s| s.ports >= quota)
-        {
+        if quota > 0 && self.mappings.subscriber_at(sub).ports >= quota {
             return Err(Reason::PortQuota);
         }
         let space = Space::of(proto);
         let port = self
-            .take_port(external, space, inside.port, now)
+            .take_port(external, proto, inside, now)
             .ok_or(Reason::PortsExhausted)?;
         let external = Endpoint {
             addr: external,
             port,
         };
         self.mappings
-            .insert(proto, inside, external)
+            .insert(proto, inside, external, sub)
             .ok_or_else(|| {
                 self.ports.release(external.addr, space, port, now, 0);
                 Reason::TableFull
             })
     }
 
-    /// An external port for `wanted`: itself if free (port preservation), else a random
-    /// one of the same class (RFC 6056 algorithm 1), bounded probing.
-    fn take_port(&mut self, addr: u32, space: Space, wanted: u16, now: u64) -> Option<u16> {
+    /// An external port on `addr` for the inside endpoint: its own port if free (port
+    /// preservation), else one of the same class chosen at random, bounded probing. The
+    /// first random choice is `first_probe`, the others come from the shard's generator.
+    fn take_port(&mut self, addr: u32, proto: u8, inside: Endpoint, now: u64) -> Option<u16> {
         let shard = self.id;
-        if self.ports.try_take(addr, space, wanted, shard, now) {
-            return Some(wanted);
+        let space = Space::of(proto);
+        if self.ports.try_take(addr, space, inside.port, shard, now) {
+            return Some(inside.port);
         }
-        let (lo, hi) = class_range(space, wanted);
+        let port = self.first_probe(proto, inside)?;
+        if self.ports.try_take(addr, space, port, shard, now) {
+            return Some(port);
+        }
+        let (lo, hi) = class_range(space, inside.port);
         let span = (hi - lo) as u64 + 1;
-        if span == 1 {
-            return None;
-        }
-        for _ in 0..RANDOM_PROBES {
+        for _ in 1..RANDOM_PROBES {
             let port = lo + (self.random() % span) as u16;
             if self.ports.try_take(addr, space, port, shard, now) {
                 return Some(port);
@@ -814,6 +858,21 @@ impl Shard {
             }
         }
         None
+    }
+
+    /// The first port tried when the endpoint's own is taken: a keyed hash of the endpoint
+    /// into its port class (RFC 6056 §3.3.3's construction: unpredictable without the
+    /// process's random seed). Unlike a draw from the generator it is known before the
+    /// packet is translated, so a burst's prefetch pass loads its port-map word with the
+    /// kept port's. `None` when the class has a single port (other protocols).
+    fn first_probe(&self, proto: u8, inside: Endpoint) -> Option<u16> {
+        let (lo, hi) = class_range(Space::of(proto), inside.port);
+        let span = (hi - lo) as u64 + 1;
+        if span == 1 {
+            return None;
+        }
+        let h = crate::maglev::mix(self.rules.seed ^ 0x2127_599b_f432_5c37 ^ inside.key(proto));
+        Some(lo + (h % span) as u16)
     }
 
     fn drop_unused_mapping(&mut self, mi: u32, now: u64) {
@@ -835,12 +894,16 @@ impl Shard {
 
     /// Inserts a session after the checks every new session passes: both keys free, the
     /// inside host's quota, room in the table (early drop, RFC 5508 REQ-8 otherwise).
+    /// `subscriber` is the inside host the session counts against (every kind but DNAT,
+    /// whose client is outside).
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         orig: Flow,
         reply: Flow,
         mapping: u32,
         kind: Kind,
+        subscriber: Option<SubscriberId>,
         p: &Parsed,
         now: u64,
     ) -> Result<Handle, Reason> {
@@ -848,18 +911,9 @@ impl Shard {
         if !self.sessions.keys_free(&orig, &reply, hashes) {
             return Err(Reason::PortsExhausted);
         }
-        let subscriber = match kind {
-            Kind::Dnat => None,
-            _ => Some(orig.src),
-        };
         let quota = self.rules.max_sessions_per_host;
         if let Some(sub) = subscriber {
-            if quota > 0
-                && self
-                    .mappings
-                    .subscriber(sub)
-                    .is_some_and(|s| s.sessions >= quota)
-            {
+            if quota > 0 && self.mappings.subscriber_at(sub).sessions >= quota {
                 return Err(Reason::SessionQuota);
             }
         }

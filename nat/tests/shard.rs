@@ -108,6 +108,39 @@ fn mapping_is_endpoint_independent_also_under_port_collision() {
     n.check();
 }
 
+/// A taken port is replaced by a keyed-hash choice (RFC 6056 §3.3.3): distinct ports of
+/// the same class, and another set of them under another process secret, so an outside
+/// observer cannot predict them.
+#[test]
+fn replacement_ports_depend_on_the_secret_seed() {
+    let chosen = |seed: u64| -> Vec<u16> {
+        let mut n = Nat::new(|r| r.seed = seed);
+        let r = a("198.51.100.7");
+        let ports: Vec<u16> = (0..20)
+            .map(|i| sport(&n.out(udp(a("192.0.2.10") + i, 5000, r, 53), 0).unwrap()))
+            .collect();
+        n.check();
+        ports
+    };
+    let (one, two) = (chosen(1), chosen(2));
+    for ports in [&one, &two] {
+        assert_eq!(ports[0], 5000, "the first host keeps its port");
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ports.len(),
+            "no port overloading: {ports:?}"
+        );
+        assert!(ports.iter().all(|&p| p >= 1024), "{ports:?}");
+    }
+    let same = one[1..]
+        .iter()
+        .zip(&two[1..])
+        .filter(|(x, y)| x == y)
+        .count();
+    assert!(same < 3, "seed 1 {one:?} and seed 2 {two:?}");
+}
+
 #[test]
 fn port_class_is_kept() {
     let mut n = Nat::new(|_| {});
