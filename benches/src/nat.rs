@@ -115,14 +115,16 @@ pub fn translate_burst(
     }
     let mut translated = 0;
     for (b, l) in bufs[..n].iter_mut().zip(&ahead) {
-        translated += match s.prerouting_ahead(b, l, Side::Inside, 0, now) {
-            // Unchanged by pre-routing: post-routing reuses the reading, as the dataplane's.
-            Pre::Pass => matches!(
-                s.postrouting_ahead(b, l, Some(X + 1), now),
-                Post::Translated
-            ),
-            pre => post(s, b, pre, now),
-        } as usize;
+        // Post-routing reuses pre-routing's reading, as the dataplane's does.
+        let pre = match s.prerouting_ahead(b, l, Side::Inside, 0, now) {
+            Pre::Pass => None,
+            Pre::Session(h) => Some(h),
+            _ => continue,
+        };
+        translated += matches!(
+            s.postrouting_ahead(b, l, pre, Some(X + 1), now),
+            Post::Translated
+        ) as usize;
     }
     translated
 }

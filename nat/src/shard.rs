@@ -469,6 +469,41 @@ impl Shard {
         rewrite(ip, p, &to);
     }
 
+    /// The source half of session `h`'s translation, for a packet pre-routing found it
+    /// for. `read` is pre-routing's reading of the packet, if it kept one; the packet has
+    /// since been given the session's destination (every way to `Pre::Session` ends in
+    /// `translate_destination`) and is otherwise as read.
+    #[inline(always)]
+    fn source_half(&self, ip: &mut [u8], h: Handle, read: Option<Parsed>) -> Post {
+        let Some(s) = self.sessions.get(h) else {
+            return Post::Pass;
+        };
+        let t = target(s, h.reply);
+        let p = match read {
+            Some(p) => Parsed {
+                flow: Flow {
+                    dst: t.dst,
+                    dport: t.dport,
+                    ..p.flow
+                },
+                ..p
+            },
+            None => match flow::parse(ip) {
+                Ok(p) => p,
+                Err(_) => return Post::Drop(Reason::Truncated),
+            },
+        };
+        if t.src != p.flow.src || t.sport != p.flow.sport {
+            let to = Flow {
+                src: t.src,
+                sport: t.sport,
+                ..p.flow
+            };
+            rewrite(ip, &p, &to);
+        }
+        Post::Translated
+    }
+
     fn translate_source(&self, ip: &mut [u8], p: &Parsed, h: Handle) -> bool {
         let Some(s) = self.sessions.get(h) else {
             return false;
@@ -654,20 +689,23 @@ impl Shard {
         self.postrouting_read(ip, pre, snat, now, None)
     }
 
-    /// `postrouting` for a packet `prerouting_ahead` answered `Pre::Pass` after reading it
-    /// as `ahead`. Such a packet was not rewritten (only its TTL changed since, which the
-    /// reading does not hold), so a whole packet or first fragment is not parsed again.
+    /// `postrouting` for a packet `prerouting_ahead` read as `ahead` and answered
+    /// `Pre::Pass` (`pre` = `None`) or `Pre::Session(h)` (`pre` = `Some(h)`). A whole
+    /// packet or first fragment is then not parsed again: a passed packet was not
+    /// rewritten, and one with a session only had its destination set to the session's
+    /// (`source_half`). Only the TTL changed since, which the reading does not hold.
     pub fn postrouting_ahead(
         &mut self,
         ip: &mut [u8],
         ahead: &Lookahead,
+        pre: Option<Handle>,
         snat: Option<u32>,
         now: u64,
     ) -> Post {
         // `lookahead` hashed exactly the packets pre-routing reads whole (not a later
         // fragment, not an ICMP error, whose Pass may follow a rewrite).
         let read = ahead.hash.and(ahead.parsed.ok());
-        self.postrouting_read(ip, None, snat, now, read)
+        self.postrouting_read(ip, pre, snat, now, read)
     }
 
     /// Both entry points inline this, so `postrouting` (the established path) keeps no
@@ -681,25 +719,21 @@ impl Shard {
         now: u64,
         read: Option<Parsed>,
     ) -> Post {
+        if let Some(h) = pre {
+            return self.source_half(ip, h, read);
+        }
         // Nothing to translate and nothing to create: only a first fragment matters (its
         // later fragments learn they pass untranslated).
         let first_fragment = wire::ipv4::flags_frag(ip)
             & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK)
             == wire::ipv4::FLAG_MF;
-        if pre.is_none() && snat.is_none() && !first_fragment {
+        if snat.is_none() && !first_fragment {
             return Post::Pass;
         }
         let p = match read.map_or_else(|| flow::parse(ip), Ok) {
             Ok(p) => p,
             Err(_) => return Post::Drop(Reason::Truncated),
         };
-        if let Some(h) = pre {
-            return if self.translate_source(ip, &p, h) {
-                Post::Translated
-            } else {
-                Post::Pass
-            };
-        }
         let first = p.fragment == Fragment::First;
         let Some(masquerade) = snat else {
             if first {

@@ -71,8 +71,9 @@ pub enum NatMark {
     /// Not seen by the NAT (no NAT, or not from an inside or outside interface).
     #[default]
     Unseen,
-    /// Belongs to this session (already translated on the way in, if DNAT or a reply).
-    Session(::nat::Handle),
+    /// Belongs to session `.0` (already translated on the way in, if DNAT or a reply);
+    /// entry `.1` of the burst's pre-routing readings holds its parse.
+    Session(::nat::Handle, u16),
     /// Passed unchanged; entry `.0` of the burst's pre-routing readings holds its parse.
     Passed(u16),
 }

@@ -145,7 +145,7 @@ impl Stage {
                     }
                 }
                 Pre::Session(h) => {
-                    m.nat = NatMark::Session(h);
+                    m.nat = NatMark::Session(h, i as u16);
                     m.class = Class::V4 {
                         dst: ipv4::dst_bits(ip),
                     };
@@ -172,9 +172,10 @@ impl Stage {
         ingress: usize,
         egress: usize,
     ) -> Result<bool, (Drop, bool)> {
-        let handle = match mark {
-            NatMark::Session(h) => Some(h),
-            _ => None,
+        let (handle, reading) = match mark {
+            NatMark::Session(h, i) => (Some(h), Some(i)),
+            NatMark::Passed(i) => (None, Some(i)),
+            NatMark::Unseen => (None, None),
         };
         let snat = match (self.role(ingress), self.role(egress)) {
             (Some(Side::Inside), Some(Side::Outside)) => self.masquerade[egress],
@@ -184,12 +185,10 @@ impl Stage {
             return Ok(false);
         }
         let ip = &mut frame.data_mut()[eth::LEN..];
-        let post = match mark {
-            NatMark::Passed(i) => match self.ahead.get(i as usize).copied().flatten() {
-                Some((_, l)) => self.shard.postrouting_ahead(ip, &l, snat, self.now),
-                None => self.shard.postrouting(ip, None, snat, self.now),
-            },
-            _ => self.shard.postrouting(ip, handle, snat, self.now),
+        let read = reading.and_then(|i| self.ahead.get(i as usize).copied().flatten());
+        let post = match read {
+            Some((_, l)) => self.shard.postrouting_ahead(ip, &l, handle, snat, self.now),
+            None => self.shard.postrouting(ip, handle, snat, self.now),
         };
         match post {
             Post::Pass => Ok(false),
