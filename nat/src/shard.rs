@@ -314,8 +314,8 @@ impl Shard {
         };
         self.mappings.prefetch_inside(flow.proto, inside);
         self.prefetch_external_port(flow, external, flow.sport);
-        // Where the kept port is taken (several hosts behind one address), the first
-        // random one is tried next: misses into the port map and two indices otherwise.
+        // Where the kept port is taken (several hosts behind one address), `first_probe`
+        // is tried next: misses into the port map and two indices otherwise.
         if let Some(port) = self.first_probe(flow.proto, inside) {
             self.prefetch_external_port(flow, external, port);
         }
@@ -469,10 +469,10 @@ impl Shard {
         rewrite(ip, p, &to);
     }
 
-    /// The source half of session `h`'s translation, for a packet pre-routing found it
-    /// for. `read` is pre-routing's reading of the packet, if it kept one; the packet has
-    /// since been given the session's destination (every way to `Pre::Session` ends in
-    /// `translate_destination`) and is otherwise as read.
+    /// The source half of session `h`'s translation. `read` is the packet's reading, if
+    /// there is one: taken by pre-routing, after which the packet was given the session's
+    /// destination (every way to `Pre::Session` ends in `translate_destination`) and is
+    /// otherwise as read.
     #[inline(always)]
     fn source_half(&self, ip: &mut [u8], h: Handle, read: Option<Parsed>) -> Post {
         let Some(s) = self.sessions.get(h) else {
@@ -502,23 +502,6 @@ impl Shard {
             rewrite(ip, &p, &to);
         }
         Post::Translated
-    }
-
-    fn translate_source(&self, ip: &mut [u8], p: &Parsed, h: Handle) -> bool {
-        let Some(s) = self.sessions.get(h) else {
-            return false;
-        };
-        let t = target(s, h.reply);
-        if t.src == p.flow.src && t.sport == p.flow.sport {
-            return true;
-        }
-        let to = Flow {
-            src: t.src,
-            sport: t.sport,
-            ..p.flow
-        };
-        rewrite(ip, p, &to);
-        true
     }
 
     /// A packet with no session: a frontend's new flow, an inbound flow through a mapping,
@@ -746,7 +729,7 @@ impl Shard {
         }
         let verdict = match self.new_snat(&p, masquerade, now) {
             Ok(h) => {
-                self.translate_source(ip, &p, h);
+                self.source_half(ip, h, Some(p));
                 if first {
                     self.frags
                         .set_session(datagram_key(&p.flow, p.ident), Some(h));
