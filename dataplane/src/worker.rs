@@ -347,9 +347,17 @@ impl Worker {
             &mut self.route_scratch,
         );
         self.burst_hop = None;
-        for (i, frame) in frames.drain(..).enumerate() {
+        let mut drain = frames.drain(..);
+        let mut i = 0;
+        while let Some(frame) = drain.next() {
+            // The next frame's headers were evicted from L1 by the burst's others (they all
+            // sit at the same chunk offset): start loading them while this one goes out.
+            if let Some(next) = drain.as_slice().first() {
+                next.prefetch_head();
+            }
             let meta = self.meta.get(i).copied().unwrap_or_default();
             self.dispatch(frame, meta);
+            i += 1;
         }
     }
 
