@@ -279,10 +279,11 @@ impl Shard {
     /// bucket names.
     ///
     /// A packet from the inside whose bucket names no session is most likely the first of
-    /// a new flow: its SNAT will look up the inside endpoint's mapping and, when the port
-    /// is kept (the usual case), take that port and insert the external endpoint and the
-    /// reply key. Those lines are started now too, so they load while the rest of the
-    /// burst is read instead of one after another. `masquerade` is the address SNAT will
+    /// a new flow: its SNAT will look up the inside endpoint's mapping, take the kept port
+    /// or, if another host has it, the first replacement (`first_probe`), and insert the
+    /// external endpoint and the reply key. Those lines are started now too, for both
+    /// candidate ports, so they load while the rest of the burst is read instead of one
+    /// after another. `masquerade` is the address SNAT will
     /// most likely use without a pool (the outside interface's, when there is one).
     #[inline]
     pub fn prefetch_session(&self, l: &Lookahead, side: Side, masquerade: Option<u32>) {
