@@ -185,9 +185,10 @@ impl Stage {
             return Ok(false);
         }
         let ip = &mut frame.data_mut()[eth::LEN..];
-        let read = reading.and_then(|i| self.ahead.get(i as usize).copied().flatten());
+        // Borrowed in place, not copied out: this runs for every NAT frame.
+        let read = reading.and_then(|i| self.ahead.get(i as usize)?.as_ref());
         let post = match read {
-            Some((_, l)) => self.shard.postrouting_ahead(ip, &l, handle, snat, self.now),
+            Some((_, l)) => self.shard.postrouting_ahead(ip, l, handle, snat, self.now),
             None => self.shard.postrouting(ip, handle, snat, self.now),
         };
         match post {
