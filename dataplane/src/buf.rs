@@ -6,8 +6,13 @@
 //! transmitted on another without a copy: the fast path only moves 16-byte [`Frame`]
 //! handles between the pool, bursts and the backends.
 //!
-//! A received frame starts [`HEADROOM`] bytes into its chunk — where the kernel puts AF_XDP
-//! receive data (its `XDP_PACKET_HEADROOM`) — so encapsulation can prepend headers in place.
+//! A received frame starts at least [`HEADROOM`] bytes into its chunk — where the kernel
+//! puts AF_XDP receive data (its `XDP_PACKET_HEADROOM`) — so encapsulation can prepend
+//! headers in place. Frames that a backend copies in (TAP, memory, pcap) start a further
+//! 0–7 cache lines in, by chunk index ([`Frame::home`]): with every chunk 4 KiB apart, equal
+//! offsets would put all of a burst's header lines into one L1 set (8 ways) where they evict
+//! each other between stages. DPDK's mempool spreads its objects across memory channels for
+//! the same kind of reason.
 
 use std::ptr::NonNull;
 
@@ -17,6 +22,16 @@ pub const CHUNK: usize = 4096;
 pub const HEADROOM: usize = 256;
 /// The largest frame a buffer holds (MTU 2034 plus the Ethernet header).
 pub const MAX_FRAME: usize = 2048;
+/// Cache lines over which copied-in frames' starts are spread (see the module docs).
+const STAGGER_LINES: usize = 8;
+const LINE: usize = 64;
+const _: () = assert!(HEADROOM + (STAGGER_LINES - 1) * LINE + MAX_FRAME <= CHUNK);
+
+/// Where a copied-in frame's data starts in chunk number `index`.
+#[inline(always)]
+const fn home_of(index: usize) -> usize {
+    HEADROOM + (index % STAGGER_LINES) * LINE
+}
 
 /// One packet buffer: a handle on a chunk of its pool's region. It is the only handle on
 /// that chunk (frames are neither `Clone` nor `Copy`), so `&mut Frame` is exclusive access
@@ -89,10 +104,17 @@ impl Frame {
         self.len == 0
     }
 
-    /// Resets to an empty frame at the standard headroom.
+    /// Where this frame's data starts when a backend copies it in: [`HEADROOM`] plus the
+    /// chunk's stagger. Regions are 2 MiB aligned, so the address gives the chunk index.
+    #[inline(always)]
+    fn home(&self) -> usize {
+        home_of(self.chunk.as_ptr() as usize / CHUNK)
+    }
+
+    /// Resets to an empty frame at its home offset.
     #[inline(always)]
     pub fn reset(&mut self) {
-        self.head = HEADROOM as u16;
+        self.head = self.home() as u16;
         self.len = 0;
     }
 
@@ -100,9 +122,9 @@ impl Frame {
     /// [`Self::set_len`].
     #[inline(always)]
     pub fn rx_space(&mut self) -> &mut [u8] {
-        self.head = HEADROOM as u16;
-        self.len = 0;
-        &mut self.buf_mut()[HEADROOM..HEADROOM + MAX_FRAME]
+        self.reset();
+        let home = self.home();
+        &mut self.buf_mut()[home..home + MAX_FRAME]
     }
 
     /// Sets the length of the data (clamped to the buffer).
@@ -136,8 +158,7 @@ impl Frame {
         if bytes.len() > MAX_FRAME {
             return false;
         }
-        self.reset();
-        self.buf_mut()[HEADROOM..HEADROOM + bytes.len()].copy_from_slice(bytes);
+        self.rx_space()[..bytes.len()].copy_from_slice(bytes);
         self.len = bytes.len() as u16;
         true
     }
@@ -260,7 +281,7 @@ impl Pool {
         let chunk = unsafe { self.base().add(index as usize * CHUNK) };
         Some(Frame {
             chunk: NonNull::new(chunk)?,
-            head: HEADROOM as u16,
+            head: home_of(index as usize) as u16,
             len: 0,
             port: 0,
             ingress: 0,
@@ -370,13 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn copied_in_frames_start_on_distinct_cache_lines_with_full_headroom() {
+        let mut pool = Pool::new(2 * STAGGER_LINES);
+        let mut frames: Vec<Frame> = (0..2 * STAGGER_LINES)
+            .map(|_| pool.alloc().expect("frame"))
+            .collect();
+        let mut lines = std::collections::BTreeSet::new();
+        for f in &mut frames {
+            assert!(f.fill(&[7; MAX_FRAME]), "a full-size frame fits");
+            assert_eq!(f.data(), &[7; MAX_FRAME][..]);
+            assert!(f.head as usize >= HEADROOM);
+            lines.insert(f.data().as_ptr() as usize % CHUNK / LINE);
+            assert!(f.prepend(HEADROOM), "the whole headroom stays usable");
+        }
+        // 4 KiB apart, equal offsets would all share one L1 set.
+        assert_eq!(lines.len(), STAGGER_LINES);
+        frames.into_iter().for_each(|f| pool.free(f));
+    }
+
+    #[test]
     fn lend_and_reclaim_round_trip() {
         let mut pool = Pool::new(4);
         let mut f = pool.alloc().expect("frame");
         f.fill(b"hello world");
         assert!(f.advance(6));
+        let home = f.home();
         let addr = pool.lend(f).expect("own frame");
-        assert_eq!(addr % CHUNK as u64, (HEADROOM + 6) as u64);
+        assert_eq!(addr % CHUNK as u64, (home + 6) as u64);
         // SAFETY: `addr` was lent just above.
         let back = unsafe { pool.reclaim(addr, 5) }.expect("in region");
         assert_eq!(back.data(), b"world");

@@ -8,11 +8,21 @@ use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
 pub fn burst(frames: &mut [Frame], meta: &mut [Meta], port: &PortInfo) {
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        m.class = classify(frame, port);
+        classify_into(frame, port, &mut m.class);
         m.next_hop = lpm::NO_ROUTE;
     }
 }
 
+/// [`classify`], writing the class straight into the frame's metadata. Returned by value,
+/// the 32-byte `Class` went through a stack slot that `classify` wrote with narrow stores
+/// and the caller at once re-read with 16-byte loads to copy it: a failed store-to-load
+/// forward, a stall on every packet.
+#[inline(never)]
+fn classify_into(frame: &mut Frame, port: &PortInfo, class: &mut Class) {
+    *class = classify(frame, port);
+}
+
+#[inline(always)]
 pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
     let f = frame.data();
     if f.len() < eth::LEN {
@@ -53,6 +63,7 @@ pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
 }
 
 /// Checks an IPv4 header; returns the destination and the total length.
+#[inline(always)]
 fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
     // The fixed part as an array: its fields are read without bounds checks.
     let Some(fixed) = h.first_chunk::<{ ipv4::MIN_LEN }>() else {
