@@ -119,11 +119,19 @@ pub struct Worker {
     /// What the worker sleeps on: one entry per queue that has a descriptor.
     poll_fds: Vec<libc::pollfd>,
     route_scratch: route::Scratch,
-    /// The last next hop of the current burst whose hop is the same for every packet (all
-    /// but ECMP), with that hop: a burst's packets mostly share a few next hops, and those
-    /// skip the adjacency table. Reset per burst, so a changed adjacency is seen by the
-    /// next burst, as a FIB change is.
-    burst_hop: Option<(u32, Hop)>,
+    /// Per use ([`Memo`]), the last next hop of the current burst whose hop is the same for
+    /// every packet (all but ECMP), with that hop: a burst's packets mostly share a few next
+    /// hops, and those skip the adjacency table. Reset per burst, so a changed adjacency is
+    /// seen by the next burst, as a FIB change is.
+    burst_hops: [Option<(u32, Hop)>; 2],
+}
+
+/// Which of the burst's hop memos a lookup goes through: a tunnel's route and its
+/// underlay next hop alternate on every encapsulated packet, so they keep one each.
+#[derive(Clone, Copy)]
+enum Memo {
+    Route = 0,
+    Underlay = 1,
 }
 
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
@@ -172,7 +180,7 @@ impl Worker {
             fragments: Vec::with_capacity(64),
             poll_fds,
             route_scratch: route::Scratch::default(),
-            burst_hop: None,
+            burst_hops: [None; 2],
             nat,
             nat_requests,
             host: s.host,
@@ -346,7 +354,7 @@ impl Worker {
             &self.fib6,
             &mut self.route_scratch,
         );
-        self.burst_hop = None;
+        self.burst_hops = [None; 2];
         let mut drain = frames.drain(..);
         let mut i = 0;
         while let Some(frame) = drain.next() {
@@ -388,7 +396,7 @@ impl Worker {
                     self.no_route(frame);
                     return;
                 }
-                match self.memoized_hop(meta.next_hop, &frame) {
+                match self.memoized_hop(Memo::Route, meta.next_hop, &frame) {
                     Hop::Local if self.tunnel_icmp(&frame) => self.pool.free(frame),
                     Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
                         let outcome = local::ipv4(&mut frame);
@@ -443,14 +451,14 @@ impl Worker {
         }
     }
 
-    /// [`Self::hop`] through the burst's memo (`burst_hop`).
-    fn memoized_hop(&mut self, next_hop: u32, frame: &Frame) -> Hop {
-        match self.burst_hop {
+    /// [`Self::hop`] through one of the burst's memos (`burst_hops`).
+    fn memoized_hop(&mut self, memo: Memo, next_hop: u32, frame: &Frame) -> Hop {
+        match self.burst_hops[memo as usize] {
             Some((nh, hop)) if nh == next_hop => hop,
             _ => {
                 let (hop, every_packet) = self.hop_for(next_hop, frame);
                 if every_packet {
-                    self.burst_hop = Some((next_hop, hop));
+                    self.burst_hops[memo as usize] = Some((next_hop, hop));
                 }
                 hop
             }
@@ -596,7 +604,7 @@ impl Worker {
         if via == NO_ROUTE {
             return self.drop(frame, Drop::NoRoute);
         }
-        let (port, target) = match self.hop(via, &frame) {
+        let (port, target) = match self.memoized_hop(Memo::Underlay, via, &frame) {
             Hop::Send { port, mac } => (port, Ok(mac)),
             Hop::Resolve { port, ip } => (port, Err(ip)),
             Hop::Tunnel { .. } => return self.drop(frame, Drop::TunnelLoop),
@@ -608,7 +616,11 @@ impl Worker {
             // The tunnel MTU is configured above what the egress port carries: learn the
             // port's MTU as the path MTU, so the next packets are refused or fragmented
             // before encapsulation.
-            if tunnel.lower_path_mtu(port_mtu as u32) {
+            let lowered = self
+                .tunnels
+                .get(t)
+                .is_some_and(|tunnel| tunnel.lower_path_mtu(port_mtu as u32));
+            if lowered {
                 self.stats.event(Event::TunnelMtuLowered);
             }
             return self.drop(frame, Drop::TooBig);
