@@ -358,8 +358,9 @@ impl Worker {
         let mut drain = frames.drain(..);
         let mut i = 0;
         while let Some(frame) = drain.next() {
-            // The next frame's headers were evicted from L1 by the burst's others (they all
-            // sit at the same chunk offset): start loading them while this one goes out.
+            // The next frame's headers were likely evicted from L1 by the burst's others
+            // (frames are 4 KiB apart, so their headers compete for a few L1 sets): start
+            // loading them while this one goes out.
             if let Some(next) = drain.as_slice().first() {
                 next.prefetch_head();
             }

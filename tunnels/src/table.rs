@@ -49,7 +49,7 @@ impl Tunnel {
         if learned == 0 {
             return self.spec.mtu;
         }
-        let inner = learned.saturating_sub(self.spec.overhead()) as u16;
+        let inner = learned.saturating_sub(self.template.overhead()) as u16;
         self.spec.mtu.min(inner)
     }
 

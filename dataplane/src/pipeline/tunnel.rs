@@ -89,7 +89,7 @@ pub fn drop_reason(e: DecapError) -> Drop {
 /// headers go into the headroom, over the old Ethernet header, and a new Ethernet header
 /// with the outer ethertype goes in front. Returns the outer destination to route to.
 pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<std::net::IpAddr, Drop> {
-    let overhead = tunnel.spec.overhead();
+    let overhead = tunnel.template().overhead();
     if !frame.prepend(overhead) {
         return Err(Drop::NoBuffer);
     }
