@@ -87,8 +87,9 @@ pub fn drop_reason(e: DecapError) -> Drop {
 
 /// Encapsulates the IP packet of `frame` (TTL and MTU already handled) in place: the outer
 /// headers go into the headroom, over the old Ethernet header, and a new Ethernet header
-/// with the outer ethertype goes in front. Returns the outer destination to route to.
-pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<std::net::IpAddr, Drop> {
+/// with the outer ethertype goes in front. Where the outer packet goes is the tunnel
+/// adjacency's business (it carries the remote's next hop).
+pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<(), Drop> {
     let overhead = tunnel.template().overhead();
     if !frame.prepend(overhead) {
         return Err(Drop::NoBuffer);
@@ -103,7 +104,7 @@ pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<std::net::Ip
         eth::TYPE_IPV4
     };
     frame.data_mut()[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    Ok(tunnel.spec.remote)
+    Ok(())
 }
 
 /// The ICMP error fields tern relays to an inner source (RFC 2003 §4).
