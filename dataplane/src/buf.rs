@@ -81,8 +81,8 @@ impl Frame {
     }
 
     /// Starts loading the cache line the frame's data begins with (Ethernet and IP
-    /// headers). Every frame's data starts at the same offset of its 4 KiB chunk, so a
-    /// burst's header lines share L1 sets and evict each other between stages.
+    /// headers). Frames are 4 KiB apart, so a burst's header lines compete for a few L1
+    /// sets (see the module docs) and evict each other between stages.
     #[inline(always)]
     pub fn prefetch_head(&self) {
         #[cfg(target_arch = "x86_64")]
@@ -122,8 +122,9 @@ impl Frame {
     /// [`Self::set_len`].
     #[inline(always)]
     pub fn rx_space(&mut self) -> &mut [u8] {
-        self.reset();
         let home = self.home();
+        self.head = home as u16;
+        self.len = 0;
         &mut self.buf_mut()[home..home + MAX_FRAME]
     }
 

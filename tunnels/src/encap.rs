@@ -26,10 +26,7 @@ pub struct Template {
     ipv4_sum: u64,
     /// `Spec::overhead()`, computed once: per packet it was a dozen instructions of flag
     /// arithmetic, twice.
-    len: u8,
-    /// The outer IP header's length (where a GRE header starts), and whether there is one.
-    ip_len: u8,
-    is_gre: bool,
+    overhead: u8,
 }
 
 /// Outer IPv6 (40) + GRE with checksum, key and sequence number (16).
@@ -66,16 +63,14 @@ impl Template {
         Template {
             ipv4_sum: wire::sum_words(&bytes[..20], 0),
             bytes,
-            len: spec.overhead() as u8,
-            ip_len: ip_len as u8,
-            is_gre: spec.kind.is_gre(),
+            overhead: spec.overhead() as u8,
         }
     }
 
     /// Bytes of outer headers ([`Spec::overhead`]).
     #[inline(always)]
     pub fn overhead(&self) -> usize {
-        self.len as usize
+        self.overhead as usize
     }
 
     /// Writes the template's `overhead()` bytes to the front of `out` (at least that long) with
@@ -135,9 +130,9 @@ pub fn encap(tunnel: &Tunnel, packet: &mut [u8]) -> bool {
     let total = packet.len();
     template.write_to(packet);
 
-    let ip_len = template.ip_len as usize;
-    let outer_v6 = ip_len == 40;
-    if template.is_gre {
+    let outer_v6 = spec.kind.outer_v6();
+    let ip_len = if outer_v6 { 40 } else { 20 };
+    if spec.kind.is_gre() {
         let g = &mut packet[ip_len..];
         let protocol = if inner_v6 {
             gre::TYPE_IPV6
