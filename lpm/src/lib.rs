@@ -77,13 +77,11 @@ impl std::fmt::Display for FibError {
 
 impl std::error::Error for FibError {}
 
-/// An address family: its address and prefix types and the trie's first-level width.
+/// An address family: its address, prefix and key types.
 pub trait Family: Send + Sync + 'static {
     type Addr: Copy + std::fmt::Debug + Send + Sync;
     type Net: Copy + std::fmt::Debug + Eq + Ord + Send + Sync;
     type Key: Key;
-    /// Bits resolved by the first-level table.
-    const FIRST: u8;
     /// Default size of the group pool (virtual; pages are committed as groups are used).
     const DEFAULT_GROUPS: u32;
     fn addr_key(addr: Self::Addr) -> Self::Key;
@@ -101,7 +99,6 @@ impl Family for V4 {
     type Addr = Ipv4Addr;
     type Net = Ipv4Net;
     type Key = u32;
-    const FIRST: u8 = 24;
     const DEFAULT_GROUPS: u32 = 1 << 16;
     #[inline(always)]
     fn addr_key(addr: Ipv4Addr) -> u32 {
@@ -119,7 +116,6 @@ impl Family for V6 {
     type Addr = Ipv6Addr;
     type Net = Ipv6Net;
     type Key = u128;
-    const FIRST: u8 = 16;
     const DEFAULT_GROUPS: u32 = 1 << 18;
     #[inline(always)]
     fn addr_key(addr: Ipv6Addr) -> u128 {
@@ -162,7 +158,7 @@ impl<F: Family> Fib<F> {
     /// only when first used).
     pub fn with_groups(qsbr: Arc<Qsbr>, max_groups: u32) -> Result<Self, FibError> {
         Ok(Fib {
-            writer: Writer::new(F::FIRST, max_groups, qsbr)?,
+            writer: Writer::new(max_groups, qsbr)?,
             _family: PhantomData,
         })
     }
