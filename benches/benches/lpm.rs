@@ -17,10 +17,17 @@ use prefix_trie::PrefixMap;
 
 const KEYS: usize = 1 << 16;
 
+/// Pins the calling thread to `core`. The machine's cores are read once, on the first
+/// call: `get_core_ids` lists the *calling thread's* allowed cores, so a thread spawned by
+/// one already pinned to core 0 would see only core 0 and stay there, sharing it with the
+/// reader it is meant to run beside.
 fn pin(core: usize) {
-    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core).copied()) {
-        core_affinity::set_for_current(id);
-    }
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    let pinned = cores
+        .get(core)
+        .is_some_and(|&id| core_affinity::set_for_current(id));
+    assert!(pinned, "cannot pin to core {core} (cores {cores:?})");
 }
 
 fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {

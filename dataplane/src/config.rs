@@ -256,9 +256,11 @@ impl Config {
         let cores = match &d.cores {
             None => None,
             Some(c) => {
-                let available = core_affinity::get_core_ids()
-                    .map(|ids| ids.len())
-                    .unwrap_or(1) as i64;
+                // The cores this process may run on (its affinity mask, not a count: under
+                // `taskset -c 1` core 1 is valid and core 0 is not).
+                let available: Vec<i64> = core_affinity::get_core_ids()
+                    .map(|ids| ids.iter().map(|id| id.id as i64).collect())
+                    .unwrap_or_default();
                 if c.get_ref().len() != workers {
                     return Err(at(
                         c.span(),
@@ -266,11 +268,11 @@ impl Config {
                         format!("{} cores for {workers} workers", c.get_ref().len()),
                     ));
                 }
-                if let Some(bad) = c.get_ref().iter().find(|&&n| n < 0 || n >= available) {
+                if let Some(bad) = c.get_ref().iter().find(|n| !available.contains(n)) {
                     return Err(at(
                         c.span(),
                         "dataplane.cores",
-                        format!("core {bad} does not exist (this machine has {available})"),
+                        format!("core {bad} is not available to tern (cores {available:?})"),
                     ));
                 }
                 Some(c.get_ref().iter().map(|&n| n as usize).collect())
