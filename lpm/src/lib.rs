@@ -308,23 +308,15 @@ impl<F: Family> FibReader<F> {
     /// Looks up every address of `addrs` into `out` ([`NO_ROUTE`] where none matches),
     /// prefetching so the misses of a batch overlap. `out` must be at least as long.
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [u32]) {
-        const CHUNK: usize = 64;
-        let mut keys = [<F::Key as Key>::ZERO; CHUNK];
-        for (addrs, out) in addrs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            for (k, &a) in keys.iter_mut().zip(addrs) {
-                *k = F::addr_key(a);
-            }
-            self.lookup_keys(&keys[..addrs.len()], out);
-        }
+        self.tables
+            .lookup_batch(addrs.len(), |i| F::addr_key(addrs[i]), out, NO_ROUTE);
     }
 
     /// [`Self::lookup_batch`] on raw keys (host-order `u32` / `u128` addresses), for
     /// callers that already hold them.
     #[inline]
     pub fn lookup_keys(&self, keys: &[F::Key], out: &mut [u32]) {
-        self.tables.lookup_batch(keys, out);
-        for o in out.iter_mut().take(keys.len()) {
-            *o = entry::next_hop(*o).unwrap_or(NO_ROUTE);
-        }
+        self.tables
+            .lookup_batch(keys.len(), |i| keys[i], out, NO_ROUTE);
     }
 }

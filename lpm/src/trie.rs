@@ -186,24 +186,47 @@ impl Tables {
     /// Batched lookup, level-synchronous: for a chunk of keys, the entries of one level are
     /// all prefetched before any is read, so the cache misses of the chunk overlap instead
     /// of queueing behind each other (an IPv6 /48 is five dependent loads per key).
-    pub(crate) fn lookup_batch<K: Key>(&self, keys: &[K], out: &mut [u32]) {
+    ///
+    /// `key(i)` gives the i-th key (the caller's addresses are converted on the fly rather
+    /// than staged); `out[i]` gets the next hop, `no_route` where nothing matches. Each
+    /// entry read is resolved as it is stored: a link's value is overwritten one level
+    /// down, so no pass over `out` is needed at the end.
+    #[inline(always)]
+    pub(crate) fn lookup_batch<K: Key>(
+        &self,
+        n: usize,
+        key: impl Fn(usize) -> K,
+        out: &mut [u32],
+        no_route: u32,
+    ) {
         const CHUNK: usize = 32;
         let root = self.root.slice();
         let groups = self.groups.slice();
-        for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let n = keys.len();
+        let resolve = |e: u32| entry::next_hop(e).unwrap_or(no_route);
+        let mut base = 0;
+        for out in out[..n].chunks_mut(CHUNK) {
             let mut at = [0usize; CHUNK];
-            for (a, key) in at.iter_mut().zip(keys) {
-                *a = key.bits(0, K::FIRST);
-                prefetch(self.root.as_ptr().wrapping_add(*a));
+            // A first level that stays in L2 (IPv6's 256 KiB) is read at once; a larger
+            // one (IPv4's 64 MiB) is prefetched for the whole chunk first.
+            let prefetch_root = K::FIRST > 16;
+            if prefetch_root {
+                for (j, a) in at.iter_mut().enumerate().take(out.len()) {
+                    *a = key(base + j).bits(0, K::FIRST);
+                    prefetch(self.root.as_ptr().wrapping_add(*a));
+                }
             }
             let mut walking = [0u8; CHUNK];
             let mut pending = 0;
-            for j in 0..n {
-                let e = root[at[j]].load(Acquire);
-                out[j] = e;
+            for (j, o) in out.iter_mut().enumerate() {
+                let first = if prefetch_root {
+                    at[j]
+                } else {
+                    key(base + j).bits(0, K::FIRST)
+                };
+                let e = root[first].load(Acquire);
+                *o = resolve(e);
                 if entry::is_link(e) {
-                    at[j] = entry::group(e) * GROUP + keys[j].bits(K::FIRST, 8);
+                    at[j] = entry::group(e) * GROUP + key(base + j).bits(K::FIRST, 8);
                     prefetch(self.groups.as_ptr().wrapping_add(at[j]));
                     walking[pending] = j as u8;
                     pending += 1;
@@ -215,9 +238,9 @@ impl Tables {
                 for w in 0..pending {
                     let j = walking[w] as usize;
                     let e = groups[at[j]].load(Acquire);
-                    out[j] = e;
+                    out[j] = resolve(e);
                     if entry::is_link(e) {
-                        at[j] = entry::group(e) * GROUP + keys[j].bits(start, 8);
+                        at[j] = entry::group(e) * GROUP + key(base + j).bits(start, 8);
                         prefetch(self.groups.as_ptr().wrapping_add(at[j]));
                         walking[still] = j as u8;
                         still += 1;
@@ -226,6 +249,7 @@ impl Tables {
                 pending = still;
                 start += 8;
             }
+            base += out.len();
         }
     }
 
