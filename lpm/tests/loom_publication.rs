@@ -18,7 +18,7 @@
 //! The Release on the quiescent-state store is not something loom can show necessary: it
 //! does not model loads reading from later stores, so weakening that one passes.)
 //!
-//! Not yet part of `.ci/run` (it needs its own build with `--cfg loom`).
+//! `.ci/run` runs it (in its own target directory: `--cfg loom` rebuilds the crate).
 #![cfg(loom)]
 
 use loom::sync::atomic::{AtomicU32, AtomicU64};
