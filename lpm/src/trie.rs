@@ -91,7 +91,6 @@ pub trait Key: Copy + Eq + Hash + Ord + std::fmt::Debug + Send + Sync + 'static 
     const FIRST: u8;
     /// Levels below the first that a lookup walks branch-free (see `Tables::descend`).
     const BRANCH_FREE_LEVELS: u8;
-    const ZERO: Self;
     /// `len` (1..=24) bits starting `start` bits from the most significant end.
     fn bits(self, start: u8, len: u8) -> usize;
     /// The key with every bit after the first `len` cleared.
@@ -103,7 +102,6 @@ impl Key for u32 {
     const FIRST: u8 = 24;
     // DIR-24-8 has one level below the first, reached by few keys: the branch predicts.
     const BRANCH_FREE_LEVELS: u8 = 0;
-    const ZERO: Self = 0;
     #[inline(always)]
     fn bits(self, start: u8, len: u8) -> usize {
         ((self << start) >> (32 - len)) as usize
@@ -123,7 +121,6 @@ impl Key for u128 {
     const FIRST: u8 = 16;
     // 16 + 4 × 8 = /48, the most common IPv6 prefix length and the end of most walks.
     const BRANCH_FREE_LEVELS: u8 = 4;
-    const ZERO: Self = 0;
     #[inline(always)]
     fn bits(self, start: u8, len: u8) -> usize {
         ((self << start) >> (128 - len)) as usize
@@ -203,12 +200,12 @@ impl Tables {
         let root = self.root.slice();
         let groups = self.groups.slice();
         let resolve = |e: u32| entry::next_hop(e).unwrap_or(no_route);
+        // A first level that stays in L2 (IPv6's 2^16 entries, 256 KiB) is read at once; a
+        // larger one (IPv4's 64 MiB) is prefetched for the whole chunk first.
+        let prefetch_root = K::FIRST > 16;
         let mut base = 0;
         for out in out[..n].chunks_mut(CHUNK) {
             let mut at = [0usize; CHUNK];
-            // A first level that stays in L2 (IPv6's 256 KiB) is read at once; a larger
-            // one (IPv4's 64 MiB) is prefetched for the whole chunk first.
-            let prefetch_root = K::FIRST > 16;
             if prefetch_root {
                 for (j, a) in at.iter_mut().enumerate().take(out.len()) {
                     *a = key(base + j).bits(0, K::FIRST);
