@@ -137,6 +137,73 @@ pub struct TunnelTable {
     flat: Vec<(Endpoints, Option<u32>)>,
     /// Every tunnel's local address (`addr_bits`).
     locals: Vec<u128>,
+    /// The IPv4 tunnels whose packets all have one shape on the wire, for [`Self::match_v4`].
+    shapes_v4: Vec<Shape4>,
+}
+
+/// What every packet of an IPv4 tunnel without GRE checksum or sequence numbers looks
+/// like in its first 28 bytes: an option-less outer header with the tunnel's protocol and
+/// endpoints, then (GRE) the tunnel's flags and key. Recognising a packet is then a few
+/// word compares, where the general path parses the GRE header and searches the table.
+#[derive(Debug, Clone, Copy)]
+struct Shape4 {
+    /// Bytes 12..20 of the outer header (source = remote, destination = local) as one word.
+    ends: u64,
+    proto: u8,
+    kind: Kind,
+    /// Bytes 20..28 under `mask`: for GRE the flags word without the protocol type (both
+    /// families ride one tunnel) and the key if the tunnel has one; nothing for IPIP/6in4.
+    after: u64,
+    mask: u64,
+    /// Offset of the inner header: 20, plus the GRE header.
+    inner: u8,
+    index: u16,
+}
+
+impl Shape4 {
+    fn of(spec: &Spec, index: u16) -> Option<Shape4> {
+        let (IpAddr::V4(local), IpAddr::V4(remote)) = (spec.local, spec.remote) else {
+            return None;
+        };
+        if spec.kind.outer_v6() || spec.checksum || spec.sequence {
+            return None;
+        }
+        let mut ends = [0u8; 8];
+        ends[..4].copy_from_slice(&remote.octets());
+        ends[4..].copy_from_slice(&local.octets());
+        // GRE flags (only K, or none), protocol masked out, then the key.
+        let (after, mask, gre_len) = match (spec.kind.is_gre(), spec.key) {
+            (false, _) => ([0; 8], [0; 8], 0),
+            (true, None) => ([0; 8], [0xff, 0xff, 0, 0, 0, 0, 0, 0], 4),
+            (true, Some(k)) => {
+                let [a, b] = crate::gre::FLAG_KEY.to_be_bytes();
+                let [k0, k1, k2, k3] = k.to_be_bytes();
+                (
+                    [a, b, 0, 0, k0, k1, k2, k3],
+                    [0xff, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff],
+                    8,
+                )
+            }
+        };
+        Some(Shape4 {
+            ends: u64::from_ne_bytes(ends),
+            proto: spec.kind.protocol(),
+            kind: spec.kind,
+            after: u64::from_ne_bytes(after),
+            mask: u64::from_ne_bytes(mask),
+            inner: 20 + gre_len,
+            index,
+        })
+    }
+}
+
+/// A tunnel packet recognised by [`TunnelTable::match_v4`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shaped {
+    pub tunnel: u16,
+    pub kind: Kind,
+    /// Offset of the inner header from the start of the outer one.
+    pub inner: usize,
 }
 
 impl TunnelTable {
@@ -162,10 +229,16 @@ impl TunnelTable {
             }
             same.push(t.tunnels.len() as u16);
             t.flat.push((ends, spec.key));
+            t.shapes_v4
+                .extend(Shape4::of(&spec, t.tunnels.len() as u16));
             if !t.locals.contains(&addr_bits(spec.local)) {
                 t.locals.push(addr_bits(spec.local));
             }
             t.tunnels.push(Tunnel::new(spec));
+        }
+        if t.tunnels.len() > SCAN_LIMIT {
+            // A scan that long costs more than the general path's hash lookup.
+            t.shapes_v4.clear();
         }
         Ok(t)
     }
@@ -199,6 +272,27 @@ impl TunnelTable {
     #[inline]
     pub fn is_local(&self, a: u128) -> bool {
         self.locals.contains(&a)
+    }
+
+    /// The tunnel an outer IPv4 packet (`head`: its first 28 bytes, header validated) is
+    /// for, when it has exactly the shape that tunnel's packets have (see `Shape4`).
+    /// `None` says only "not this way": the general path decides, and says why not.
+    #[inline(always)]
+    pub fn match_v4(&self, head: &[u8; 28]) -> Option<Shaped> {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&head[at..at + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let (ends, after, proto) = (word(12), word(20), head[9]);
+        self.shapes_v4
+            .iter()
+            .find(|s| s.ends == ends && after & s.mask == s.after && s.proto == proto)
+            .map(|s| Shaped {
+                tunnel: s.index,
+                kind: s.kind,
+                inner: s.inner as usize,
+            })
     }
 
     /// Some tunnel of `kind` between the endpoints, whatever its key: for an ICMP quote

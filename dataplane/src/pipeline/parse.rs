@@ -38,27 +38,41 @@ pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
             if multicast && dst_mac != BROADCAST {
                 return Class::Drop(Drop::Ipv4NotForwardable);
             }
-            match ipv4_header(&f[eth::LEN..]) {
-                Ok((dst, total)) => {
-                    frame.set_len(eth::LEN + total);
-                    if multicast {
-                        // Link broadcast: nothing we answer (no DHCP, no RIP) and never forwarded.
-                        return Class::Drop(Drop::Ipv4NotForwardable);
-                    }
-                    Class::V4 { dst }
-                }
-                Err(reason) => Class::Drop(reason),
+            let class = ipv4_packet(frame);
+            if multicast && !matches!(class, Class::Drop(_)) {
+                // Link broadcast: nothing we answer (no DHCP, no RIP) and never forwarded.
+                return Class::Drop(Drop::Ipv4NotForwardable);
             }
+            class
         }
-        eth::TYPE_IPV6 => match ipv6_header(&f[eth::LEN..], port) {
-            Ok((class, total)) => {
-                frame.set_len(eth::LEN + total);
-                class
-            }
-            Err(reason) => Class::Drop(reason),
-        },
+        eth::TYPE_IPV6 => ipv6_packet(frame, port),
         eth::TYPE_ARP => Class::Arp,
         _ => Class::Drop(Drop::UnsupportedEthertype),
+    }
+}
+
+/// Validates the IPv4 packet behind the frame's Ethernet header and trims the frame to
+/// it. Also what a decapsulated inner packet goes through (tunnel.rs).
+#[inline(always)]
+pub fn ipv4_packet(frame: &mut Frame) -> Class {
+    match ipv4_header(&frame.data()[eth::LEN..]) {
+        Ok((dst, total)) => {
+            frame.set_len(eth::LEN + total);
+            Class::V4 { dst }
+        }
+        Err(reason) => Class::Drop(reason),
+    }
+}
+
+/// [`ipv4_packet`] for IPv6.
+#[inline(always)]
+pub fn ipv6_packet(frame: &mut Frame, port: &PortInfo) -> Class {
+    match ipv6_header(&frame.data()[eth::LEN..], port) {
+        Ok((class, total)) => {
+            frame.set_len(eth::LEN + total);
+            class
+        }
+        Err(reason) => Class::Drop(reason),
     }
 }
 

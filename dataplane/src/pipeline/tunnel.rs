@@ -52,8 +52,9 @@ pub fn decap_burst(
 /// Strips the outer headers of one frame and classifies the inner packet.
 fn decap(frame: &mut Frame, table: &TunnelTable, port: &PortInfo) -> Result<(u16, Class), Drop> {
     let d = tunnels::decap(table, &mut frame.data_mut()[eth::LEN..]).map_err(drop_reason)?;
-    let mut macs = [0u8; 12];
-    macs.copy_from_slice(&frame.data()[..12]);
+    let Some(&macs) = frame.data().first_chunk::<12>() else {
+        return Err(Drop::Runt);
+    };
     // The inner packet takes the place of the outer headers; the Ethernet header is
     // rewritten just in front of it (the bytes of the outer header it overwrites are spent).
     frame.advance(d.inner);
@@ -65,7 +66,14 @@ fn decap(frame: &mut Frame, table: &TunnelTable, port: &PortInfo) -> Result<(u16
     let f = frame.data_mut();
     f[..12].copy_from_slice(&macs);
     f[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    Ok((d.tunnel, parse::classify(frame, port)))
+    // The inner packet is checked as the parse stage checks any IP packet; its Ethernet
+    // header is ours and needs no check.
+    let class = if d.inner_v6 {
+        parse::ipv6_packet(frame, port)
+    } else {
+        parse::ipv4_packet(frame)
+    };
+    Ok((d.tunnel, class))
 }
 
 /// The drop counter for each decapsulation refusal.
