@@ -332,18 +332,18 @@ impl Worker {
                 counts.rx_bytes += f.len() as u64;
             }
         }
-        parse::burst(&mut frames[..n], &mut self.meta[..n], info);
-        if !handed {
-            let first_tunnel = self.ports.len();
-            tunnel::decap_burst(
-                &mut frames[..n],
-                &mut self.meta[..n],
-                &self.tunnels,
-                info,
-                &mut self.stats,
-                first_tunnel,
-            );
-        }
+        // A handed-over frame was decapsulated by the worker that received it.
+        let mut endpoint = (!handed && !self.tunnels.is_empty()).then(|| tunnel::Endpoint {
+            table: &self.tunnels,
+            stats: &mut self.stats,
+            first_tunnel: self.ports.len(),
+        });
+        parse::burst(
+            &mut frames[..n],
+            &mut self.meta[..n],
+            info,
+            endpoint.as_mut(),
+        );
         if let Some(nat) = &mut self.nat {
             let meta = &mut self.meta[..n];
             nat.prerouting(&mut frames[..n], meta, port, !handed, &mut self.stats);

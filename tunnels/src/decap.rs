@@ -62,17 +62,30 @@ impl From<Miss> for Error {
     }
 }
 
-/// Whether an outer IPv4 header (validated by the caller) to `dst` could be a tunnel
-/// packet for this table: the cheap test before [`decap`].
+/// What an IPv4 packet to `dst` (`ip`: its header onwards, validated by the caller) is to
+/// the tunnel endpoint: `None`, not a tunnel packet of ours (it goes on as it is), or the
+/// outcome of decapsulating it. A packet of a tunnel's exact shape is recognised without
+/// the local-address test.
 #[inline(always)]
-pub fn is_candidate_v4(table: &TunnelTable, ip: &[u8], dst: u32) -> bool {
-    matches!(ip[9], PROTO_IPIP | PROTO_IPV6 | PROTO_GRE) && table.is_local(dst as u128)
+pub fn receive_v4(table: &TunnelTable, ip: &mut [u8], dst: u32) -> Option<Result<Decap, Error>> {
+    if !matches!(ip.get(9)?, &(PROTO_IPIP | PROTO_IPV6 | PROTO_GRE)) {
+        return None;
+    }
+    if let Some(decapsulated) = shaped_v4(table, ip) {
+        return Some(decapsulated);
+    }
+    table
+        .is_local(dst as u128)
+        .then(|| decap_general(table, ip))
 }
 
-/// The same for an IPv6 outer header.
+/// [`receive_v4`] for an IPv6 packet.
 #[inline(always)]
-pub fn is_candidate_v6(table: &TunnelTable, ip: &[u8], dst: u128) -> bool {
-    ip[6] == PROTO_GRE && table.is_local(dst)
+pub fn receive_v6(table: &TunnelTable, ip: &mut [u8], dst: u128) -> Option<Result<Decap, Error>> {
+    if *ip.get(6)? != PROTO_GRE || !table.is_local(dst) {
+        return None;
+    }
+    Some(decap_general(table, ip))
 }
 
 /// Decapsulates the packet `ip` (the outer IP header onwards, exactly the packet's length;
@@ -211,7 +224,12 @@ fn inner_packet(
 }
 
 /// RFC 6040 on the inner header; `outer_tos` is the outer TOS / traffic class byte.
+#[inline(always)]
 fn apply_ecn(outer_tos: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
+    if outer_tos & 0b11 == ecn::NOT_ECT {
+        // Figure 4's first column: the inner field stands, whatever it is.
+        return Ok(());
+    }
     let inner_ecn = if inner_v6 {
         (inner[1] >> 4) & 0b11
     } else {

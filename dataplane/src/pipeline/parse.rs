@@ -1,25 +1,43 @@
-//! Stage 1: validate every frame of the burst and classify it. Each malformation has its
-//! own drop reason. Ethernet padding is trimmed so it is never forwarded.
+//! Stage 1: validate every frame of the burst and classify it; a tunnel packet of ours is
+//! decapsulated here (tunnel.rs). Each malformation has its own drop reason. Ethernet
+//! padding is trimmed so it is never forwarded.
 
+use super::tunnel::Endpoint;
 use super::{Class, Meta, PortInfo};
 use crate::buf::Frame;
 use crate::counters::Drop;
 use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
-pub fn burst(frames: &mut [Frame], meta: &mut [Meta], port: &PortInfo) {
+/// Classifies every frame of the burst; with a tunnel `endpoint`, a tunnel packet of ours
+/// is decapsulated on the spot and its inner packet classified instead.
+pub fn burst(
+    frames: &mut [Frame],
+    meta: &mut [Meta],
+    port: &PortInfo,
+    mut endpoint: Option<&mut Endpoint>,
+) {
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        classify_into(frame, port, &mut m.class);
+        classify_into(frame, port, endpoint.as_deref_mut(), &mut m.class);
         m.next_hop = lpm::NO_ROUTE;
     }
 }
 
-/// [`classify`], writing the class straight into the frame's metadata. Returned by value,
-/// the 32-byte `Class` went through a stack slot that `classify` wrote with narrow stores
-/// and the caller at once re-read with 16-byte loads to copy it: a failed store-to-load
-/// forward, a stall on every packet.
+/// [`classify`] (then the tunnel endpoint), writing the class straight into the frame's
+/// metadata. Returned by value, the 32-byte `Class` went through a stack slot that
+/// `classify` wrote with narrow stores and the caller at once re-read with 16-byte loads
+/// to copy it: a failed store-to-load forward, a stall on every packet.
 #[inline(never)]
-fn classify_into(frame: &mut Frame, port: &PortInfo, class: &mut Class) {
-    *class = classify(frame, port);
+fn classify_into(
+    frame: &mut Frame,
+    port: &PortInfo,
+    endpoint: Option<&mut Endpoint>,
+    class: &mut Class,
+) {
+    let outer = classify(frame, port);
+    *class = match endpoint {
+        Some(endpoint) => endpoint.receive(frame, outer, port),
+        None => outer,
+    };
 }
 
 #[inline(always)]

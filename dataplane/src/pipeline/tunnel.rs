@@ -1,59 +1,63 @@
-//! Tunnel stages: decapsulation right after parsing (so the inner packet then goes
+//! Tunnel stages: decapsulation inside the parse stage (so the inner packet then goes
 //! through the FIB, TTL and MTU stages like any other), and encapsulation into the
 //! headroom once the FIB picked a tunnel adjacency. The checks themselves live in the
 //! `tunnels` crate; this module moves the frame's Ethernet header around them.
 
 use tunnels::{DecapError, TunnelTable};
 
-use super::{parse, Class, Meta, PortInfo};
+use super::{parse, Class, PortInfo};
 use crate::buf::Frame;
 use crate::counters::{Drop, Event, Local};
 use crate::wire::{eth, ipv4, ipv6};
 
-/// Stage 1b: decapsulates every frame of the burst addressed to a tunnel endpoint of
-/// ours and reclassifies its inner packet. `first_tunnel` is the counter index of tunnel 0.
-pub fn decap_burst(
-    frames: &mut [Frame],
-    meta: &mut [Meta],
-    table: &TunnelTable,
-    port: &PortInfo,
-    stats: &mut Local,
-    first_tunnel: usize,
-) {
-    if table.is_empty() {
-        return;
-    }
-    for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        // Only frames parse classified as IP have a (validated) header past Ethernet.
-        let ip = || &frame.data()[eth::LEN..];
-        let candidate = match m.class {
-            Class::V4 { dst } => tunnels::decap::is_candidate_v4(table, ip(), dst),
-            Class::V6 { dst } => tunnels::decap::is_candidate_v6(table, ip(), dst),
-            _ => false,
+/// The tunnel endpoint as the parse stage meets it: every frame parse classified as IP
+/// is offered to [`Endpoint::receive`] while its header is still in L1, and a tunnel
+/// packet of ours leaves the stage as its inner packet, classified like any other.
+pub struct Endpoint<'a> {
+    pub table: &'a TunnelTable,
+    pub stats: &'a mut Local,
+    /// Counter slot (and ingress number) of tunnel 0: ports come first.
+    pub first_tunnel: usize,
+}
+
+impl Endpoint<'_> {
+    /// The class `frame` (classified `class` by parse) goes on with: the same, if it is
+    /// not a tunnel packet of ours; else its inner packet's, or the drop reason.
+    #[inline(always)]
+    pub fn receive(&mut self, frame: &mut Frame, class: Class, port: &PortInfo) -> Class {
+        let outcome = match class {
+            Class::V4 { dst } => {
+                tunnels::decap::receive_v4(self.table, &mut frame.data_mut()[eth::LEN..], dst)
+            }
+            Class::V6 { dst } => {
+                tunnels::decap::receive_v6(self.table, &mut frame.data_mut()[eth::LEN..], dst)
+            }
+            _ => None,
         };
-        if !candidate {
-            continue;
-        }
-        m.class = match decap(frame, table, port) {
-            Ok((tunnel, class)) => {
-                frame.ingress = (first_tunnel + tunnel as usize) as u16;
-                stats.event(Event::TunnelDecapsulated);
-                if let Some(c) = stats.ports.get_mut(first_tunnel + tunnel as usize) {
+        match outcome {
+            None => class,
+            Some(Ok(d)) => {
+                let class = strip_outer(frame, d, port);
+                let slot = self.first_tunnel + d.tunnel as usize;
+                frame.ingress = slot as u16;
+                self.stats.event(Event::TunnelDecapsulated);
+                if let Some(c) = self.stats.ports.get_mut(slot) {
                     c.rx_packets += 1;
                     c.rx_bytes += (frame.len() - eth::LEN) as u64;
                 }
                 class
             }
-            Err(reason) => Class::Drop(reason),
-        };
+            Some(Err(reason)) => Class::Drop(drop_reason(reason)),
+        }
     }
 }
 
-/// Strips the outer headers of one frame and classifies the inner packet.
-fn decap(frame: &mut Frame, table: &TunnelTable, port: &PortInfo) -> Result<(u16, Class), Drop> {
-    let d = tunnels::decap(table, &mut frame.data_mut()[eth::LEN..]).map_err(drop_reason)?;
+/// Moves the frame's start to the inner packet of `d`, writes the Ethernet header in front
+/// of it, and classifies it.
+#[inline(always)]
+fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
     let Some(&macs) = frame.data().first_chunk::<12>() else {
-        return Err(Drop::Runt);
+        return Class::Drop(Drop::Runt);
     };
     // The inner packet takes the place of the outer headers; the Ethernet header is
     // rewritten just in front of it (the bytes of the outer header it overwrites are spent).
@@ -68,12 +72,11 @@ fn decap(frame: &mut Frame, table: &TunnelTable, port: &PortInfo) -> Result<(u16
     f[12..14].copy_from_slice(&ethertype.to_be_bytes());
     // The inner packet is checked as the parse stage checks any IP packet; its Ethernet
     // header is ours and needs no check.
-    let class = if d.inner_v6 {
+    if d.inner_v6 {
         parse::ipv6_packet(frame, port)
     } else {
         parse::ipv4_packet(frame)
-    };
-    Ok((d.tunnel, class))
+    }
 }
 
 /// The drop counter for each decapsulation refusal.
