@@ -592,7 +592,9 @@ impl Worker {
 
     /// Encapsulates into tunnel `t` and routes the outer packet to the remote endpoint.
     /// The outer route must leave by a port: a route to the remote through a tunnel would
-    /// loop, and is dropped and counted.
+    /// loop, and is dropped and counted. Out of line, so plain forwarding does not carry
+    /// its code and registers.
+    #[inline(never)]
     fn encapsulate(&mut self, mut frame: Frame, t: u16, via: u32) {
         let Some(tunnel) = self.tunnels.get(t) else {
             return self.drop(frame, Drop::BadAdjacency);

@@ -100,6 +100,7 @@ pub fn drop_reason(e: DecapError) -> Drop {
 /// headers go into the headroom, over the old Ethernet header, and a new Ethernet header
 /// with the outer ethertype goes in front. Where the outer packet goes is the tunnel
 /// adjacency's business (it carries the remote's next hop).
+#[inline(always)]
 pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<(), Drop> {
     let overhead = tunnel.template().overhead();
     if !frame.prepend(overhead) {
