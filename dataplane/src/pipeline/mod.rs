@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! parse   validate Ethernet / ARP / IPv4 / IPv6, classify        → drop[reason] | arp | ip
-//! decap   tunnel packets to our endpoints: check, strip, reparse   (tunnel.rs)
+//!   decap in the same pass: tunnel packets to our endpoints are
+//!         checked, stripped, the inner packet validated            (tunnel.rs)
 //! nat     conntrack + DNAT, return half of SNAT (pre-routing)    (nat.rs)
 //! route   batched FIB lookup of every IP destination             → adjacency index
 //! then per frame, by adjacency:
