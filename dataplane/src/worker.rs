@@ -949,7 +949,7 @@ fn flow_hash(frame: &[u8]) -> u32 {
     let ip = &frame[eth::LEN..];
     let (addrs, proto, l4) = if eth::ethertype(frame) == eth::TYPE_IPV4 {
         let ihl = ipv4::header_len(ip);
-        let l4 = if ipv4::flags_frag(ip) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) == 0 {
+        let l4 = if !ipv4::is_fragment(ip) {
             ip.get(ihl..ihl + 4)
         } else {
             None

@@ -105,9 +105,7 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
 #[inline(always)]
 fn shaped_v4(table: &TunnelTable, ip: &mut [u8]) -> Option<Result<Decap, Error>> {
     let head = ip.first_chunk::<28>()?;
-    let unfragmented =
-        wire::ipv4::flags_frag(head) & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK) == 0;
-    if head[0] != 0x45 || !unfragmented {
+    if head[0] != 0x45 || wire::ipv4::is_fragment(head) {
         return None;
     }
     let shaped = table.match_v4(head)?;
@@ -135,7 +133,7 @@ fn shaped_v4(table: &TunnelTable, ip: &mut [u8]) -> Option<Result<Decap, Error>>
 pub fn decap_general(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
     let (kind, outer_len, local, remote, outer_ecn) = match ip.first().map(|b| b >> 4) {
         Some(4) if ip.len() >= 20 => {
-            if wire::ipv4::flags_frag(ip) & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK) != 0 {
+            if wire::ipv4::is_fragment(ip) {
                 return Err(Error::OuterFragment);
             }
             let kind = match ip[9] {

@@ -59,7 +59,7 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
     let ip = &mut f[eth::LEN..];
     let ihl = ipv4::header_len(ip);
     let total = ipv4::total_len(ip);
-    let fragment = ipv4::flags_frag(ip) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0;
+    let fragment = ipv4::is_fragment(ip);
     match ipv4::proto(ip) {
         // We do not reassemble: a fragmented ping to the router is not answered.
         _ if fragment => Outcome::Drop(Drop::LocalUnhandled),

@@ -146,6 +146,11 @@ pub mod ipv4 {
     pub fn dst(h: &[u8]) -> Ipv4Addr {
         Ipv4Addr::from_bits(dst_bits(h))
     }
+    /// Any fragment of a datagram: more fragments follow, or the offset is non-zero.
+    #[inline(always)]
+    pub fn is_fragment(h: &[u8]) -> bool {
+        flags_frag(h) & (FLAG_MF | OFFSET_MASK) != 0
+    }
     /// True for a fragment other than the first (offset ≠ 0).
     #[inline]
     pub fn is_later_fragment(h: &[u8]) -> bool {
