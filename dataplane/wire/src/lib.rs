@@ -329,15 +329,41 @@ pub fn checksum(data: &[u8]) -> u16 {
     fold(sum_words(data, 0))
 }
 
-/// The checksum of an IPv4 header without options (nearly every packet): five 32-bit
-/// loads, no loop. They are summed in native byte order, which the ones'-complement sum
-/// allows (RFC 1071 §2(B): byte order independence); the result's bytes are then already
-/// in network order. `checksum_ipv4_20(h) == checksum(h)`.
+/// Whether an IPv4 header without options (nearly every packet) carries a correct
+/// checksum: `checksum(h) == 0`, in five 32-bit loads and one divisibility test.
+///
+/// The ones'-complement sum of 16-bit words is their plain sum modulo 2^16 − 1, written
+/// 0xffff rather than 0 unless every word is zero; a header verifies when that sum is
+/// 0xffff. A 32-bit word folds to its two halves (2^16 ≡ 1), and byte order does not
+/// matter to divisibility (RFC 1071 §2(B)), so: the plain sum of the five native-order
+/// words is a non-zero multiple of 65535. That is one multiply and one compare (below),
+/// where folding to 16 bits took a dozen dependent instructions.
 #[inline(always)]
-pub fn checksum_ipv4_20(h: &[u8; 20]) -> u16 {
+pub fn ipv4_20_verifies(h: &[u8; 20]) -> bool {
     let word = |i: usize| u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
-    let native = fold(word(0) + word(4) + word(8) + word(12) + word(16));
-    u16::from_be_bytes(native.to_ne_bytes())
+    let sum = word(0) + word(4) + word(8) + word(12) + word(16);
+    sum != 0 && multiple_of_65535(sum)
+}
+
+/// `n % 65535 == 0` as a multiply by the inverse of 65535 modulo 2^64 and a compare
+/// (Granlund–Montgomery; Lemire et al. 2019): for odd d, multiplying by d's inverse maps
+/// the multiples of d onto 0..=u64::MAX / d, and every other n above it.
+#[inline(always)]
+fn multiple_of_65535(n: u64) -> bool {
+    const D: u64 = 0xffff;
+    const INVERSE: u64 = {
+        // Newton's iteration doubles the correct low bits; an odd d is its own inverse
+        // modulo 8 (3 bits), so five rounds give 96 >= 64.
+        let mut x = D;
+        let mut round = 0;
+        while round < 5 {
+            x = x.wrapping_mul(2u64.wrapping_sub(D.wrapping_mul(x)));
+            round += 1;
+        }
+        assert!(D.wrapping_mul(x) == 1);
+        x
+    };
+    n.wrapping_mul(INVERSE) <= u64::MAX / D
 }
 
 /// Ones'-complement sum of big-endian 16-bit words, added to `acc` (unfolded).
@@ -479,20 +505,41 @@ mod tests {
     }
 
     #[test]
-    fn option_free_header_checksum_matches_the_reference() {
+    fn multiple_of_65535_agrees_with_the_remainder() {
+        let mut rng = super::XorShift64::new(0x2545_f491_4f6c_dd1d);
+        for k in 0..200_000u64 {
+            let n = match k % 4 {
+                0 => k * 0xffff,
+                1 => k * 0xffff + 1 + rng.next_u64() % 0xfffe,
+                2 => rng.next_u64() >> (k % 40),
+                _ => rng.next_u64(),
+            };
+            assert_eq!(multiple_of_65535(n), n % 0xffff == 0, "{n}");
+        }
+        // 2^64 - 1 = (2^16 - 1)(2^16 + 1)(2^32 + 1).
+        assert!(multiple_of_65535(0) && multiple_of_65535(u64::MAX));
+        assert!(!multiple_of_65535(u64::MAX - 1));
+    }
+
+    #[test]
+    fn option_free_header_verifies_exactly_when_the_reference_sums_to_zero() {
         let mut rng = super::XorShift64::new(0x9e37_79b9_7f4a_7c15);
-        assert_eq!(checksum_ipv4_20(&HEADER), 0);
-        for _ in 0..20_000 {
+        assert!(ipv4_20_verifies(&HEADER));
+        assert!(!ipv4_20_verifies(&[0; 20]), "an all-zero header sums to +0");
+        for round in 0..20_000 {
             let mut h = [0u8; 20];
             for b in &mut h {
                 *b = rng.next_u64() as u8;
             }
-            assert_eq!(checksum_ipv4_20(&h), reference(&h, 0), "{h:?}");
-            // Stored, it makes the header verify, as the header checks use it.
+            assert_eq!(ipv4_20_verifies(&h), reference(&h, 0) == 0, "{h:?}");
+            // With its checksum stored it verifies, and no single flipped bit does
+            // (it moves the sum by ±2^k, never a multiple of 65535).
             h[10..12].fill(0);
-            let sum = checksum_ipv4_20(&h);
+            let sum = checksum(&h);
             h[10..12].copy_from_slice(&sum.to_be_bytes());
-            assert_eq!(checksum_ipv4_20(&h), 0, "{h:?}");
+            assert!(ipv4_20_verifies(&h), "{h:?}");
+            h[round % 20] ^= 1 << (round % 8);
+            assert!(!ipv4_20_verifies(&h), "{h:?}");
         }
     }
 
