@@ -119,19 +119,26 @@ pub struct Worker {
     /// What the worker sleeps on: one entry per queue that has a descriptor.
     poll_fds: Vec<libc::pollfd>,
     route_scratch: route::Scratch,
-    /// Per use ([`Memo`]), the last next hop of the current burst whose hop is the same for
-    /// every packet (all but ECMP), with that hop: a burst's packets mostly share a few next
-    /// hops, and those skip the adjacency table. Reset per burst, so a changed adjacency is
-    /// seen by the next burst, as a FIB change is.
-    burst_hops: [Option<(u32, Hop)>; 2],
+    /// The last next hop of the current burst whose hop is the same for every packet (all
+    /// but ECMP), with that hop: a burst's packets mostly share a few next hops, and those
+    /// skip the adjacency table. Reset per burst, so a changed adjacency is seen by the
+    /// next burst, as a FIB change is.
+    burst_hop: Option<(u32, Hop)>,
+    /// The same for the underlay next hop of tunnels (which alternates with the route's on
+    /// every encapsulated packet), kept only for a resolved neighbour and with everything
+    /// the outer frame needs from it.
+    burst_underlay: Option<Underlay>,
 }
 
-/// Which of the burst's hop memos a lookup goes through: a tunnel's route and its
-/// underlay next hop alternate on every encapsulated packet, so they keep one each.
+/// A tunnel's underlay next hop resolved to a neighbour on a port: its Ethernet addresses
+/// and the port's MTU, all an outer packet needs to leave.
 #[derive(Clone, Copy)]
-enum Memo {
-    Route = 0,
-    Underlay = 1,
+struct Underlay {
+    via: u32,
+    port: u16,
+    mtu: u16,
+    /// Destination and source MAC, as the Ethernet header has them.
+    macs: [u8; 12],
 }
 
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
@@ -180,7 +187,8 @@ impl Worker {
             fragments: Vec::with_capacity(64),
             poll_fds,
             route_scratch: route::Scratch::default(),
-            burst_hops: [None; 2],
+            burst_hop: None,
+            burst_underlay: None,
             nat,
             nat_requests,
             host: s.host,
@@ -354,7 +362,8 @@ impl Worker {
             &self.fib6,
             &mut self.route_scratch,
         );
-        self.burst_hops = [None; 2];
+        self.burst_hop = None;
+        self.burst_underlay = None;
         let mut drain = frames.drain(..);
         let mut i = 0;
         while let Some(frame) = drain.next() {
@@ -397,7 +406,7 @@ impl Worker {
                     self.no_route(frame);
                     return;
                 }
-                match self.memoized_hop(Memo::Route, meta.next_hop, &frame) {
+                match self.memoized_hop(meta.next_hop, &frame) {
                     Hop::Local if self.tunnel_icmp(&frame) => self.pool.free(frame),
                     Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
                         let outcome = local::ipv4(&mut frame);
@@ -452,14 +461,14 @@ impl Worker {
         }
     }
 
-    /// [`Self::hop`] through one of the burst's memos (`burst_hops`).
-    fn memoized_hop(&mut self, memo: Memo, next_hop: u32, frame: &Frame) -> Hop {
-        match self.burst_hops[memo as usize] {
+    /// [`Self::hop`] through the burst's memo (`burst_hop`).
+    fn memoized_hop(&mut self, next_hop: u32, frame: &Frame) -> Hop {
+        match self.burst_hop {
             Some((nh, hop)) if nh == next_hop => hop,
             _ => {
                 let (hop, every_packet) = self.hop_for(next_hop, frame);
                 if every_packet {
-                    self.burst_hops[memo as usize] = Some((next_hop, hop));
+                    self.burst_hop = Some((next_hop, hop));
                 }
                 hop
             }
@@ -599,41 +608,97 @@ impl Worker {
         let Some(tunnel) = self.tunnels.get(t) else {
             return self.drop(frame, Drop::BadAdjacency);
         };
-        let inner_bytes = (frame.len() - eth::LEN) as u64;
+        let inner_bytes = frame.len() - eth::LEN;
         if let Err(reason) = tunnel::encap(&mut frame, tunnel) {
             return self.drop(frame, reason);
         }
-        // The adjacency is stacked on the remote's next hop: no FIB lookup here.
+        // The adjacency is stacked on the remote's next hop: no FIB lookup here, and
+        // mostly not even the adjacency table (`burst_underlay`).
+        let underlay = match self.burst_underlay {
+            Some(u) if u.via == via => u,
+            _ => match self.underlay_neighbor(via, &frame) {
+                Some(u) => u,
+                None => return self.encapsulated_unresolved(frame, t, via, inner_bytes),
+            },
+        };
+        if !self.outer_fits(&frame, t, underlay.mtu) {
+            return self.drop(frame, Drop::TooBig);
+        }
+        self.count_encapsulated(t, inner_bytes);
+        frame.data_mut()[..12].copy_from_slice(&underlay.macs);
+        self.stats.event(Event::Forwarded);
+        self.tx[underlay.port as usize].push(frame);
+    }
+
+    /// The underlay next hop `via` when it is a resolved neighbour on a port, memoized
+    /// for the burst when every packet to it goes there (not ECMP).
+    fn underlay_neighbor(&mut self, via: u32, frame: &Frame) -> Option<Underlay> {
+        let (Hop::Send { port, mac }, every_packet) = self.hop_for(via, frame) else {
+            return None;
+        };
+        let p = self.ports.get(port as usize)?;
+        let mut macs = [0; 12];
+        macs[..6].copy_from_slice(&mac);
+        macs[6..].copy_from_slice(&p.mac);
+        let u = Underlay {
+            via,
+            port,
+            mtu: p.mtu,
+            macs,
+        };
+        if every_packet {
+            self.burst_underlay = Some(u);
+        }
+        Some(u)
+    }
+
+    /// An encapsulated frame whose underlay next hop is not a resolved neighbour: punted
+    /// for resolution, or dropped (no route, a loop into a tunnel, a local address).
+    #[cold]
+    fn encapsulated_unresolved(&mut self, frame: Frame, t: u16, via: u32, inner_bytes: usize) {
         if via == NO_ROUTE {
             return self.drop(frame, Drop::NoRoute);
         }
-        let (port, target) = match self.memoized_hop(Memo::Underlay, via, &frame) {
-            Hop::Send { port, mac } => (port, Ok(mac)),
-            Hop::Resolve { port, ip } => (port, Err(ip)),
+        let (port, ip) = match self.hop(via, &frame) {
+            Hop::Resolve { port, ip } => (port, ip),
             Hop::Tunnel { .. } => return self.drop(frame, Drop::TunnelLoop),
             Hop::Local | Hop::Broadcast => return self.drop(frame, Drop::LocalUnhandled),
-            Hop::Missing => return self.drop(frame, Drop::BadAdjacency),
+            Hop::Send { .. } | Hop::Missing => return self.drop(frame, Drop::BadAdjacency),
         };
         let port_mtu = self.ports.get(port as usize).map_or(0, |p| p.mtu);
-        if !mtu::fits(&frame, port_mtu) {
-            // The tunnel MTU is configured above what the egress port carries: learn the
-            // port's MTU as the path MTU, so the next packets are refused or fragmented
-            // before encapsulation.
-            let lowered = self
-                .tunnels
-                .get(t)
-                .is_some_and(|tunnel| tunnel.lower_path_mtu(port_mtu as u32));
-            if lowered {
-                self.stats.event(Event::TunnelMtuLowered);
-            }
+        if !self.outer_fits(&frame, t, port_mtu) {
             return self.drop(frame, Drop::TooBig);
         }
+        self.count_encapsulated(t, inner_bytes);
+        self.emit(frame, port, Err(ip));
+    }
+
+    /// Whether the outer packet fits the egress port. If not, the tunnel MTU is configured
+    /// above what the port carries: the port's MTU is learnt as the tunnel's path MTU, so
+    /// the next packets are refused or fragmented before encapsulation.
+    #[inline(always)]
+    fn outer_fits(&mut self, frame: &Frame, t: u16, port_mtu: u16) -> bool {
+        if mtu::fits(frame, port_mtu) {
+            return true;
+        }
+        let lowered = self
+            .tunnels
+            .get(t)
+            .is_some_and(|tunnel| tunnel.lower_path_mtu(port_mtu as u32));
+        if lowered {
+            self.stats.event(Event::TunnelMtuLowered);
+        }
+        false
+    }
+
+    /// Counts a packet of `inner_bytes` sent into tunnel `t`.
+    #[inline(always)]
+    fn count_encapsulated(&mut self, t: u16, inner_bytes: usize) {
         self.stats.event(Event::TunnelEncapsulated);
         if let Some(c) = self.stats.ports.get_mut(self.ports.len() + t as usize) {
             c.tx_packets += 1;
-            c.tx_bytes += inner_bytes;
+            c.tx_bytes += inner_bytes as u64;
         }
-        self.emit(frame, port, target);
     }
 
     /// An ICMP error to us about an outer packet of one of our tunnels: lowers the

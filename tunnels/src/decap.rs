@@ -99,7 +99,7 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
 }
 
 /// The common case in a few compares: an option-less, unfragmented IPv4 packet whose
-/// protocol, endpoints and GRE flags and key are exactly those of a tunnel without GRE
+/// protocol, endpoints and GRE flags, protocol type and key are exactly those of a tunnel without GRE
 /// checksum or sequence numbers (`TunnelTable::match_v4`). `None`: not this case, the
 /// general path decides.
 #[inline(always)]
@@ -109,20 +109,12 @@ fn shaped_v4(table: &TunnelTable, ip: &mut [u8]) -> Option<Result<Decap, Error>>
         return None;
     }
     let shaped = table.match_v4(head)?;
-    let inner_v6 = match shaped.kind {
-        Kind::Gre => match u16::from_be_bytes([head[22], head[23]]) {
-            gre::TYPE_IPV4 => false,
-            gre::TYPE_IPV6 => true,
-            _ => return None,
-        },
-        kind => kind == Kind::SixInFour,
-    };
     let outer_tos = head[1];
     Some(inner_packet(
         ip,
         shaped.tunnel,
         shaped.inner,
-        inner_v6,
+        shaped.inner_v6,
         outer_tos,
     ))
 }

@@ -150,50 +150,65 @@ struct Shape4 {
     /// Bytes 12..20 of the outer header (source = remote, destination = local) as one word.
     ends: u64,
     proto: u8,
-    kind: Kind,
-    /// Bytes 20..28 under `mask`: for GRE the flags word without the protocol type (both
-    /// families ride one tunnel) and the key if the tunnel has one; nothing for IPIP/6in4.
+    /// Bytes 20..28 under `mask`: for GRE the flags and protocol type, and the key if the
+    /// tunnel has one; nothing for IPIP/6in4.
     after: u64,
     mask: u64,
     /// Offset of the inner header: 20, plus the GRE header.
     inner: u8,
+    inner_v6: bool,
     index: u16,
 }
 
 impl Shape4 {
-    fn of(spec: &Spec, index: u16) -> Option<Shape4> {
+    /// The shapes of tunnel `index`'s packets: one per inner family it carries (GRE
+    /// carries both, and says which in its protocol type).
+    fn of(spec: &Spec, index: u16) -> Vec<Shape4> {
         let (IpAddr::V4(local), IpAddr::V4(remote)) = (spec.local, spec.remote) else {
-            return None;
+            return Vec::new();
         };
         if spec.kind.outer_v6() || spec.checksum || spec.sequence {
-            return None;
+            return Vec::new();
         }
         let mut ends = [0u8; 8];
         ends[..4].copy_from_slice(&remote.octets());
         ends[4..].copy_from_slice(&local.octets());
-        // GRE flags (only K, or none), protocol masked out, then the key.
-        let (after, mask, gre_len) = match (spec.kind.is_gre(), spec.key) {
-            (false, _) => ([0; 8], [0; 8], 0),
-            (true, None) => ([0; 8], [0xff, 0xff, 0, 0, 0, 0, 0, 0], 4),
-            (true, Some(k)) => {
-                let [a, b] = crate::gre::FLAG_KEY.to_be_bytes();
-                let [k0, k1, k2, k3] = k.to_be_bytes();
-                (
-                    [a, b, 0, 0, k0, k1, k2, k3],
-                    [0xff, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff],
-                    8,
-                )
+        let shape = |inner_v6: bool| {
+            // GRE flags (only K, or none), the protocol type of the family, then the key.
+            let protocol = if inner_v6 {
+                crate::gre::TYPE_IPV6
+            } else {
+                crate::gre::TYPE_IPV4
+            };
+            let [p0, p1] = protocol.to_be_bytes();
+            let (after, mask, gre_len) = match (spec.kind.is_gre(), spec.key) {
+                (false, _) => ([0; 8], [0; 8], 0),
+                (true, None) => (
+                    [0, 0, p0, p1, 0, 0, 0, 0],
+                    [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+                    4,
+                ),
+                (true, Some(k)) => {
+                    let [a, b] = crate::gre::FLAG_KEY.to_be_bytes();
+                    let [k0, k1, k2, k3] = k.to_be_bytes();
+                    ([a, b, p0, p1, k0, k1, k2, k3], [0xff; 8], 8)
+                }
+            };
+            Shape4 {
+                ends: u64::from_ne_bytes(ends),
+                proto: spec.kind.protocol(),
+                after: u64::from_ne_bytes(after),
+                mask: u64::from_ne_bytes(mask),
+                inner: 20 + gre_len,
+                inner_v6,
+                index,
             }
         };
-        Some(Shape4 {
-            ends: u64::from_ne_bytes(ends),
-            proto: spec.kind.protocol(),
-            kind: spec.kind,
-            after: u64::from_ne_bytes(after),
-            mask: u64::from_ne_bytes(mask),
-            inner: 20 + gre_len,
-            index,
-        })
+        [false, true]
+            .into_iter()
+            .filter(|&v6| spec.kind.carries(v6))
+            .map(shape)
+            .collect()
     }
 }
 
@@ -201,9 +216,9 @@ impl Shape4 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shaped {
     pub tunnel: u16,
-    pub kind: Kind,
     /// Offset of the inner header from the start of the outer one.
     pub inner: usize,
+    pub inner_v6: bool,
 }
 
 impl TunnelTable {
@@ -291,8 +306,8 @@ impl TunnelTable {
             if s.ends == ends && after & s.mask == s.after && s.proto == proto {
                 return Some(Shaped {
                     tunnel: s.index,
-                    kind: s.kind,
                     inner: s.inner as usize,
+                    inner_v6: s.inner_v6,
                 });
             }
         }
