@@ -341,11 +341,8 @@ impl Worker {
             }
         }
         // A handed-over frame was decapsulated by the worker that received it.
-        let mut endpoint = (!handed && !self.tunnels.is_empty()).then(|| tunnel::Endpoint {
-            table: &self.tunnels,
-            stats: &mut self.stats,
-            first_tunnel: self.ports.len(),
-        });
+        let mut endpoint = (!handed && !self.tunnels.is_empty())
+            .then(|| tunnel::Endpoint::new(&self.tunnels, &mut self.stats, self.ports.len()));
         parse::burst(
             &mut frames[..n],
             &mut self.meta[..n],

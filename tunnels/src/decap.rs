@@ -12,7 +12,7 @@
 //! as RFC 6040 says (with the IPv4 header checksum updated incrementally).
 
 use crate::gre;
-use crate::table::{Miss, TunnelTable};
+use crate::table::{LastShape, Miss, TunnelTable};
 use crate::tunnel::Kind;
 use crate::{ecn, PROTO_GRE, PROTO_IPIP, PROTO_IPV6};
 
@@ -62,61 +62,38 @@ impl From<Miss> for Error {
     }
 }
 
-/// What an IPv4 packet to `dst` (`ip`: its header onwards, validated by the caller) is to
-/// the tunnel endpoint: `None`, not a tunnel packet of ours (it goes on as it is), or the
-/// outcome of decapsulating it. A packet of a tunnel's exact shape is recognised without
-/// the local-address test.
+/// Whether an IPv4 packet of protocol `proto` may be a tunnel packet: the receiver's
+/// first test, which every other packet fails.
 #[inline(always)]
-pub fn receive_v4(table: &TunnelTable, ip: &mut [u8], dst: u32) -> Option<Result<Decap, Error>> {
-    if !matches!(ip.get(9)?, &(PROTO_IPIP | PROTO_IPV6 | PROTO_GRE)) {
-        return None;
-    }
-    if let Some(decapsulated) = shaped_v4(table, ip) {
-        return Some(decapsulated);
-    }
-    table
-        .is_local(dst as u128)
-        .then(|| decap_general(table, ip))
-}
-
-/// [`receive_v4`] for an IPv6 packet.
-#[inline(always)]
-pub fn receive_v6(table: &TunnelTable, ip: &mut [u8], dst: u128) -> Option<Result<Decap, Error>> {
-    if *ip.get(6)? != PROTO_GRE || !table.is_local(dst) {
-        return None;
-    }
-    Some(decap_general(table, ip))
+pub fn is_tunnel_protocol(proto: u8) -> bool {
+    matches!(proto, PROTO_IPIP | PROTO_IPV6 | PROTO_GRE)
 }
 
 /// Decapsulates the packet `ip` (the outer IP header onwards, exactly the packet's length;
 /// header fields already validated by the parse stage). May rewrite the inner ECN field.
+/// `last` is the receiver's memo for [`shaped_v4`].
 #[inline]
-pub fn decap(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
-    match shaped_v4(table, ip) {
-        Some(decapsulated) => decapsulated,
+pub fn decap(table: &TunnelTable, ip: &mut [u8], last: &mut LastShape) -> Result<Decap, Error> {
+    match shaped_v4(table, ip, last) {
+        Some(shaped) => {
+            let outer_ecn = ip[1]; // in bounds: the shape is 28 bytes long
+            inner_packet(ip, shaped, outer_ecn)
+        }
         None => decap_general(table, ip),
     }
 }
 
 /// The common case in a few compares: an option-less, unfragmented IPv4 packet whose
-/// protocol, endpoints and GRE flags, protocol type and key are exactly those of a tunnel without GRE
-/// checksum or sequence numbers (`TunnelTable::match_v4`). `None`: not this case, the
-/// general path decides.
+/// protocol, endpoints and GRE flags, protocol type and key are exactly those of a tunnel
+/// without GRE checksum or sequence numbers (`TunnelTable::match_v4`). What it returns
+/// still goes through [`inner_packet`]. `None`: not this case, [`decap_general`] decides.
 #[inline(always)]
-fn shaped_v4(table: &TunnelTable, ip: &mut [u8]) -> Option<Result<Decap, Error>> {
+pub fn shaped_v4(table: &TunnelTable, ip: &[u8], last: &mut LastShape) -> Option<Decap> {
     let head = ip.first_chunk::<28>()?;
     if head[0] != 0x45 || wire::ipv4::is_fragment(head) {
         return None;
     }
-    let shaped = table.match_v4(head)?;
-    let outer_tos = head[1];
-    Some(inner_packet(
-        ip,
-        shaped.tunnel,
-        shaped.inner,
-        shaped.inner_v6,
-        outer_tos,
-    ))
+    table.match_v4(head, last)
 }
 
 /// Every check, in the order of the module docs, with the reason for a refusal. [`decap`]
@@ -183,40 +160,38 @@ pub fn decap_general(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error>
         (index, outer_len, kind == Kind::SixInFour)
     };
 
-    inner_packet(ip, tunnel, inner, inner_v6, outer_ecn)
+    inner_packet(
+        ip,
+        Decap {
+            tunnel,
+            inner,
+            inner_v6,
+        },
+        outer_ecn,
+    )
 }
 
-/// The checks on the inner packet at `inner` of tunnel `tunnel`: there, of the family the
-/// header says, and not the RFC 6040 drop case; then its ECN field as RFC 6040 says.
+/// The checks on the inner packet of `d` (`ip`: the outer header onwards): there, of the
+/// family the outer headers say, and not the RFC 6040 drop case; then its ECN field as
+/// RFC 6040 says. `outer_ecn`: the outer header's ECN field in its low two bits.
 #[inline(always)]
-fn inner_packet(
-    ip: &mut [u8],
-    tunnel: u16,
-    inner: usize,
-    inner_v6: bool,
-    outer_tos: u8,
-) -> Result<Decap, Error> {
-    let version = if inner_v6 { 6 } else { 4 };
-    let min = if inner_v6 { 40 } else { 20 };
-    let inner_ip = ip.get_mut(inner..).ok_or(Error::Truncated)?;
+pub fn inner_packet(ip: &mut [u8], d: Decap, outer_ecn: u8) -> Result<Decap, Error> {
+    let (version, min) = if d.inner_v6 { (6, 40) } else { (4, 20) };
+    let inner_ip = ip.get_mut(d.inner..).ok_or(Error::Truncated)?;
     if inner_ip.len() < min {
         return Err(Error::Truncated);
     }
     if inner_ip[0] >> 4 != version {
         return Err(Error::BadPayload);
     }
-    apply_ecn(outer_tos, inner_ip, inner_v6)?;
-    Ok(Decap {
-        tunnel,
-        inner,
-        inner_v6,
-    })
+    apply_ecn(outer_ecn, inner_ip, d.inner_v6)?;
+    Ok(d)
 }
 
-/// RFC 6040 on the inner header; `outer_tos` is the outer TOS / traffic class byte.
+/// RFC 6040 on the inner header; `outer_ecn` is the outer ECN field in its low two bits.
 #[inline(always)]
-fn apply_ecn(outer_tos: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
-    if outer_tos & 0b11 == ecn::NOT_ECT {
+fn apply_ecn(outer_ecn: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
+    if outer_ecn & 0b11 == ecn::NOT_ECT {
         // Figure 4's first column: the inner field stands, whatever it is.
         return Ok(());
     }
@@ -225,7 +200,7 @@ fn apply_ecn(outer_tos: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Erro
     } else {
         inner[1] & 0b11
     };
-    let out = ecn::decap(outer_tos, inner_ecn).ok_or(Error::EcnDrop)?;
+    let out = ecn::decap(outer_ecn, inner_ecn).ok_or(Error::EcnDrop)?;
     if out == inner_ecn {
         return Ok(());
     }

@@ -19,7 +19,7 @@ pub mod tunnel;
 
 pub use decap::{decap, Decap, Error as DecapError};
 pub use encap::encap;
-pub use table::{Tunnel, TunnelTable};
+pub use table::{LastShape, Tunnel, TunnelTable};
 pub use tunnel::{Dscp, Kind, Spec, Ttl};
 
 /// IP protocol numbers of the encapsulations.

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use crate::decap::Decap;
 use crate::encap::Template;
 use crate::tunnel::{Kind, Spec};
 
@@ -161,6 +162,15 @@ struct Shape4 {
 }
 
 impl Shape4 {
+    #[inline(always)]
+    fn decap(&self) -> Decap {
+        Decap {
+            tunnel: self.index,
+            inner: self.inner as usize,
+            inner_v6: self.inner_v6,
+        }
+    }
+
     /// The shapes of tunnel `index`'s packets: one per inner family it carries (GRE
     /// carries both, and says which in its protocol type).
     fn of(spec: &Spec, index: u16) -> Vec<Shape4> {
@@ -212,14 +222,11 @@ impl Shape4 {
     }
 }
 
-/// A tunnel packet recognised by [`TunnelTable::match_v4`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shaped {
-    pub tunnel: u16,
-    /// Offset of the inner header from the start of the outer one.
-    pub inner: usize,
-    pub inner_v6: bool,
-}
+/// The shape a receiver matched last, tried first for its next packet: a burst's tunnel
+/// packets mostly come through one tunnel (VPP's GRE input keeps its last tunnel key for
+/// the same reason). Each receiver (worker) keeps its own; the table is shared.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LastShape(usize);
 
 impl TunnelTable {
     /// Builds the table; refuses two tunnels a receiver could not tell apart.
@@ -290,25 +297,29 @@ impl TunnelTable {
     }
 
     /// The tunnel an outer IPv4 packet (`head`: its first 28 bytes, header validated) is
-    /// for, when it has exactly the shape that tunnel's packets have (see `Shape4`).
-    /// `None` says only "not this way": the general path decides, and says why not.
+    /// for, when it has exactly the shape that tunnel's packets have (see `Shape4`), as a
+    /// [`Decap`] not yet checked past the outer headers. `None` says only "not this way":
+    /// the general path decides, and says why not.
     #[inline(always)]
-    pub fn match_v4(&self, head: &[u8; 28]) -> Option<Shaped> {
+    pub fn match_v4(&self, head: &[u8; 28], last: &mut LastShape) -> Option<Decap> {
         let word = |at: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&head[at..at + 8]);
             u64::from_ne_bytes(w)
         };
         let (ends, after, proto) = (word(12), word(20), head[9]);
-        // A plain loop: `Iterator::find` here was an out-of-line call, ~15 instructions
-        // per entry where this is ~6.
-        for s in &self.shapes_v4 {
-            if s.ends == ends && after & s.mask == s.after && s.proto == proto {
-                return Some(Shaped {
-                    tunnel: s.index,
-                    inner: s.inner as usize,
-                    inner_v6: s.inner_v6,
-                });
+        let fits = |s: &Shape4| s.ends == ends && after & s.mask == s.after && s.proto == proto;
+        if let Some(s) = self.shapes_v4.get(last.0) {
+            if fits(s) {
+                return Some(s.decap());
+            }
+        }
+        // A plain loop: `Iterator::position` here was an out-of-line call, ~15
+        // instructions per entry where this is ~6.
+        for (i, s) in self.shapes_v4.iter().enumerate() {
+            if fits(s) {
+                last.0 = i;
+                return Some(s.decap());
             }
         }
         None

@@ -33,11 +33,10 @@ fn classify_into(
     endpoint: Option<&mut Endpoint>,
     class: &mut Class,
 ) {
-    let outer = classify(frame, port);
-    *class = match endpoint {
-        Some(endpoint) => endpoint.receive(frame, outer, port),
-        None => outer,
-    };
+    *class = classify(frame, port);
+    if let Some(endpoint) = endpoint {
+        endpoint.receive(frame, class, port);
+    }
 }
 
 #[inline(always)]

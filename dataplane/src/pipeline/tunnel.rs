@@ -3,7 +3,7 @@
 //! headroom once the FIB picked a tunnel adjacency. The checks themselves live in the
 //! `tunnels` crate; this module moves the frame's Ethernet header around them.
 
-use tunnels::{DecapError, TunnelTable};
+use tunnels::{DecapError, LastShape, TunnelTable};
 
 use super::{parse, Class, PortInfo};
 use crate::buf::Frame;
@@ -14,41 +14,93 @@ use crate::wire::{eth, ipv4, ipv6};
 /// is offered to [`Endpoint::receive`] while its header is still in L1, and a tunnel
 /// packet of ours leaves the stage as its inner packet, classified like any other.
 pub struct Endpoint<'a> {
-    pub table: &'a TunnelTable,
-    pub stats: &'a mut Local,
+    table: &'a TunnelTable,
+    stats: &'a mut Local,
     /// Counter slot (and ingress number) of tunnel 0: ports come first.
-    pub first_tunnel: usize,
+    first_tunnel: usize,
+    last: LastShape,
 }
 
-impl Endpoint<'_> {
-    /// The class `frame` (classified `class` by parse) goes on with: the same, if it is
-    /// not a tunnel packet of ours; else its inner packet's, or the drop reason.
-    #[inline(always)]
-    pub fn receive(&mut self, frame: &mut Frame, class: Class, port: &PortInfo) -> Class {
-        let outcome = match class {
-            Class::V4 { dst } => {
-                tunnels::decap::receive_v4(self.table, &mut frame.data_mut()[eth::LEN..], dst)
-            }
-            Class::V6 { dst } => {
-                tunnels::decap::receive_v6(self.table, &mut frame.data_mut()[eth::LEN..], dst)
-            }
-            _ => None,
-        };
-        match outcome {
-            None => class,
-            Some(Ok(d)) => {
-                let class = strip_outer(frame, d, port);
-                let slot = self.first_tunnel + d.tunnel as usize;
-                frame.ingress = slot as u16;
-                self.stats.event(Event::TunnelDecapsulated);
-                if let Some(c) = self.stats.ports.get_mut(slot) {
-                    c.rx_packets += 1;
-                    c.rx_bytes += (frame.len() - eth::LEN) as u64;
-                }
-                class
-            }
-            Some(Err(reason)) => Class::Drop(drop_reason(reason)),
+impl<'a> Endpoint<'a> {
+    /// The endpoint for one burst: a burst's tunnel packets mostly share a tunnel, so the
+    /// shape memo lives as long as the burst.
+    pub fn new(table: &'a TunnelTable, stats: &'a mut Local, first_tunnel: usize) -> Self {
+        Endpoint {
+            table,
+            stats,
+            first_tunnel,
+            last: LastShape::default(),
         }
+    }
+
+    /// Replaces `class` (what parse made of `frame`) with the inner packet's class, or the
+    /// drop reason, when `frame` is a tunnel packet of ours; leaves it alone otherwise.
+    /// In place: a pass-through packet (most of them) then costs no copy of the class.
+    #[inline(always)]
+    pub fn receive(&mut self, frame: &mut Frame, class: &mut Class, port: &PortInfo) {
+        match *class {
+            Class::V4 { dst } => self.receive_v4(frame, dst, class, port),
+            Class::V6 { dst } => {
+                let ip = &frame.data()[eth::LEN..];
+                if ip.get(6) == Some(&tunnels::PROTO_GRE) && self.table.is_local(dst) {
+                    *class = self.unshaped(frame, port);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An IPv4 packet: the tunnel protocols, then a tunnel's exact shape (the common case,
+    /// without the local-address test), then the general path for the rest to our
+    /// tunnel endpoints.
+    #[inline(always)]
+    fn receive_v4(&mut self, frame: &mut Frame, dst: u32, class: &mut Class, port: &PortInfo) {
+        let ip = &mut frame.data_mut()[eth::LEN..];
+        if !ip
+            .get(9)
+            .is_some_and(|&p| tunnels::decap::is_tunnel_protocol(p))
+        {
+            return;
+        }
+        if let Some(shaped) = tunnels::decap::shaped_v4(self.table, ip, &mut self.last) {
+            let outer_tos = ip[1]; // in bounds: the shape is 28 bytes long
+            let outcome = tunnels::decap::inner_packet(ip, shaped, outer_tos);
+            *class = self.decapsulated(frame, outcome, port);
+        } else if self.table.is_local(dst as u128) {
+            *class = self.unshaped(frame, port);
+        }
+    }
+
+    /// A packet to a tunnel endpoint of ours that is not of a tunnel's exact shape: GRE
+    /// with checksum or sequence numbers, outer options or IPv6, and every refusal.
+    #[inline(never)]
+    fn unshaped(&mut self, frame: &mut Frame, port: &PortInfo) -> Class {
+        let outcome = tunnels::decap::decap_general(self.table, &mut frame.data_mut()[eth::LEN..]);
+        self.decapsulated(frame, outcome, port)
+    }
+
+    /// The inner packet of a decapsulated frame, counted on its tunnel and classified;
+    /// or the drop reason.
+    #[inline(always)]
+    fn decapsulated(
+        &mut self,
+        frame: &mut Frame,
+        outcome: Result<tunnels::Decap, DecapError>,
+        port: &PortInfo,
+    ) -> Class {
+        let d = match outcome {
+            Ok(d) => d,
+            Err(reason) => return Class::Drop(drop_reason(reason)),
+        };
+        let class = strip_outer(frame, d, port);
+        let slot = self.first_tunnel + d.tunnel as usize;
+        frame.ingress = slot as u16;
+        self.stats.event(Event::TunnelDecapsulated);
+        if let Some(c) = self.stats.ports.get_mut(slot) {
+            c.rx_packets += 1;
+            c.rx_bytes += (frame.len() - eth::LEN) as u64;
+        }
+        class
     }
 }
 
@@ -67,9 +119,11 @@ fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
     } else {
         eth::TYPE_IPV4
     };
-    let f = frame.data_mut();
-    f[..12].copy_from_slice(&macs);
-    f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let Some(header) = frame.data_mut().first_chunk_mut::<{ eth::LEN }>() else {
+        return Class::Drop(Drop::Runt);
+    };
+    header[..12].copy_from_slice(&macs);
+    header[12..].copy_from_slice(&ethertype.to_be_bytes());
     // The inner packet is checked as the parse stage checks any IP packet; its Ethernet
     // header is ours and needs no check.
     if d.inner_v6 {
