@@ -100,6 +100,15 @@ pub fn shaped_v4(table: &TunnelTable, ip: &[u8], last: &mut LastShape) -> Option
 /// tries a shortcut for the common shape first; on every input the two agree
 /// (`tests/endpoints.rs` checks it on valid and mutated packets of every kind).
 pub fn decap_general(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error> {
+    let (d, outer_ecn) = outer_headers(table, ip)?;
+    inner_packet(ip, d, outer_ecn)
+}
+
+/// The checks of [`decap_general`] up to the inner packet: which tunnel, where its inner
+/// packet starts, and the outer ECN field (low two bits) for RFC 6040. A caller that
+/// checks the inner packet its own way (the dataplane, with its parse stage's checks)
+/// stops here.
+pub fn outer_headers(table: &TunnelTable, ip: &[u8]) -> Result<(Decap, u8), Error> {
     let (kind, outer_len, local, remote, outer_ecn) = match ip.first().map(|b| b >> 4) {
         Some(4) if ip.len() >= 20 => {
             if wire::ipv4::is_fragment(ip) {
@@ -160,15 +169,12 @@ pub fn decap_general(table: &TunnelTable, ip: &mut [u8]) -> Result<Decap, Error>
         (index, outer_len, kind == Kind::SixInFour)
     };
 
-    inner_packet(
-        ip,
-        Decap {
-            tunnel,
-            inner,
-            inner_v6,
-        },
-        outer_ecn,
-    )
+    let d = Decap {
+        tunnel,
+        inner,
+        inner_v6,
+    };
+    Ok((d, outer_ecn))
 }
 
 /// The checks on the inner packet of `d` (`ip`: the outer header onwards): there, of the
@@ -190,7 +196,7 @@ pub fn inner_packet(ip: &mut [u8], d: Decap, outer_ecn: u8) -> Result<Decap, Err
 
 /// RFC 6040 on the inner header; `outer_ecn` is the outer ECN field in its low two bits.
 #[inline(always)]
-fn apply_ecn(outer_ecn: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
+pub fn apply_ecn(outer_ecn: u8, inner: &mut [u8], inner_v6: bool) -> Result<(), Error> {
     if outer_ecn & 0b11 == ecn::NOT_ECT {
         // Figure 4's first column: the inner field stands, whatever it is.
         return Ok(());
