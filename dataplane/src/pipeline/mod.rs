@@ -102,6 +102,20 @@ pub struct PortInfo {
 }
 
 impl PortInfo {
+    /// A port with MAC `mac`, MTU 1500 and no addresses: what the stages' unit tests
+    /// receive on.
+    #[cfg(test)]
+    pub(crate) fn bare(mac: crate::wire::Mac) -> PortInfo {
+        PortInfo {
+            name: "t".into(),
+            mac,
+            mtu: 1500,
+            v4: Vec::new(),
+            v6: Vec::new(),
+            link_local: Ipv6Addr::UNSPECIFIED,
+        }
+    }
+
     pub fn new(i: &crate::config::Interface) -> PortInfo {
         PortInfo {
             name: i.name.clone(),

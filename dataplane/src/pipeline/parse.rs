@@ -219,7 +219,7 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     use super::*;
     use crate::buf::Pool;
@@ -227,14 +227,7 @@ mod tests {
     const MAC: crate::wire::Mac = [2, 0, 0, 0, 0, 1];
 
     fn classify_v4(src: Ipv4Addr, dst: Ipv4Addr) -> Class {
-        let port = PortInfo {
-            name: "t".into(),
-            mac: MAC,
-            mtu: 1500,
-            v4: Vec::new(),
-            v6: Vec::new(),
-            link_local: Ipv6Addr::UNSPECIFIED,
-        };
+        let port = PortInfo::bare(MAC);
         let mut bytes = [0u8; eth::LEN + 28];
         eth::write(&mut bytes, &MAC, &[2, 0, 0, 0, 0, 2], eth::TYPE_IPV4);
         ipv4::write(&mut bytes[eth::LEN..], 0, 28, 0, 0, 64, 17, src, dst);

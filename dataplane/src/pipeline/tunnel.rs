@@ -276,7 +276,7 @@ pub fn quoted_outer(ip: &[u8]) -> Option<(&[u8], Option<u32>)> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv6Addr};
+    use std::net::IpAddr;
 
     use tunnels::{Dscp, Kind, Spec, Ttl, TunnelTable};
 
@@ -285,17 +285,6 @@ mod tests {
     use crate::counters::Local;
 
     const MAC: crate::wire::Mac = [2, 0, 0, 0, 0, 1];
-
-    fn port() -> PortInfo {
-        PortInfo {
-            name: "t".into(),
-            mac: MAC,
-            mtu: 1500,
-            v4: Vec::new(),
-            v6: Vec::new(),
-            link_local: Ipv6Addr::UNSPECIFIED,
-        }
-    }
 
     /// The receiving ends: every IPv4-outer kind between one pair of endpoints, GRE with
     /// and without a key, none with checksum or sequence numbers, so each has a shape.
@@ -375,7 +364,7 @@ mod tests {
         let mut pool = Pool::new(1);
         let mut frame = pool.alloc()?;
         assert!(frame.fill(&bytes));
-        let port = port();
+        let port = PortInfo::bare(MAC);
         let mut class = parse::classify(&mut frame, &port);
         let Class::V4 { dst } = class else {
             pool.free(frame);
@@ -445,13 +434,8 @@ mod tests {
     fn shaped_and_general_paths_agree() {
         let table = TunnelTable::new(specs()).expect("table");
         let specs = specs();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::wire::XorShift64::new(0x2545_f491_4f6c_dd1d);
+        let mut rand = move || rng.next_u64();
         let (mut shaped, mut seen) = (0, Vec::new());
         for round in 0..20_000 {
             let s = &specs[round % specs.len()];
