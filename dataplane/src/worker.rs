@@ -614,8 +614,8 @@ impl Worker {
         let underlay = match self.burst_underlay {
             Some(u) if u.via == via => u,
             _ => match self.underlay_neighbor(via, &frame) {
-                Some(u) => u,
-                None => return self.encapsulated_unresolved(frame, t, via, inner_bytes),
+                Ok(u) => u,
+                Err(hop) => return self.encapsulated_unresolved(frame, t, via, hop, inner_bytes),
             },
         };
         if !self.outer_fits(&frame, t, underlay.mtu) {
@@ -628,12 +628,13 @@ impl Worker {
     }
 
     /// The underlay next hop `via` when it is a resolved neighbour on a port, memoized
-    /// for the burst when every packet to it goes there (not ECMP).
-    fn underlay_neighbor(&mut self, via: u32, frame: &Frame) -> Option<Underlay> {
-        let (Hop::Send { port, mac }, every_packet) = self.hop_for(via, frame) else {
-            return None;
+    /// for the burst when every packet to it goes there (not ECMP); else the hop it is.
+    fn underlay_neighbor(&mut self, via: u32, frame: &Frame) -> Result<Underlay, Hop> {
+        let (hop, every_packet) = self.hop_for(via, frame);
+        let Hop::Send { port, mac } = hop else {
+            return Err(hop);
         };
-        let p = self.ports.get(port as usize)?;
+        let p = self.ports.get(port as usize).ok_or(hop)?;
         let mut macs = [0; 12];
         macs[..6].copy_from_slice(&mac);
         macs[6..].copy_from_slice(&p.mac);
@@ -646,17 +647,24 @@ impl Worker {
         if every_packet {
             self.burst_underlay = Some(u);
         }
-        Some(u)
+        Ok(u)
     }
 
     /// An encapsulated frame whose underlay next hop is not a resolved neighbour: punted
     /// for resolution, or dropped (no route, a loop into a tunnel, a local address).
     #[cold]
-    fn encapsulated_unresolved(&mut self, frame: Frame, t: u16, via: u32, inner_bytes: usize) {
+    fn encapsulated_unresolved(
+        &mut self,
+        frame: Frame,
+        t: u16,
+        via: u32,
+        hop: Hop,
+        inner_bytes: usize,
+    ) {
         if via == NO_ROUTE {
             return self.drop(frame, Drop::NoRoute);
         }
-        let (port, ip) = match self.hop(via, &frame) {
+        let (port, ip) = match hop {
             Hop::Resolve { port, ip } => (port, ip),
             Hop::Tunnel { .. } => return self.drop(frame, Drop::TunnelLoop),
             Hop::Local | Hop::Broadcast => return self.drop(frame, Drop::LocalUnhandled),

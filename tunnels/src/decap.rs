@@ -85,8 +85,9 @@ pub fn decap(table: &TunnelTable, ip: &mut [u8], last: &mut LastShape) -> Result
 
 /// The common case in a few compares: an option-less, unfragmented IPv4 packet whose
 /// protocol, endpoints and GRE flags, protocol type and key are exactly those of a tunnel
-/// without GRE checksum or sequence numbers (`TunnelTable::match_v4`). What it returns
-/// still goes through [`inner_packet`]. `None`: not this case, [`decap_general`] decides.
+/// without GRE checksum or sequence numbers (`TunnelTable::match_v4`). Its inner packet
+/// is still to be checked ([`decap`] does). `None`: not this case, [`decap_general`]
+/// decides.
 #[inline(always)]
 pub fn shaped_v4(table: &TunnelTable, ip: &[u8], last: &mut LastShape) -> Option<Decap> {
     let head = ip.first_chunk::<28>()?;
@@ -181,7 +182,7 @@ pub fn outer_headers(table: &TunnelTable, ip: &[u8]) -> Result<(Decap, u8), Erro
 /// family the outer headers say, and not the RFC 6040 drop case; then its ECN field as
 /// RFC 6040 says. `outer_ecn`: the outer header's ECN field in its low two bits.
 #[inline(always)]
-pub fn inner_packet(ip: &mut [u8], d: Decap, outer_ecn: u8) -> Result<Decap, Error> {
+fn inner_packet(ip: &mut [u8], d: Decap, outer_ecn: u8) -> Result<Decap, Error> {
     let (version, min) = if d.inner_v6 { (6, 40) } else { (4, 20) };
     let inner_ip = ip.get_mut(d.inner..).ok_or(Error::Truncated)?;
     if inner_ip.len() < min {

@@ -55,7 +55,7 @@ impl<'a> Endpoint<'a> {
     /// tunnel endpoints.
     #[inline(always)]
     fn receive_v4(&mut self, frame: &mut Frame, dst: u32, class: &mut Class, port: &PortInfo) {
-        let ip = &mut frame.data_mut()[eth::LEN..];
+        let ip = &frame.data()[eth::LEN..];
         if !ip
             .get(9)
             .is_some_and(|&p| tunnels::decap::is_tunnel_protocol(p))
@@ -151,8 +151,7 @@ fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
 
 /// The reason for an inner packet the parse checks refused: a payload too short for its
 /// header, or not of the family the outer headers say, is the tunnel's refusal (as
-/// `tunnels::decap::inner_packet` gives them); the rest are the inner
-/// header's own.
+/// `tunnels::decap_general` gives them); the rest are the inner header's own.
 #[cold]
 fn payload_refusal(reason: Drop) -> Drop {
     match reason {
