@@ -281,10 +281,12 @@ pub enum Event {
     HandedOff,
     /// Received from another worker's hand-off (counted by the owner).
     HandedIn,
+    /// A partial TCP/UDP checksum (an offloading sender's) finished on receipt.
+    ChecksumCompleted,
 }
 
 impl Event {
-    pub const ALL: [Event; 20] = [
+    pub const ALL: [Event; 21] = [
         Event::Forwarded,
         Event::Fragmented,
         Event::FragmentsSent,
@@ -305,6 +307,7 @@ impl Event {
         Event::NatFragmentReleased,
         Event::HandedOff,
         Event::HandedIn,
+        Event::ChecksumCompleted,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -328,6 +331,7 @@ impl Event {
             Event::NatFragmentReleased => "nat_fragment_released",
             Event::HandedOff => "handed_off",
             Event::HandedIn => "handed_in",
+            Event::ChecksumCompleted => "checksum_completed",
         }
     }
 }

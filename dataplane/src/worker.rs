@@ -343,12 +343,14 @@ impl Worker {
         // A handed-over frame was decapsulated by the worker that received it.
         let mut endpoint = (!handed && !self.tunnels.is_empty())
             .then(|| tunnel::Endpoint::new(&self.tunnels, &mut self.stats, self.ports.len()));
-        parse::burst(
+        let completed = parse::burst(
             &mut frames[..n],
             &mut self.meta[..n],
             info,
             endpoint.as_mut(),
         );
+        drop(endpoint);
+        self.stats.events[Event::ChecksumCompleted as usize] += completed;
         if let Some(nat) = &mut self.nat {
             let meta = &mut self.meta[..n];
             nat.prerouting(&mut frames[..n], meta, port, !handed, &mut self.stats);

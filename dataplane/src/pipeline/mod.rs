@@ -99,6 +99,10 @@ pub struct PortInfo {
     pub v6: Vec<ipnet::Ipv6Net>,
     /// fe80::/64 address derived from the MAC (EUI-64).
     pub link_local: Ipv6Addr,
+    /// Finish the partial TCP/UDP checksums of offloading senders (`wire::partial`): set
+    /// on AF_XDP ports, where the kernel's "checksum partial" mark does not reach tern. A
+    /// TAP reader gets finished sums from the kernel.
+    pub completes_partial_checksums: bool,
 }
 
 impl PortInfo {
@@ -113,6 +117,7 @@ impl PortInfo {
             v4: Vec::new(),
             v6: Vec::new(),
             link_local: Ipv6Addr::UNSPECIFIED,
+            completes_partial_checksums: false,
         }
     }
 
@@ -124,6 +129,7 @@ impl PortInfo {
             v4: i.v4.clone(),
             v6: i.v6.clone(),
             link_local: link_local(&i.mac),
+            completes_partial_checksums: i.backend == crate::config::Backend::AfXdp,
         }
     }
     pub fn v4_source(&self) -> Option<Ipv4Addr> {

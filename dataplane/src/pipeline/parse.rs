@@ -9,33 +9,54 @@ use crate::counters::Drop;
 use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
 /// Classifies every frame of the burst; with a tunnel `endpoint`, a tunnel packet of ours
-/// is decapsulated on the spot and its inner packet classified instead.
+/// is decapsulated on the spot and its inner packet classified instead. On a port that
+/// completes partial checksums, returns how many it completed.
 pub fn burst(
     frames: &mut [Frame],
     meta: &mut [Meta],
     port: &PortInfo,
     mut endpoint: Option<&mut Endpoint>,
-) {
+) -> u64 {
+    let mut completed = 0;
     for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        classify_into(frame, port, endpoint.as_deref_mut(), &mut m.class);
+        completed += classify_into(frame, port, endpoint.as_deref_mut(), &mut m.class) as u64;
         m.next_hop = lpm::NO_ROUTE;
     }
+    completed
 }
 
-/// [`classify`] (then the tunnel endpoint), writing the class straight into the frame's
-/// metadata. Returned by value, the 32-byte `Class` went through a stack slot that
-/// `classify` wrote with narrow stores and the caller at once re-read with 16-byte loads
-/// to copy it: a failed store-to-load forward, a stall on every packet.
+/// [`classify`] (then the partial-checksum check and the tunnel endpoint), writing the
+/// class straight into the frame's metadata. Returned by value, the 32-byte `Class` went
+/// through a stack slot that `classify` wrote with narrow stores and the caller at once
+/// re-read with 16-byte loads to copy it: a failed store-to-load forward, a stall on
+/// every packet. Returns whether it completed a partial checksum.
 #[inline(never)]
 fn classify_into(
     frame: &mut Frame,
     port: &PortInfo,
     endpoint: Option<&mut Endpoint>,
     class: &mut Class,
-) {
+) -> bool {
     *class = classify(frame, port);
+    // Before decapsulation and NAT: both rewrite checksums incrementally, which keeps a
+    // partial sum partial (and wrong) for good.
+    let completed = port.completes_partial_checksums && complete_partial_checksum(frame, class);
     if let Some(endpoint) = endpoint {
         endpoint.receive(frame, class, port);
+    }
+    completed
+}
+
+/// Finishes the partial TCP/UDP checksum of an IP packet a port received (see
+/// `wire::partial`); whether it wrote one.
+#[inline(always)]
+fn complete_partial_checksum(frame: &mut Frame, class: &Class) -> bool {
+    match class {
+        Class::V4 { .. } => crate::wire::partial::complete_v4(&mut frame.data_mut()[eth::LEN..]),
+        Class::V6 { .. } | Class::V6Multicast => {
+            crate::wire::partial::complete_v6(&mut frame.data_mut()[eth::LEN..])
+        }
+        _ => false,
     }
 }
 

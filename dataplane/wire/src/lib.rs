@@ -1,10 +1,14 @@
-//! Byte-level views of the headers tern reads and writes: Ethernet, ARP, IPv4, IPv6, ICMP.
+//! Byte-level views of the headers tern reads and writes: Ethernet, ARP, IPv4, IPv6, ICMP,
+//! and the TCP/UDP checksum fields (`partial`: finishing the partial sums of offloading
+//! senders).
 //!
 //! Plain offsets into `&[u8]`, checked once by the parse stage; everything after it indexes
 //! headers it has validated. Internet checksums (RFC 1071) and the incremental update of
 //! RFC 1624 live here too.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub mod partial;
 
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
