@@ -29,14 +29,16 @@ pub enum Drop {
     /// Total length below the header or beyond the frame.
     Ipv4BadTotalLength,
     Ipv4BadChecksum,
-    /// Source address that cannot be a source (multicast, broadcast, loopback, 0/8 to a non-local).
+    /// Source address that cannot be a source (RFC 1812 §5.3.7, RFC 6890): 0/8 (0.0.0.0
+    /// too), 127/8, multicast, 240/4, 255.255.255.255.
     Ipv4BadSource,
-    /// Multicast or broadcast destination: a router does not forward them.
+    /// Destination a router does not forward: 0/8, 127/8, multicast, 240/4, broadcast.
     Ipv4NotForwardable,
     Ipv6Truncated,
     Ipv6BadVersion,
     /// Payload length beyond the frame.
     Ipv6BadPayloadLength,
+    /// Multicast, loopback or IPv4-mapped source; unspecified to a unicast destination.
     Ipv6BadSource,
     /// Link-local or multicast destination that is not ours to forward.
     Ipv6NotForwardable,

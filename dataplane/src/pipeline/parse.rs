@@ -135,20 +135,9 @@ fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
         header_with_options(h, total)?;
     }
     let dst = ipv4::dst_bits(fixed);
-    // All ones reads the same in either byte order: the source is compared as it lies.
-    // (Read as a chunk it is one compare with memory; built from four bytes, LLVM
-    // reassembled it from the checksum's registers in eight instructions.)
-    let src_raw = fixed[12..]
-        .first_chunk()
-        .map_or(0, |&a| u32::from_ne_bytes(a));
     // One branch for both addresses, taken only by a packet that is dropped; which
     // address and why is worked out then.
-    let odd = loopback_or_multicast(fixed[12])
-        | loopback_or_multicast(fixed[16])
-        | (src_raw == u32::MAX)
-        | (dst == u32::MAX)
-        | (dst == 0);
-    if odd {
+    if martian_first_octet(fixed[12]) | martian_first_octet(fixed[16]) {
         return Err(address_refusal(ipv4::src_bits(fixed), dst));
     }
     Ok((dst, total))
@@ -174,23 +163,23 @@ fn header_with_options(h: &[u8], total: usize) -> Result<(), Drop> {
     Ok(())
 }
 
-/// Whether an IPv4 address with this first octet is loopback 127/8 or multicast 224/4:
-/// neither source nor destination of a packet tern forwards (RFC 1812 §4.2.2.11, §5.3.7).
-/// Without branches, so `ipv4_header` tests both addresses at once.
+/// Whether an IPv4 address with this first octet is neither source nor destination of a
+/// packet tern forwards or answers (RFC 1812 §5.3.7, RFC 6890): 0/8 "this network"
+/// (0.0.0.0 included), 127/8 loopback, 224/4 multicast, 240/4 reserved (255.255.255.255
+/// included). The same set on both sides; without branches, so `ipv4_header` tests both
+/// addresses at once.
 #[inline(always)]
-fn loopback_or_multicast(first_octet: u8) -> bool {
-    (first_octet == 127) | (first_octet & 0xf0 == 0xe0)
+fn martian_first_octet(first_octet: u8) -> bool {
+    (first_octet == 0) | (first_octet == 127) | (first_octet >= 224)
 }
 
-/// Why `ipv4_header` refuses addresses: the source first (multicast, limited broadcast,
-/// loopback), then the destination (the same, or unspecified 0.0.0.0).
+/// Why `ipv4_header` refuses addresses: the source first, then the destination.
 #[cold]
 fn address_refusal(src: u32, dst: u32) -> Drop {
-    let odd = |a: u32| loopback_or_multicast((a >> 24) as u8) || a == u32::MAX;
-    if odd(src) {
+    if martian_first_octet((src >> 24) as u8) {
         Drop::Ipv4BadSource
     } else {
-        debug_assert!(odd(dst) || dst == 0);
+        debug_assert!(martian_first_octet((dst >> 24) as u8));
         Drop::Ipv4NotForwardable
     }
 }
@@ -208,10 +197,16 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
         return Err(Drop::Ipv6BadPayloadLength);
     }
     let src = ipv6::src(h);
-    if src.is_multicast() || src.is_loopback() {
+    let dst = ipv6::dst(h);
+    // RFC 4291 §2.5.2-§2.7, RFC 6890: multicast, loopback and IPv4-mapped sources never;
+    // the unspecified source only to a multicast group (duplicate address detection).
+    if src.is_multicast()
+        || src.is_loopback()
+        || src.to_ipv4_mapped().is_some()
+        || (src.is_unspecified() && !dst.is_multicast())
+    {
         return Err(Drop::Ipv6BadSource);
     }
-    let dst = ipv6::dst(h);
     if dst.is_multicast() {
         let ours = dst == std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
             || dst == ipv6::solicited_node(port.link_local)
@@ -225,7 +220,7 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
             Err(Drop::Ipv6NotForwardable)
         };
     }
-    if dst.is_loopback() || dst.is_unspecified() {
+    if dst.is_loopback() || dst.is_unspecified() || dst.to_ipv4_mapped().is_some() {
         return Err(Drop::Ipv6NotForwardable);
     }
     if dst.is_unicast_link_local() {
@@ -261,8 +256,7 @@ mod tests {
     }
 
     /// Each address class on each side, against `Ipv4Addr`'s own predicates: the source is
-    /// judged first, and every refusal has the reason it had before the tests were merged
-    /// into one branch.
+    /// judged first, each refusal with its reason.
     #[test]
     fn ipv4_address_classes_are_refused_with_their_reason() {
         let samples = [
@@ -283,12 +277,19 @@ mod tests {
             "255.255.255.254",
             "255.255.255.255",
         ];
-        let odd = |a: Ipv4Addr| a.is_multicast() || a.is_broadcast() || a.is_loopback();
+        // RFC 6890's "this network", loopback, multicast and reserved blocks.
+        let odd = |a: Ipv4Addr| {
+            a.octets()[0] == 0
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.octets()[0] >= 240
+                || a.is_broadcast()
+        };
         for src in samples.map(|s| s.parse::<Ipv4Addr>().expect("address")) {
             for dst in samples.map(|s| s.parse::<Ipv4Addr>().expect("address")) {
                 let expected = if odd(src) {
                     Class::Drop(Drop::Ipv4BadSource)
-                } else if odd(dst) || dst.is_unspecified() {
+                } else if odd(dst) {
                     Class::Drop(Drop::Ipv4NotForwardable)
                 } else {
                     Class::V4 { dst: dst.to_bits() }
@@ -296,5 +297,39 @@ mod tests {
                 assert_eq!(classify_v4(src, dst), expected, "{src} -> {dst}");
             }
         }
+    }
+
+    fn classify_v6(src: &str, dst: &str) -> Class {
+        let port = PortInfo::bare(MAC);
+        let mut bytes = [0u8; eth::LEN + ipv6::LEN + 8];
+        eth::write(&mut bytes, &MAC, &[2, 0, 0, 0, 0, 2], eth::TYPE_IPV6);
+        let (src, dst) = (src.parse().expect("src"), dst.parse().expect("dst"));
+        ipv6::write(&mut bytes[eth::LEN..], 8, 17, 64, src, dst);
+        let mut pool = Pool::new(1);
+        let mut frame = pool.alloc().expect("a frame");
+        assert!(frame.fill(&bytes));
+        let class = classify(&mut frame, &port);
+        pool.free(frame);
+        class
+    }
+
+    /// RFC 4291 / RFC 6890 on IPv6: the unspecified source only towards a multicast group
+    /// (duplicate address detection), IPv4-mapped addresses on neither side.
+    #[test]
+    fn ipv6_martians_are_refused_with_their_reason() {
+        let bad_source = Class::Drop(Drop::Ipv6BadSource);
+        let not_forwardable = Class::Drop(Drop::Ipv6NotForwardable);
+        assert_eq!(classify_v6("::", "2001:db8::1"), bad_source);
+        assert_eq!(classify_v6("::1", "2001:db8::1"), bad_source);
+        assert_eq!(classify_v6("ff02::1", "2001:db8::1"), bad_source);
+        assert_eq!(classify_v6("::ffff:192.0.2.1", "2001:db8::1"), bad_source);
+        assert_eq!(classify_v6("2001:db8::2", "::ffff:192.0.2.1"), not_forwardable);
+        assert_eq!(classify_v6("2001:db8::2", "::"), not_forwardable);
+        assert_eq!(classify_v6("::", "ff02::1"), Class::V6Multicast);
+        let dst: std::net::Ipv6Addr = "2001:db8::1".parse().expect("dst");
+        assert_eq!(
+            classify_v6("2001:db8::2", "2001:db8::1"),
+            Class::V6 { dst: dst.to_bits() }
+        );
     }
 }
