@@ -1204,10 +1204,29 @@ impl Control {
             .iter()
             .map(|p| p.name.clone())
             .chain(self.tunnels.iter().map(|t| t.spec.name.clone()));
+        let reasons = |row: usize| -> serde_json::Map<String, Value> {
+            t.reasons(row)
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect()
+        };
         let interfaces: serde_json::Map<String, Value> = names
             .zip(&t.ports)
-            .map(|(name, c)| (name, json!({"rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes, "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "drops": c.drops})))
+            .enumerate()
+            .map(|(i, (name, c))| {
+                let row = json!({
+                    "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+                    "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "tx_errors": c.tx_errors,
+                    "forwarded": c.forwarded, "punted": c.punted, "local": c.local,
+                    "drops": c.drops, "drop_reasons": reasons(i),
+                });
+                (name, row)
+            })
             .collect();
+        let origin = t.ports.len();
+        let originated = json!({
+            "drops": t.drop_rows.get(origin).map_or(0, |r| r.iter().sum::<u64>()),
+            "drop_reasons": reasons(origin),
+        });
         let workers: Vec<Value> = self
             .counters
             .iter()
@@ -1219,6 +1238,7 @@ impl Control {
         let s = &self.stats;
         json!({
             "interfaces": interfaces,
+            "originated": originated,
             "workers": workers,
             "drops": drops,
             "events": events,

@@ -340,37 +340,89 @@ impl Event {
 
 pub const EVENTS: usize = Event::ALL.len();
 
-/// Per-port packet and byte counts.
+/// Per-interface packet and byte counts, and what became of the frames received.
+///
+/// On a port every received frame has exactly one outcome, so (summed over workers, with
+/// nothing in flight between them):
+/// `rx_packets = forwarded + punted + local + drops`, and `drops` is the sum of the
+/// port's drop reasons. A frame handed to the worker that owns its NAT session gets its
+/// outcome there. Frames tern originates (ICMP errors, echo replies, fragments after the
+/// first, held packets it releases) are not received frames: their drops count in the
+/// `originated` row. Tunnels count the inner packets they carry (rx after decapsulation,
+/// tx before encapsulation); those packets' outcomes count on the port they arrived by.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PortCounts {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Received and dropped, for any reason.
     pub drops: u64,
+    /// Received and sent on towards a next hop (a fragmented packet counts once).
+    pub forwarded: u64,
+    /// Received and handed to the control plane to wait for neighbour resolution.
+    pub punted: u64,
+    /// Received and taken by tern: answered, learned from, held by the NAT, handed to
+    /// the kernel through the host interface.
+    pub local: u64,
+    /// Queued for transmission on this port and refused by the device (drop `tx_error`).
+    pub tx_errors: u64,
 }
+
+impl PortCounts {
+    const FIELDS: usize = 9;
+
+    fn fields_mut(&mut self) -> [&mut u64; Self::FIELDS] {
+        [
+            &mut self.rx_packets,
+            &mut self.rx_bytes,
+            &mut self.tx_packets,
+            &mut self.tx_bytes,
+            &mut self.drops,
+            &mut self.forwarded,
+            &mut self.punted,
+            &mut self.local,
+            &mut self.tx_errors,
+        ]
+    }
+}
+
+/// Drop counts by reason for one interface (or for tern's own frames).
+pub type DropRow = [u64; DROP_REASONS];
 
 /// What a worker accumulates during one burst.
 #[derive(Debug, Clone)]
 pub struct Local {
-    pub drops: [u64; DROP_REASONS],
+    /// Per interface (the physical ports first, then the tunnels), then one row for the
+    /// frames tern originated ([`Local::origin`]).
+    pub drops: Vec<DropRow>,
+    /// Bit r: row r (the last bit: any row from 63 on) has a count to flush.
+    dirty: u64,
     pub events: [u64; EVENTS],
     /// Per interface: the physical ports first, then the tunnels.
     pub ports: Vec<PortCounts>,
 }
 
 impl Local {
-    pub fn new(ports: usize) -> Local {
+    pub fn new(interfaces: usize) -> Local {
         Local {
-            drops: [0; DROP_REASONS],
+            drops: vec![[0; DROP_REASONS]; interfaces + 1],
+            dirty: 0,
             events: [0; EVENTS],
-            ports: vec![PortCounts::default(); ports],
+            ports: vec![PortCounts::default(); interfaces],
         }
     }
+    /// The drop row of frames tern originated.
+    pub fn origin(&self) -> u16 {
+        self.ports.len() as u16
+    }
+    /// Counts a drop of a frame received on `port` (or of tern's own: [`Local::origin`]).
     #[inline(always)]
     pub fn drop(&mut self, port: u16, reason: Drop) {
-        self.drops[reason as usize] += 1;
-        if let Some(p) = self.ports.get_mut(port as usize) {
+        let row = (port as usize).min(self.ports.len());
+        self.drops[row][reason as usize] += 1;
+        self.dirty |= 1 << row.min(63);
+        if let Some(p) = self.ports.get_mut(row) {
             p.drops += 1;
         }
     }
@@ -382,9 +434,10 @@ impl Local {
 
 /// One worker's published counters.
 pub struct WorkerCounters {
-    drops: [AtomicU64; DROP_REASONS],
+    /// As [`Local::drops`].
+    drops: Vec<[AtomicU64; DROP_REASONS]>,
     events: [AtomicU64; EVENTS],
-    ports: Vec<[AtomicU64; 5]>,
+    ports: Vec<[AtomicU64; PortCounts::FIELDS]>,
     /// Flushes so far: the worker's loop is alive while this moves (health monitor).
     heartbeat: AtomicU64,
 }
@@ -394,11 +447,13 @@ impl WorkerCounters {
         self.heartbeat.load(Relaxed)
     }
 
-    pub fn new(ports: usize) -> WorkerCounters {
+    pub fn new(interfaces: usize) -> WorkerCounters {
         WorkerCounters {
-            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: (0..=interfaces)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
-            ports: (0..ports)
+            ports: (0..interfaces)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             heartbeat: AtomicU64::new(0),
@@ -422,18 +477,19 @@ impl WorkerCounters {
                 *v = 0;
             }
         }
-        for (c, v) in self.drops.iter().zip(local.drops.iter_mut()) {
-            add(c, v);
+        if local.dirty != 0 {
+            for (r, (c, row)) in self.drops.iter().zip(local.drops.iter_mut()).enumerate() {
+                if local.dirty & (1 << r.min(63)) != 0 {
+                    c.iter().zip(row.iter_mut()).for_each(|(c, v)| add(c, v));
+                }
+            }
+            local.dirty = 0;
         }
         for (c, v) in self.events.iter().zip(local.events.iter_mut()) {
             add(c, v);
         }
         for (c, p) in self.ports.iter().zip(local.ports.iter_mut()) {
-            add(&c[0], &mut p.rx_packets);
-            add(&c[1], &mut p.rx_bytes);
-            add(&c[2], &mut p.tx_packets);
-            add(&c[3], &mut p.tx_bytes);
-            add(&c[4], &mut p.drops);
+            c.iter().zip(p.fields_mut()).for_each(|(c, v)| add(c, v));
         }
     }
 }
@@ -441,31 +497,53 @@ impl WorkerCounters {
 /// Counters summed over workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// By reason, over every interface, tern's own frames and transmit errors.
     pub drops: Vec<(&'static str, u64)>,
     pub events: Vec<(&'static str, u64)>,
     pub ports: Vec<PortCounts>,
+    /// By reason, per interface then tern's own frames (as [`Local::drops`]); transmit
+    /// errors are the ports' `tx_errors`.
+    pub drop_rows: Vec<DropRow>,
 }
 
-pub fn sum(workers: &[std::sync::Arc<WorkerCounters>], ports: usize) -> Totals {
+impl Totals {
+    /// The non-zero drop reasons of row `row` (an interface, or the last: tern's own).
+    pub fn reasons(&self, row: usize) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let row = self.drop_rows.get(row);
+        Drop::ALL.iter().filter_map(move |d| {
+            let n = row.map_or(0, |r| r[*d as usize]);
+            (n != 0).then(|| (d.name(), n))
+        })
+    }
+}
+
+pub fn sum(workers: &[std::sync::Arc<WorkerCounters>], interfaces: usize) -> Totals {
     let mut t = Totals {
         drops: Drop::ALL.iter().map(|d| (d.name(), 0)).collect(),
         events: Event::ALL.iter().map(|e| (e.name(), 0)).collect(),
-        ports: vec![PortCounts::default(); ports],
+        ports: vec![PortCounts::default(); interfaces],
+        drop_rows: vec![[0; DROP_REASONS]; interfaces + 1],
     };
     for w in workers {
-        for (i, c) in w.drops.iter().enumerate() {
-            t.drops[i].1 += c.load(Relaxed);
+        for (row, c) in t.drop_rows.iter_mut().zip(&w.drops) {
+            for (v, c) in row.iter_mut().zip(c) {
+                *v += c.load(Relaxed);
+            }
         }
         for (i, c) in w.events.iter().enumerate() {
             t.events[i].1 += c.load(Relaxed);
         }
         for (p, c) in t.ports.iter_mut().zip(&w.ports) {
-            p.rx_packets += c[0].load(Relaxed);
-            p.rx_bytes += c[1].load(Relaxed);
-            p.tx_packets += c[2].load(Relaxed);
-            p.tx_bytes += c[3].load(Relaxed);
-            p.drops += c[4].load(Relaxed);
+            for (v, c) in p.fields_mut().into_iter().zip(c) {
+                *v += c.load(Relaxed);
+            }
         }
     }
+    for row in &t.drop_rows {
+        for (total, v) in t.drops.iter_mut().zip(row) {
+            total.1 += v;
+        }
+    }
+    t.drops[Drop::TxError as usize].1 += t.ports.iter().map(|p| p.tx_errors).sum::<u64>();
     t
 }

@@ -156,6 +156,26 @@ fn counters(m: &mut Metrics, c: &Value) {
             "tern_interface_drops_total",
             "Packets received on an interface and dropped.",
         ),
+        (
+            "forwarded",
+            "tern_interface_forwarded_total",
+            "Packets received on an interface and sent on towards a next hop.",
+        ),
+        (
+            "punted",
+            "tern_interface_punted_total",
+            "Packets received on an interface and held for neighbour resolution.",
+        ),
+        (
+            "local",
+            "tern_interface_local_total",
+            "Packets received on an interface and taken by tern (answered, learned, held).",
+        ),
+        (
+            "tx_errors",
+            "tern_interface_tx_errors_total",
+            "Packets queued on an interface that the device refused.",
+        ),
     ] {
         m.family(name, help, "counter");
         for (interface, v) in entries(&c["interfaces"]) {

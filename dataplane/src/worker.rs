@@ -128,6 +128,10 @@ pub struct Worker {
     /// every encapsulated packet), kept only for a resolved neighbour and with everything
     /// the outer frame needs from it.
     burst_underlay: Option<Underlay>,
+    /// Set while tern sends frames of its own (ICMP errors, echo replies, fragments after
+    /// the first, released NAT holds): their fate is not a received frame's outcome, so
+    /// their drops count in the `originated` row and nothing counts as forwarded.
+    originating: bool,
 }
 
 /// A tunnel's underlay next hop resolved to a neighbour on a port: its Ethernet addresses
@@ -189,6 +193,7 @@ impl Worker {
             route_scratch: route::Scratch::default(),
             burst_hop: None,
             burst_underlay: None,
+            originating: false,
             nat,
             nat_requests,
             host: s.host,
@@ -389,7 +394,12 @@ impl Worker {
                 self.local_outcome(frame, outcome);
             }
             Class::V6Multicast => self.local_v6(frame),
-            Class::Absorbed => self.pool.free(frame),
+            Class::Absorbed => {
+                // Held by the NAT (an unsolicited SYN, an early fragment): taken by tern;
+                // what it later releases is its own.
+                self.count_local(&frame);
+                self.pool.free(frame)
+            }
             Class::Elsewhere(owner) => self.hand_off(frame, owner),
             Class::Refused(reason) => {
                 self.icmp_error(
@@ -406,7 +416,10 @@ impl Worker {
                     return;
                 }
                 match self.memoized_hop(meta.next_hop, &frame) {
-                    Hop::Local if self.tunnel_icmp(&frame) => self.pool.free(frame),
+                    Hop::Local if self.tunnel_icmp(&frame) => {
+                        self.count_local(&frame);
+                        self.pool.free(frame)
+                    }
                     Hop::Local if matches!(meta.class, Class::V4 { .. }) => {
                         let outcome = local::ipv4(&mut frame);
                         self.local_outcome(frame, outcome);
@@ -580,10 +593,15 @@ impl Worker {
             };
             self.stats.event(Event::Fragmented);
             self.stats.events[Event::FragmentsSent as usize] += count as u64;
+            if !self.originating {
+                self.stats.ports[frame.port as usize].forwarded += 1;
+            }
             self.pool.free(frame);
+            let was = std::mem::replace(&mut self.originating, true);
             for f in fragments.drain(..) {
                 self.transmit(f, egress);
             }
+            self.originating = was;
             self.fragments = fragments;
             return;
         }
@@ -625,7 +643,7 @@ impl Worker {
         }
         self.count_encapsulated(t, inner_bytes);
         frame.data_mut()[..12].copy_from_slice(&underlay.macs);
-        self.stats.event(Event::Forwarded);
+        self.count_forwarded(&frame);
         self.tx[underlay.port as usize].push(frame);
     }
 
@@ -745,7 +763,7 @@ impl Worker {
         match target {
             Ok(mac) => {
                 rewrite::macs(frame.data_mut(), &mac, &port.mac);
-                self.stats.event(Event::Forwarded);
+                self.count_forwarded(&frame);
                 self.tx[out as usize].push(frame);
             }
             Err(ip) => self.punt_unresolved(frame, out, ip),
@@ -770,6 +788,9 @@ impl Worker {
         };
         if self.control.try_send(msg).is_ok() {
             self.stats.event(Event::Punted);
+            if !self.originating {
+                self.stats.ports[frame.port as usize].punted += 1;
+            }
             self.pool.free(frame);
         } else {
             self.drop(frame, Drop::NeighborUnresolved);
@@ -777,6 +798,9 @@ impl Worker {
     }
 
     fn local_outcome(&mut self, frame: Frame, outcome: Outcome) {
+        if !matches!(outcome, Outcome::Drop(_)) {
+            self.count_local(&frame);
+        }
         match outcome {
             Outcome::ReplyOnPort => {
                 let port = frame.port;
@@ -897,12 +921,21 @@ impl Worker {
                 self.stats.event(Event::IcmpSent);
                 self.send_originated(reply);
             }
-            None => self.stats.drop(in_port, Drop::NoBuffer),
+            None => {
+                let origin = self.stats.origin();
+                self.stats.drop(origin, Drop::NoBuffer)
+            }
         }
     }
 
     /// Routes a packet tern originated (no TTL decrement).
     fn send_originated(&mut self, frame: Frame) {
+        let was = std::mem::replace(&mut self.originating, true);
+        self.route_originated(frame);
+        self.originating = was;
+    }
+
+    fn route_originated(&mut self, frame: Frame) {
         let data = frame.data();
         let next_hop = if eth::ethertype(data) == eth::TYPE_IPV4 {
             self.fib4.lookup(ipv4::dst(&data[eth::LEN..]))
@@ -929,8 +962,29 @@ impl Worker {
     }
 
     fn drop(&mut self, frame: Frame, reason: Drop) {
-        self.stats.drop(frame.port, reason);
+        let row = if self.originating {
+            self.stats.origin()
+        } else {
+            frame.port
+        };
+        self.stats.drop(row, reason);
         self.pool.free(frame);
+    }
+
+    /// A received frame sent on towards its next hop.
+    #[inline(always)]
+    fn count_forwarded(&mut self, frame: &Frame) {
+        self.stats.event(Event::Forwarded);
+        if !self.originating {
+            self.stats.ports[frame.port as usize].forwarded += 1;
+        }
+    }
+
+    /// A received frame taken by tern (see `counters::PortCounts::local`).
+    fn count_local(&mut self, frame: &Frame) {
+        if !self.originating {
+            self.stats.ports[frame.port as usize].local += 1;
+        }
     }
 
     /// Once per poll: the NAT clock, expiry with bounded work, ICMP port unreachable for
@@ -945,7 +999,11 @@ impl Worker {
         let due = stage.shard.expire(now, ::nat::shard::EXPIRE_BUDGET);
         let timed_out = stage.shard.stats.fragments_timed_out - timed_out;
         let released = stage.shard.released_fragments();
-        self.stats.drops[Drop::NatFragmentTimeout as usize] += timed_out;
+        // Held fragments were counted as taken when they arrived: their end is tern's.
+        let origin = self.stats.origin();
+        for _ in 0..timed_out {
+            self.stats.drop(origin, Drop::NatFragmentTimeout);
+        }
         for (port, packet) in due {
             self.stats.event(Event::NatSynAnswered);
             let code = icmp4::CODE_PORT_UNREACHABLE;
@@ -968,8 +1026,9 @@ impl Worker {
         let Some(info) = self.ports.get(port as usize) else {
             return;
         };
+        let origin = self.stats.origin();
         let Some(mut frame) = self.pool.alloc() else {
-            self.stats.drop(port, Drop::NoBuffer);
+            self.stats.drop(origin, Drop::NoBuffer);
             return;
         };
         let mut bytes = [0u8; crate::buf::MAX_FRAME];
@@ -984,8 +1043,13 @@ impl Worker {
             self.pool.free(frame);
             return;
         }
+        // Not received again (the frame was counted when it was held), nor steered
+        // (its shard held it) nor decapsulated (it was, on arrival).
+        frame.ingress = port;
         let mut burst = vec![frame];
-        self.process(port, &mut burst);
+        let was = std::mem::replace(&mut self.originating, true);
+        self.run_burst(port, &mut burst, true);
+        self.originating = was;
     }
 
     fn flush_tx(&mut self) {
@@ -999,9 +1063,7 @@ impl Worker {
             let counts = &mut self.stats.ports[port];
             counts.tx_packets += sent as u64;
             counts.tx_bytes += bytes;
-            if sent < queued {
-                self.stats.drops[Drop::TxError as usize] += (queued - sent) as u64;
-            }
+            counts.tx_errors += (queued - sent) as u64;
         }
     }
 }

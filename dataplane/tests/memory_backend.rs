@@ -193,6 +193,45 @@ fn random_and_mutated_frames_through_nat_never_stop_the_worker() {
     random_and_mutated_frames(format!("{CONFIG}{NAT}"), true);
 }
 
+#[test]
+fn random_and_mutated_frames_through_nat_on_two_workers_are_all_accounted() {
+    random_and_mutated_frames(format!("[dataplane]\nworkers = 2\n{CONFIG}{NAT}"), true);
+}
+
+/// The accounting identity of `counters::PortCounts`, on every port: each received frame
+/// has one outcome (`rx_packets = forwarded + punted + local + drops`), the port's drops
+/// are the sum of its reasons, and the global reasons are the ports' plus tern's own.
+fn assert_accounting(c: &serde_json::Value, ports: &[&str]) {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let sum_reasons =
+        |v: &serde_json::Value| -> u64 { v.as_object().map_or(0, |m| m.values().map(n).sum()) };
+    let mut port_drops = 0;
+    let mut tx_errors = 0;
+    for name in ports {
+        let p = &c["interfaces"][*name];
+        let outcomes = n(&p["forwarded"]) + n(&p["punted"]) + n(&p["local"]) + n(&p["drops"]);
+        assert_eq!(n(&p["rx_packets"]), outcomes, "{name}: rx = outcomes: {p}");
+        assert_eq!(
+            n(&p["drops"]),
+            sum_reasons(&p["drop_reasons"]),
+            "{name}: {p}"
+        );
+        port_drops += n(&p["drops"]);
+        tx_errors += n(&p["tx_errors"]);
+    }
+    let originated = n(&c["originated"]["drops"]);
+    assert_eq!(
+        originated,
+        sum_reasons(&c["originated"]["drop_reasons"]),
+        "{c}"
+    );
+    assert_eq!(
+        sum_reasons(&c["drops"]),
+        port_drops + originated + tx_errors,
+        "global reasons = ports' + tern's own + transmit errors: {c}"
+    );
+}
+
 fn random_and_mutated_frames(text: String, nat: bool) {
     let config = Config::parse("test", &text).expect("config");
     let router = Router::start(&config, false).expect("start");
@@ -275,6 +314,26 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         v6[eth::LEN + 7] = 64;
         v6
     }];
+    let variant = |edit: &dyn Fn(&mut [u8])| {
+        let mut f = good.clone();
+        edit(&mut f[eth::LEN..]);
+        ipv4::fill_checksum(&mut f[eth::LEN..]);
+        f
+    };
+    // Frames with an ICMP answer beside their drop (time exceeded, no route), a martian
+    // source, and an echo request tern answers.
+    templates.push(variant(&|ip| ip[8] = 1));
+    templates.push(variant(&|ip| {
+        ip[16..20].copy_from_slice(&[198, 51, 100, 1])
+    }));
+    templates.push(variant(&|ip| ip[12..16].copy_from_slice(&[0, 0, 0, 0])));
+    templates.push(variant(&|ip| {
+        ip[9] = ipv4::PROTO_ICMP;
+        ip[16..20].copy_from_slice(&[192, 0, 2, 1]);
+        ip[20..28].copy_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+        let sum = wire::checksum(&ip[20..28]);
+        ip[22..24].copy_from_slice(&sum.to_be_bytes());
+    }));
     if nat {
         templates.extend([inbound, icmp_error]);
     }
@@ -335,6 +394,7 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         rx > total as u64,
         "every frame was received and accounted: {c}"
     );
+    assert_accounting(&c, &["m0", "m1"]);
     router.stop();
 }
 

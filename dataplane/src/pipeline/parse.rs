@@ -323,7 +323,10 @@ mod tests {
         assert_eq!(classify_v6("::1", "2001:db8::1"), bad_source);
         assert_eq!(classify_v6("ff02::1", "2001:db8::1"), bad_source);
         assert_eq!(classify_v6("::ffff:192.0.2.1", "2001:db8::1"), bad_source);
-        assert_eq!(classify_v6("2001:db8::2", "::ffff:192.0.2.1"), not_forwardable);
+        assert_eq!(
+            classify_v6("2001:db8::2", "::ffff:192.0.2.1"),
+            not_forwardable
+        );
         assert_eq!(classify_v6("2001:db8::2", "::"), not_forwardable);
         assert_eq!(classify_v6("::", "ff02::1"), Class::V6Multicast);
         let dst: std::net::Ipv6Addr = "2001:db8::1".parse().expect("dst");
