@@ -132,6 +132,10 @@ pub struct Worker {
     /// the first, released NAT holds): their fate is not a received frame's outcome, so
     /// their drops count in the `originated` row and nothing counts as forwarded.
     originating: bool,
+    /// Frames of tern's own counted as `forwarded` events: a burst's received frames that
+    /// went on are its `forwarded` events less these (see `run_burst`), so the per-port
+    /// count costs the forwarding path one add.
+    originated_forwarded: u64,
 }
 
 /// A tunnel's underlay next hop resolved to a neighbour on a port: its Ethernet addresses
@@ -194,6 +198,7 @@ impl Worker {
             burst_hop: None,
             burst_underlay: None,
             originating: false,
+            originated_forwarded: 0,
             nat,
             nat_requests,
             host: s.host,
@@ -368,6 +373,8 @@ impl Worker {
         );
         self.burst_hop = None;
         self.burst_underlay = None;
+        let forwarded = self.stats.events[Event::Forwarded as usize];
+        let originated = self.originated_forwarded;
         let mut drain = frames.drain(..);
         let mut i = 0;
         while let Some(frame) = drain.next() {
@@ -381,6 +388,9 @@ impl Worker {
             self.dispatch(frame, meta);
             i += 1;
         }
+        let sent_on = self.stats.events[Event::Forwarded as usize] - forwarded;
+        let own = self.originated_forwarded - originated;
+        self.stats.ports[port as usize].forwarded += sent_on - own;
     }
 
     fn dispatch(&mut self, mut frame: Frame, meta: Meta) {
@@ -643,7 +653,7 @@ impl Worker {
         }
         self.count_encapsulated(t, inner_bytes);
         frame.data_mut()[..12].copy_from_slice(&underlay.macs);
-        self.count_forwarded(&frame);
+        self.count_forwarded();
         self.tx[underlay.port as usize].push(frame);
     }
 
@@ -763,7 +773,7 @@ impl Worker {
         match target {
             Ok(mac) => {
                 rewrite::macs(frame.data_mut(), &mac, &port.mac);
-                self.count_forwarded(&frame);
+                self.count_forwarded();
                 self.tx[out as usize].push(frame);
             }
             Err(ip) => self.punt_unresolved(frame, out, ip),
@@ -971,13 +981,12 @@ impl Worker {
         self.pool.free(frame);
     }
 
-    /// A received frame sent on towards its next hop.
+    /// A frame sent on towards its next hop: a received one counts on its port (as the
+    /// burst's `forwarded` events less tern's own, in `run_burst`).
     #[inline(always)]
-    fn count_forwarded(&mut self, frame: &Frame) {
+    fn count_forwarded(&mut self) {
         self.stats.event(Event::Forwarded);
-        if !self.originating {
-            self.stats.ports[frame.port as usize].forwarded += 1;
-        }
+        self.originated_forwarded += self.originating as u64;
     }
 
     /// A received frame taken by tern (see `counters::PortCounts::local`).

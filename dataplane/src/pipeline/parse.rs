@@ -10,7 +10,7 @@ use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
 /// Classifies every frame of the burst; with a tunnel `endpoint`, a tunnel packet of ours
 /// is decapsulated on the spot and its inner packet classified instead. On a port that
-/// completes partial checksums, returns how many it completed.
+/// completes partial checksums (`wire::partial`), returns how many it completed.
 pub fn burst(
     frames: &mut [Frame],
     meta: &mut [Meta],
@@ -18,50 +18,56 @@ pub fn burst(
     mut endpoint: Option<&mut Endpoint>,
 ) -> u64 {
     let mut completed = 0;
-    for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-        completed += classify_into(frame, port, endpoint.as_deref_mut(), &mut m.class) as u64;
-        m.next_hop = lpm::NO_ROUTE;
+    // Two instances of the loop, so a port without partial checksums pays nothing.
+    if port.completes_partial_checksums {
+        for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+            let endpoint = endpoint.as_deref_mut();
+            classify_into::<true>(frame, port, endpoint, &mut m.class, &mut completed);
+            m.next_hop = lpm::NO_ROUTE;
+        }
+    } else {
+        for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
+            let endpoint = endpoint.as_deref_mut();
+            classify_into::<false>(frame, port, endpoint, &mut m.class, &mut completed);
+            m.next_hop = lpm::NO_ROUTE;
+        }
     }
     completed
 }
 
-/// [`classify`] (then the partial-checksum check and the tunnel endpoint), writing the
-/// class straight into the frame's metadata. Returned by value, the 32-byte `Class` went
-/// through a stack slot that `classify` wrote with narrow stores and the caller at once
-/// re-read with 16-byte loads to copy it: a failed store-to-load forward, a stall on
-/// every packet. Returns whether it completed a partial checksum.
-#[inline(never)]
-fn classify_into(
+/// [`classify`] (then the tunnel endpoint), writing the class straight into the frame's
+/// metadata. Returned by value, the 32-byte `Class` went through a stack slot that
+/// `classify` wrote with narrow stores and the caller at once re-read with 16-byte loads
+/// to copy it: a failed store-to-load forward, a stall on every packet.
+#[inline(always)]
+fn classify_into<const PARTIAL: bool>(
     frame: &mut Frame,
     port: &PortInfo,
     endpoint: Option<&mut Endpoint>,
     class: &mut Class,
-) -> bool {
-    *class = classify(frame, port);
-    // Before decapsulation and NAT: both rewrite checksums incrementally, which keeps a
-    // partial sum partial (and wrong) for good.
-    let completed = port.completes_partial_checksums && complete_partial_checksum(frame, class);
+    completed: &mut u64,
+) {
+    *class = classify_received::<PARTIAL>(frame, port, completed);
     if let Some(endpoint) = endpoint {
         endpoint.receive(frame, class, port);
     }
-    completed
 }
 
-/// Finishes the partial TCP/UDP checksum of an IP packet a port received (see
-/// `wire::partial`); whether it wrote one.
-#[inline(always)]
-fn complete_partial_checksum(frame: &mut Frame, class: &Class) -> bool {
-    match class {
-        Class::V4 { .. } => crate::wire::partial::complete_v4(&mut frame.data_mut()[eth::LEN..]),
-        Class::V6 { .. } | Class::V6Multicast => {
-            crate::wire::partial::complete_v6(&mut frame.data_mut()[eth::LEN..])
-        }
-        _ => false,
-    }
-}
-
+/// Validates and classifies a frame (see [`burst`]).
 #[inline(always)]
 pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
+    classify_received::<false>(frame, port, &mut 0)
+}
+
+/// [`classify`]; with `PARTIAL`, also finishes the partial TCP/UDP checksum of an IP
+/// packet (counted in `completed`). Before decapsulation and NAT: both rewrite checksums
+/// incrementally, which would keep a partial sum partial, and wrong, for good.
+#[inline(always)]
+fn classify_received<const PARTIAL: bool>(
+    frame: &mut Frame,
+    port: &PortInfo,
+    completed: &mut u64,
+) -> Class {
     let f = frame.data();
     if f.len() < eth::LEN {
         return Class::Drop(Drop::Runt);
@@ -76,16 +82,50 @@ pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
             if multicast && dst_mac != BROADCAST {
                 return Class::Drop(Drop::Ipv4NotForwardable);
             }
-            let class = ipv4_packet(frame);
+            let class = ipv4_received::<PARTIAL>(frame, completed);
             if multicast && !matches!(class, Class::Drop(_)) {
                 // Link broadcast: nothing we answer (no DHCP, no RIP) and never forwarded.
                 return Class::Drop(Drop::Ipv4NotForwardable);
             }
             class
         }
-        eth::TYPE_IPV6 => ipv6_packet(frame, port),
+        eth::TYPE_IPV6 => {
+            let class = ipv6_packet(frame, port);
+            if PARTIAL && matches!(class, Class::V6 { .. } | Class::V6Multicast) {
+                *completed += complete_partial(frame, false) as u64;
+            }
+            class
+        }
         eth::TYPE_ARP => Class::Arp,
         _ => Class::Drop(Drop::UnsupportedEthertype),
+    }
+}
+
+/// Finishes a partial checksum in the IP packet of `frame` (`wire::partial`); whether it
+/// wrote one. Out of line: for IPv4 only candidates come here.
+#[inline(never)]
+fn complete_partial(frame: &mut Frame, v4: bool) -> bool {
+    let ip = &mut frame.data_mut()[eth::LEN..];
+    if v4 {
+        crate::wire::partial::complete_v4(ip)
+    } else {
+        crate::wire::partial::complete_v6(ip)
+    }
+}
+
+/// [`ipv4_packet`] for a frame received on a port, with the partial-checksum test of
+/// [`classify_received`].
+#[inline(always)]
+fn ipv4_received<const PARTIAL: bool>(frame: &mut Frame, completed: &mut u64) -> Class {
+    match ipv4_header::<PARTIAL>(&frame.data()[eth::LEN..]) {
+        Ok((dst, total, candidate)) => {
+            frame.set_len(eth::LEN + total);
+            if PARTIAL && candidate {
+                *completed += complete_partial(frame, true) as u64;
+            }
+            Class::V4 { dst }
+        }
+        Err(reason) => Class::Drop(reason),
     }
 }
 
@@ -93,13 +133,7 @@ pub fn classify(frame: &mut Frame, port: &PortInfo) -> Class {
 /// it. Also what a decapsulated inner packet goes through (tunnel.rs).
 #[inline(always)]
 pub fn ipv4_packet(frame: &mut Frame) -> Class {
-    match ipv4_header(&frame.data()[eth::LEN..]) {
-        Ok((dst, total)) => {
-            frame.set_len(eth::LEN + total);
-            Class::V4 { dst }
-        }
-        Err(reason) => Class::Drop(reason),
-    }
+    ipv4_received::<false>(frame, &mut 0)
 }
 
 /// [`ipv4_packet`] for IPv6.
@@ -114,9 +148,10 @@ pub fn ipv6_packet(frame: &mut Frame, port: &PortInfo) -> Class {
     }
 }
 
-/// Checks an IPv4 header; returns the destination and the total length.
+/// Checks an IPv4 header; returns the destination, the total length and, with
+/// `PARTIAL`, whether the packet may carry a partial checksum (`wire::partial`).
 #[inline(always)]
-fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
+fn ipv4_header<const PARTIAL: bool>(h: &[u8]) -> Result<(u32, usize, bool), Drop> {
     // The fixed part as an array: its fields are read without bounds checks.
     let Some(fixed) = h.first_chunk::<{ ipv4::MIN_LEN }>() else {
         return Err(Drop::Ipv4Truncated);
@@ -134,13 +169,16 @@ fn ipv4_header(h: &[u8]) -> Result<(u32, usize), Drop> {
     } else {
         header_with_options(h, total)?;
     }
+    // With options the full test runs out of line: such packets are rare.
+    let candidate =
+        PARTIAL && (fixed[0] != 0x45 || crate::wire::partial::candidate_v4_20(fixed, &h[..total]));
     let dst = ipv4::dst_bits(fixed);
     // One branch for both addresses, taken only by a packet that is dropped; which
     // address and why is worked out then.
     if martian_first_octet(fixed[12]) | martian_first_octet(fixed[16]) {
         return Err(address_refusal(ipv4::src_bits(fixed), dst));
     }
-    Ok((dst, total))
+    Ok((dst, total, candidate))
 }
 
 /// The checks of `ipv4_header` on a header that is not 0x45 at its first byte: another
