@@ -359,7 +359,6 @@ impl Worker {
             info,
             endpoint.as_mut(),
         );
-        drop(endpoint);
         self.stats.events[Event::ChecksumCompleted as usize] += completed;
         if let Some(nat) = &mut self.nat {
             let meta = &mut self.meta[..n];
