@@ -87,3 +87,60 @@ fn two_workers_each_take_their_queue_of_a_two_queue_link() {
         "both workers received frames: {workers}"
     );
 }
+
+/// A link with more rx queues than workers would hand the frames of the unbound queues to
+/// the kernel stack: tern refuses to start and says how to fix it.
+#[test]
+fn more_rx_queues_than_workers_is_refused_with_the_fix() {
+    let dut = Netns::new("hd");
+    let host = Netns::new("ha");
+    let port = unique("tq");
+    veth(&dut, &port, &host, &port, 2);
+    let dir = std::env::temp_dir().join(unique("tern-queues-"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("tern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[[interface]]\nname = \"{port}\"\nbackend = \"afxdp\"\n\
+             mac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\"]\n",
+            dir.join("tern.sock").display()
+        ),
+    )
+    .expect("config");
+    let child = dut
+        .command(&[&tern_binary().display().to_string(), "run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tern");
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tern kept running on a 2-queue link with 1 worker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2 rx queue(s) and tern runs 1 worker(s)")
+            && stderr.contains("dataplane.workers = 2"),
+        "{stderr}"
+    );
+    assert!(
+        !dut.ok(&["ip", "link", "show", &port]).contains("prog/xdp"),
+        "no program left attached"
+    );
+}

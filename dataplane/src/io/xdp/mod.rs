@@ -3,7 +3,8 @@
 //!
 //! * Per interface ([`open`]): an XSKMAP and the redirect program of [`bpf`], attached
 //!   natively when the driver can (generic mode otherwise), through a BPF link that dies
-//!   with tern; one AF_XDP socket per worker, bound to rx queue = worker index.
+//!   with tern; one AF_XDP socket per worker, bound to rx queue = worker index. The
+//!   interface must have exactly one rx queue per worker (checked at start).
 //! * Per worker: its [`Pool`]'s region is the UMEM of all its sockets (the first one
 //!   registers it, the others join with `XDP_SHARED_UMEM` and their own fill and completion
 //!   rings), so a frame received on one port leaves by another with no copy in tern.
@@ -178,11 +179,16 @@ pub fn open(
 ) -> io::Result<(Vec<XdpQueue>, XdpTx, Mode)> {
     let ifindex = netdev::index(name)?;
     let workers = umems.len();
+    // Worker w binds rx queue w, so the queues must be exactly the workers: a frame the
+    // device steers to a queue nobody binds would go to the kernel stack and be lost.
     let queues = netdev::rx_queues(name);
-    if queues < workers {
+    if queues != workers {
         return Err(io::Error::other(format!(
-            "{name} has {queues} rx queue(s), {workers} workers need one each \
-             (veth: `ip link add … numrxqueues {workers} numtxqueues {workers}`)"
+            "{name} has {queues} rx queue(s) and tern runs {workers} worker(s): each queue \
+             needs its worker (a frame steered to a queue without one would be lost); set \
+             dataplane.workers = {queues}, or give {name} {workers} queue(s) \
+             (a NIC: `ethtool -L {name} combined {workers}`; veth: \
+             `ip link add … numrxqueues {workers} numtxqueues {workers}`)"
         )));
     }
     // The kernel stack keeps no say on an adopted port: no IPv6 autoconfiguration or
