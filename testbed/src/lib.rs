@@ -805,6 +805,56 @@ print(n * len(data), h.hexdigest())
     )
 }
 
+/// Sends one UDP datagram of each of `sizes` from `from` to a receiver in `to` at `to_addr`
+/// (IPv4 or IPv6, port 5002), 10 ms apart; returns the payload sizes the receiver got, in
+/// order. A datagram whose checksum the receiving kernel finds bad is not delivered.
+pub fn udp_transfer(from: &Netns, to: &Netns, to_addr: &str, sizes: &[usize]) -> Vec<usize> {
+    let server = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 5002)); s.settimeout(3)
+print("ready", flush=True)
+got = []
+try:
+    while len(got) < int(sys.argv[1]):
+        b = s.recv(65535)
+        if b != bytes(i % 251 for i in range(len(b))): b = b"corrupt"
+        got.append(str(len(b)))
+except socket.timeout:
+    pass
+print(" ".join(got))
+"#;
+    let client = r#"
+import socket, sys, time
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+for n in sys.argv[2:]:
+    s.sendto(bytes(i % 251 for i in range(int(n))), (sys.argv[1], 5002)); time.sleep(0.01)
+"#;
+    let mut srv = to
+        .command(&["/usr/bin/python3", "-c", server, &sizes.len().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("udp receiver");
+    // The receiver says when it is bound.
+    let mut out = srv.stdout.take().expect("receiver stdout");
+    let mut ready = [0u8; 6];
+    use std::io::Read;
+    let _ = out.read_exact(&mut ready);
+    let sizes: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
+    let mut args = vec![to_addr];
+    args.extend(sizes.iter().map(String::as_str));
+    scapy(from, client, &args);
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    let _ = srv.wait();
+    rest.split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect()
+}
+
 /// Polls `check` every 100 ms until it holds; panics with `what` after `timeout`.
 /// Waits until a line of the text `read` returns (a daemon's log) satisfies `wanted`;
 /// returns that line, or panics with `what` and the whole text at the timeout.
