@@ -637,11 +637,13 @@ pub struct TunnelSites {
     pub b: Netns,
     pub tern1: Tern,
     pub tern2: Tern,
-    /// tern1's and tern2's WAN TAP devices, inside W.
+    /// tern1's and tern2's WAN ports (their host side is in W, with the same names).
     pub w1: String,
     pub w2: String,
     pub tap_a: String,
     pub tap_b: String,
+    /// With AF_XDP ports: tern1's and tern2's own namespaces (dropped after the terns).
+    pub duts: Vec<Netns>,
 }
 
 pub const TERN1_WAN4: &str = "198.18.1.1";
@@ -670,34 +672,60 @@ impl TunnelSites {
     /// As [`TunnelSites::new`], with `tern1_extra` added to tern1's config (`{tap_a}`
     /// names its port towards A).
     pub fn with(tern1_extra: &str) -> TunnelSites {
+        TunnelSites::on(Ports::Tap, tern1_extra)
+    }
+
+    /// As [`TunnelSites::with`], with tern's ports of kind `ports`.
+    pub fn on(ports: Ports, tern1_extra: &str) -> TunnelSites {
         let (tap_a, w1, w2, tap_b) = (unique("sa"), unique("w1"), unique("w2"), unique("sb"));
         let extra = tern1_extra.replace("{tap_a}", &tap_a);
-        let tern1 = Tern::start(&format!(
+        let backend = ports.backend();
+        let config1 = format!(
             "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\
-             [[interface]]\nname = \"{tap_a}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
-             [[interface]]\nname = \"{w1}\"\nmac = \"{TERN1_WAN_MAC}\"\naddresses = [\"198.18.1.1/24\", \"2001:db8:1::1/64\"]\n\n\
+             [[interface]]\nname = \"{tap_a}\"\nbackend = \"{backend}\"\nmac = \"02:00:00:00:0a:01\"\naddresses = [\"192.0.2.1/24\", \"2001:db8:a::1/64\"]\n\n\
+             [[interface]]\nname = \"{w1}\"\nbackend = \"{backend}\"\nmac = \"{TERN1_WAN_MAC}\"\naddresses = [\"198.18.1.1/24\", \"2001:db8:1::1/64\"]\n\n\
              {}\n\
              [[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"198.18.1.2\"\n\n\
              [[route]]\nprefix = \"::/0\"\nvia = \"2001:db8:1::2\"\n\n\
              [[route]]\nprefix = \"203.0.113.0/24\"\ninterface = \"ipip\"\n\n\
              [[route]]\nprefix = \"2001:db8:b::/64\"\ninterface = \"sit\"\n",
             tunnel_config(TERN1_WAN4, TERN2_WAN4, TERN1_WAN6, TERN2_WAN6)
-        ));
-        let tern2 = Tern::start(&format!(
+        );
+        let config2 = format!(
             "[control]\nsocket = \"{{socket}}\"\n\n\
-             [[interface]]\nname = \"{w2}\"\nmac = \"{TERN2_WAN_MAC}\"\naddresses = [\"198.18.2.1/24\", \"2001:db8:2::1/64\"]\n\n\
-             [[interface]]\nname = \"{tap_b}\"\nmac = \"02:00:00:00:0b:01\"\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n\n\
+             [[interface]]\nname = \"{w2}\"\nbackend = \"{backend}\"\nmac = \"{TERN2_WAN_MAC}\"\naddresses = [\"198.18.2.1/24\", \"2001:db8:2::1/64\"]\n\n\
+             [[interface]]\nname = \"{tap_b}\"\nbackend = \"{backend}\"\nmac = \"02:00:00:00:0b:01\"\naddresses = [\"203.0.113.1/24\", \"2001:db8:b::1/64\"]\n\n\
              {}\n\
              [[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"198.18.2.2\"\n\n\
              [[route]]\nprefix = \"::/0\"\nvia = \"2001:db8:2::2\"\n\n\
              [[route]]\nprefix = \"192.0.2.0/24\"\ninterface = \"ipip\"\n\n\
              [[route]]\nprefix = \"2001:db8:a::/64\"\ninterface = \"sit\"\n",
             tunnel_config(TERN2_WAN4, TERN1_WAN4, TERN2_WAN6, TERN1_WAN6)
-        ));
+        );
         let a = Netns::new("sa");
         let w = Netns::new("sw");
         let b = Netns::new("sb");
-        attach(
+        let (tern1, tern2, duts) = match ports {
+            Ports::Tap => {
+                let (tern1, tern2) = (Tern::start(&config1), Tern::start(&config2));
+                a.adopt(&tap_a);
+                w.adopt(&w1);
+                w.adopt(&w2);
+                b.adopt(&tap_b);
+                (tern1, tern2, Vec::new())
+            }
+            Ports::AfXdp => {
+                let (d1, d2) = (Netns::new("d1"), Netns::new("d2"));
+                veth(&d1, &tap_a, &a, &tap_a, 1);
+                veth(&d1, &w1, &w, &w1, 1);
+                veth(&d2, &w2, &w, &w2, 1);
+                veth(&d2, &tap_b, &b, &tap_b, 1);
+                let tern1 = Tern::start_in(Some(&d1), &config1);
+                let tern2 = Tern::start_in(Some(&d2), &config2);
+                (tern1, tern2, vec![d1, d2])
+            }
+        };
+        host(
             &a,
             &tap_a,
             "192.0.2.2/24",
@@ -705,9 +733,9 @@ impl TunnelSites {
             Some(("192.0.2.1", "2001:db8:a::1")),
             1500,
         );
-        attach(&w, &w1, "198.18.1.2/24", "2001:db8:1::2/64", None, 1500);
-        attach(&w, &w2, "198.18.2.2/24", "2001:db8:2::2/64", None, 1500);
-        attach(
+        host(&w, &w1, "198.18.1.2/24", "2001:db8:1::2/64", None, 1500);
+        host(&w, &w2, "198.18.2.2/24", "2001:db8:2::2/64", None, 1500);
+        host(
             &b,
             &tap_b,
             "203.0.113.2/24",
@@ -731,6 +759,7 @@ impl TunnelSites {
             w2,
             tap_a,
             tap_b,
+            duts,
         }
     }
 

@@ -11,9 +11,12 @@ fn counter(tern: &Tern, section: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {section}.{name}"))
 }
 
-#[test]
-fn ipip_and_keyed_gre_carry_ping_and_100_mb_of_tcp_byte_exact() {
-    let s = TunnelSites::new();
+on_both_backends!(ipip_and_keyed_gre_carry_ping_and_100_mb_of_tcp_byte_exact);
+
+/// The hosts keep their default offloads: on AF_XDP ports tern finishes their partial
+/// checksums before it encapsulates (an incremental update later would keep them wrong).
+fn ipip_and_keyed_gre_carry_ping_and_100_mb_of_tcp_byte_exact(ports: Ports) {
+    let s = TunnelSites::on(ports, "");
     for tunnel in ["ipip", "grek"] {
         s.route_via(tunnel, false);
         let out = ping(&s.a, &["-c", "3", "-i", "0.2", "-W", "3", B4]);
@@ -39,6 +42,13 @@ fn ipip_and_keyed_gre_carry_ping_and_100_mb_of_tcp_byte_exact() {
                 .unwrap_or(0)
                 > 70_000
         );
+        let (sent, received) = tcp_transfer(&s.b, &s.a, A4, 100);
+        assert_eq!(received, sent, "{tunnel}: B->A byte exact");
+        for (from, to, addr) in [(&s.a, &s.b, B4), (&s.b, &s.a, A4)] {
+            let sizes = [0, 1, 200, 1000, 1400];
+            let got = udp_transfer(from, to, addr, &sizes);
+            assert_eq!(got, sizes, "{tunnel}: datagrams to {addr} intact");
+        }
     }
     // TCP over the tunnel discovered its MTU: A's first full-size segments got frag-needed.
     assert!(counter(&s.tern1, "drops", "too_big") > 0);
