@@ -18,6 +18,10 @@ pub struct Mapping {
     pub external: Endpoint,
     /// Live sessions using the mapping.
     pub sessions: u32,
+    /// A remote has answered on it: the external port is known outside and is held down
+    /// when freed. A port only the inside host sent from (a scan, a SYN flood) is reused
+    /// at once, so a flood cannot park every port in hold-down.
+    pub answered: bool,
     live: bool,
     /// The remote address most of a mapping's sessions go to (usually its only one), with
     /// its session count; other remotes are counted in `Mappings::more_remotes`.
@@ -31,6 +35,7 @@ impl Mapping {
         inside: Endpoint { addr: 0, port: 0 },
         external: Endpoint { addr: 0, port: 0 },
         sessions: 0,
+        answered: false,
         live: false,
         remote: 0,
         remote_sessions: 0,
@@ -161,6 +166,7 @@ impl Mappings {
             inside,
             external,
             sessions: 0,
+            answered: false,
             live: true,
             remote: 0,
             remote_sessions: 0,
@@ -247,6 +253,13 @@ impl Mappings {
         }
         self.attach(i, 0);
         self.detach(i, 0)
+    }
+
+    /// A remote answered on mapping `i` (see [`Mapping::answered`]).
+    pub fn mark_answered(&mut self, i: u32) {
+        if let Some(m) = self.slots.get_mut(i as usize) {
+            m.answered = true;
+        }
     }
 
     /// Whether mapping `i` has a session towards `remote` (address-dependent filtering).

@@ -47,7 +47,9 @@ pub struct Timeouts {
     pub other: u64,
     /// How long an unsolicited inbound SYN is held before ICMP port unreachable.
     pub syn_hold: u64,
-    /// How long a freed external port rests before it is handed out again.
+    /// How long a freed external port rests before it is handed out again, when a remote
+    /// ever answered on it (a port nobody answered on is free at once: see
+    /// `Mapping::answered`).
     pub port_hold: u64,
     /// How long fragments of a datagram are remembered after its last fragment.
     pub fragment: u64,
@@ -78,6 +80,12 @@ pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     port_hold: 120_000,
     fragment: 2_000,
 };
+
+/// The default quota of external ports (mappings) per inside host, RFC 6888 REQ-4: 1/16
+/// of the 64 512 unprivileged ports of an external address for one protocol, so one host,
+/// however busy or compromised, leaves fifteen sixteenths to the others, while 4096
+/// concurrent mappings is several times what a busy desktop opens.
+pub const DEFAULT_PORTS_PER_HOST: u32 = 4096;
 
 /// The floor the RFCs set under each configurable timeout (ms).
 pub const MIN_UDP: u64 = 120_000;
@@ -207,7 +215,7 @@ impl Rules {
             timeouts: DEFAULT_TIMEOUTS,
             capacity: 1 << 16,
             max_sessions_per_host: 0,
-            max_ports_per_host: 0,
+            max_ports_per_host: DEFAULT_PORTS_PER_HOST,
             frontends: Vec::new(),
             index: HashMap::new(),
             backends: HashSet::new(),

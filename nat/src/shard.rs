@@ -443,15 +443,23 @@ impl Shard {
         let Some(s) = self.sessions.get_mut(h) else {
             return;
         };
+        let mut refusal = false;
         if let L4::Tcp { flags } = p.l4 {
             s.tcp.see(flags, !h.reply);
+            refusal = flags & flow::RST != 0;
         }
-        if h.reply {
+        // A reset is the remote refusing the flow, not answering it: the session stays
+        // "never replied" (early drop may take it) and its port is not held down.
+        let first_reply = h.reply && !s.replied && !refusal;
+        if first_reply {
             s.replied = true;
         }
         s.packets += 1;
         let class = class_of(s.orig.proto, &s.tcp);
         self.sessions.touch(h.index, class, now);
+        if first_reply {
+            self.mappings.mark_answered(self.sessions.mapping(h.index));
+        }
     }
 
     fn translate_destination(&self, ip: &mut [u8], p: &Parsed, h: Handle) {
@@ -900,7 +908,11 @@ impl Shard {
     }
 
     fn release_port(&self, m: &crate::mapping::Mapping, now: u64) {
-        let hold = self.rules.timeouts.port_hold;
+        let hold = if m.answered {
+            self.rules.timeouts.port_hold
+        } else {
+            0
+        };
         self.ports.release(
             m.external.addr,
             Space::of(m.proto),
@@ -969,6 +981,10 @@ impl Shard {
             .ok_or(Reason::TableFull)?;
         if let Some(sub) = subscriber {
             self.mappings.add_session(sub);
+        }
+        if !from_orig && mapping != NONE {
+            // Made by an inbound packet: a remote is sending to the mapping's port.
+            self.mappings.mark_answered(mapping);
         }
         self.stats.created += 1;
         Ok(Handle {

@@ -220,18 +220,61 @@ fn freed_port_is_held_down_for_120_s() {
     let mut n = Nat::new(|_| {});
     let r = a("198.51.100.7");
     n.out(udp(a("192.0.2.10"), 4000, r, 53), 0).unwrap();
-    n.shard.expire(300 * S, 64);
+    // The remote answered: it knows the port, which must not go to another host at once.
+    n.inbound(udp(r, 53, n.x, 4000), 1).unwrap();
+    n.shard.expire(302 * S, 64);
     assert_eq!(n.shard.mappings().len(), 0);
     // Another host asking for 4000 within the hold-down gets a different port…
     assert_ne!(
-        sport(&n.out(udp(a("192.0.2.11"), 4000, r, 53), 301 * S).unwrap()),
+        sport(&n.out(udp(a("192.0.2.11"), 4000, r, 53), 303 * S).unwrap()),
         4000
     );
     // …and after it, 4000 is free again.
     assert_eq!(
-        sport(&n.out(udp(a("192.0.2.12"), 4000, r, 53), 421 * S).unwrap()),
+        sport(&n.out(udp(a("192.0.2.12"), 4000, r, 53), 423 * S).unwrap()),
         4000
     );
+}
+
+/// A port nobody outside answered on (a scan, a SYN flood) is reused at once: a flood of
+/// unanswered flows cannot park every external port in hold-down.
+#[test]
+fn a_port_never_answered_is_free_again_at_once() {
+    let mut n = Nat::new(|_| {});
+    let r = a("198.51.100.7");
+    n.out(tcp(a("192.0.2.10"), 4000, r, 80, SYN), 0).unwrap();
+    // A reset refuses the flow; it does not make the port known.
+    n.inbound(tcp(r, 80, n.x, 4000, RST | ACK), 1).unwrap();
+    n.shard.expire(300 * S, 64);
+    assert_eq!(n.shard.mappings().len(), 0);
+    assert_eq!(
+        sport(
+            &n.out(tcp(a("192.0.2.11"), 4000, r, 80, SYN), 301 * S)
+                .unwrap()
+        ),
+        4000
+    );
+}
+
+/// With the default quota one inside host gets at most 4096 external ports; the others
+/// still get theirs (RFC 6888 REQ-4).
+#[test]
+fn the_default_port_quota_leaves_ports_to_other_hosts() {
+    let mut n = Nat::new(|r| r.capacity = 8192);
+    let r = a("198.51.100.7");
+    let flooder = a("192.0.2.10");
+    let mut refused = 0;
+    for port in 0..5000u16 {
+        match n.out(tcp(flooder, 10_000 + port, r, 80, SYN), 0) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(e.contains("PortQuota"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 5000 - nat::rules::DEFAULT_PORTS_PER_HOST as u32);
+    assert!(n.out(tcp(a("192.0.2.11"), 4000, r, 80, SYN), 0).is_ok());
 }
 
 #[test]

@@ -196,7 +196,7 @@ pub(super) fn parse(
         "nat.max_ports_per_host",
         0,
         65535,
-        0,
+        nat::rules::DEFAULT_PORTS_PER_HOST as i64,
     )? as u32;
     let t = &raw.timeouts;
     let d = nat::rules::DEFAULT_TIMEOUTS;
