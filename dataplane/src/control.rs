@@ -1163,6 +1163,8 @@ impl Control {
         json!({
             "ipv4_routes": self.rib4.fib().len(), "ipv6_routes": self.rib6.fib().len(),
             "ipv4_bytes": self.rib4.fib().bytes(), "ipv6_bytes": self.rib6.fib().bytes(),
+            "ipv4_groups": group_stats(self.rib4.fib().group_stats()),
+            "ipv6_groups": group_stats(self.rib6.fib().group_stats()),
             "ipv4_by_source": by_source(&|s| self.rib4.winners(s)),
             "ipv6_by_source": by_source(&|s| self.rib6.winners(s)),
             "ipv4_winner_changes": self.rib4.winner_changes(),
@@ -1347,4 +1349,9 @@ impl Control {
             self.adjacencies.view(),
         )
     }
+}
+
+/// A FIB's group pool as `show fib` prints it.
+fn group_stats(g: lpm::GroupStats) -> Value {
+    json!({"in_use": g.in_use, "free": g.free, "touched": g.high_water, "capacity": g.capacity})
 }

@@ -143,6 +143,18 @@ pub struct Fib<F: Family> {
     _family: PhantomData<F>,
 }
 
+/// A FIB's group pool (see [`Fib::group_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Linked into the tables, or detached and waiting out a grace period.
+    pub in_use: usize,
+    /// Ready for reuse.
+    pub free: usize,
+    /// Groups ever handed out: the pool's memory that has been touched.
+    pub high_water: usize,
+    pub capacity: usize,
+}
+
 pub type Fib4 = Fib<V4>;
 pub type Fib6 = Fib<V6>;
 pub type Fib4Reader = FibReader<V4>;
@@ -255,6 +267,12 @@ impl<F: Family> Fib<F> {
     /// out its grace period. The writer's own route copy is not counted.
     pub fn bytes(&self) -> usize {
         self.writer.bytes()
+    }
+
+    /// The pool of groups below the first level: how many are in use, free, ever used
+    /// (memory touched), and the capacity.
+    pub fn group_stats(&self) -> GroupStats {
+        self.writer.group_stats()
     }
 
     /// Every installed route, in no particular order.

@@ -333,6 +333,16 @@ impl<K: Key> Writer<K> {
         self.high_water as usize - self.free.len()
     }
 
+    /// The group pool: (linked or in a grace period, free, ever used, capacity).
+    pub(crate) fn group_stats(&self) -> crate::GroupStats {
+        crate::GroupStats {
+            in_use: self.groups_in_use(),
+            free: self.free.len(),
+            high_water: self.high_water as usize,
+            capacity: self.capacity as usize,
+        }
+    }
+
     pub(crate) fn bytes(&self) -> usize {
         self.tables.bytes_root() + self.groups_in_use() * GROUP * 4
     }
@@ -416,6 +426,9 @@ impl<K: Key> Writer<K> {
             let epoch = self.qsbr.advance();
             self.retired.push(epoch, std::mem::take(&mut self.detached));
         }
+        // Earlier batches whose readers have moved on: back to the free list, so `bytes`
+        // reports what is linked or still in its grace period.
+        self.reclaim();
     }
 
     /// Returns groups whose grace period has passed to the free list.
@@ -547,6 +560,12 @@ impl<K: Key> Writer<K> {
     }
 
     fn allocate_group(&mut self) -> Option<usize> {
+        // Groups whose grace period is over come back before the pool grows: without this
+        // a writer that always had unused capacity never reclaimed, and every announce or
+        // withdraw under churn took fresh groups (lookup memory grew without bound).
+        if self.free.is_empty() {
+            self.reclaim();
+        }
         if let Some(g) = self.free.pop() {
             return Some(g as usize);
         }

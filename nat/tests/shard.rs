@@ -273,7 +273,7 @@ fn the_default_port_quota_leaves_ports_to_other_hosts() {
             }
         }
     }
-    assert_eq!(refused, 5000 - nat::rules::DEFAULT_PORTS_PER_HOST as u32);
+    assert_eq!(refused, 5000 - nat::rules::DEFAULT_PORTS_PER_HOST);
     assert!(n.out(tcp(a("192.0.2.11"), 4000, r, 80, SYN), 0).is_ok());
 }
 
