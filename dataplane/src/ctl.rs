@@ -55,13 +55,29 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         // A blocking accept: the thread costs nothing while nobody asks; `stop` wakes it
-        // with a connection of its own.
+        // with a connection of its own. Each connection is served on its own thread
+        // (`serve`: bounded in number, size and time).
+        let slots = crate::serve::Slots::default();
         let thread = std::thread::Builder::new()
             .name("tern-ctl".into())
             .spawn(move || loop {
                 match listener.accept() {
                     _ if flag.load(Ordering::Relaxed) => break,
-                    Ok((stream, _)) => serve(stream, &control, &planes),
+                    Ok((stream, _)) => {
+                        let (control, planes) = (control.clone(), planes.clone());
+                        crate::serve::spawn_or_refuse(
+                            &slots,
+                            "tern-ctl-conn",
+                            stream,
+                            move |s| serve(s, &control, &planes),
+                            |s| {
+                                answer(
+                                    &s,
+                                    &json!({ "error": "too many ctl connections; try again" }),
+                                )
+                            },
+                        );
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             })
@@ -82,23 +98,40 @@ impl Server {
     }
 }
 
-fn serve(stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
+fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
+    use crate::serve::{read_request, Request, MAX_REQUEST, REQUEST_DEADLINE, WRITE_TIMEOUT};
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let mut reader = BufReader::new(&stream);
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let answer = match serde_json::from_str::<Vec<String>>(&line) {
-        Ok(words) => match route(control, planes, words) {
-            Ok(v) => json!({ "ok": v }),
-            Err(e) => json!({ "error": e }),
-        },
-        Err(e) => json!({ "error": format!("bad request: {e}") }),
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let timeouts = stream.try_clone();
+    let set_timeout = |t| match &timeouts {
+        Ok(s) => s.set_read_timeout(t),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     };
-    let mut w = &stream;
-    let _ = writeln!(w, "{answer}");
+    let reply = match read_request(&mut stream, set_timeout, b"\n") {
+        Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
+            Ok(words) => match route(control, planes, words) {
+                Ok(v) => json!({ "ok": v }),
+                Err(e) => json!({ "error": e }),
+            },
+            Err(e) => json!({ "error": format!("bad request: {e}") }),
+        },
+        Request::TooLarge => {
+            let e = json!({ "error": format!("request longer than {MAX_REQUEST} bytes") });
+            answer(&stream, &e);
+            return crate::serve::linger(&mut stream, set_timeout);
+        }
+        Request::TimedOut => json!({
+            "error": format!("request not complete within {} s", REQUEST_DEADLINE.as_secs())
+        }),
+        Request::Closed => return,
+    };
+    answer(&stream, &reply);
+}
+
+/// Writes one answer line.
+fn answer(stream: &UnixStream, v: &Value) {
+    let mut w = stream;
+    let _ = writeln!(w, "{v}");
 }
 
 /// The route feeds that answer their own ctl requests.

@@ -15,6 +15,7 @@ pub mod io;
 pub mod metrics;
 pub mod pipeline;
 pub mod router;
+pub mod serve;
 pub mod worker;
 
 /// Header views and checksums live in their own leaf crate so `nat` and `tunnels` share them.

@@ -44,9 +44,14 @@ enum Command {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static HANGUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    HANGUP.store(true, Ordering::Relaxed);
 }
 
 fn main() -> ExitCode {
@@ -85,12 +90,22 @@ fn main() -> ExitCode {
             words.retain(|w| w != "--json");
             match dataplane::ctl::request(&socket, &words) {
                 Ok(v) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    let text = if json {
+                        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
                     } else {
-                        print!("{}", render(&words, &v));
+                        render(&words, &v)
+                    };
+                    // A reader that stops early (`| head`) closes the pipe: that ends the
+                    // output, quietly.
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                            eprintln!("tern ctl: {e}");
+                            ExitCode::FAILURE
+                        }
+                        _ => ExitCode::SUCCESS,
                     }
-                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("tern ctl: {e}");
@@ -116,6 +131,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
+    // SIGHUP (a closed terminal, or an operator asking for a reload) must not end a
+    // router: by default it terminates the process, socket file left behind.
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t) };
     let router = match Router::start(&config, true) {
         Ok(r) => r,
         Err(e) => {
@@ -125,6 +144,12 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     while !STOP.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if HANGUP.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "SIGHUP: tern does not reload its configuration; still running with the one \
+                 it started with (restart to apply a changed file)"
+            );
+        }
     }
     tracing::info!("stopping");
     router.stop();

@@ -6,7 +6,7 @@
 //! counters, labels for interface, reason, family, source and peer.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -37,6 +37,9 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         // Blocking accept, as the ctl server: `stop` wakes it with a connection of its own.
+        // Each connection is served on its own thread (`serve`: bounded in number, size
+        // and time), so a slow client delays no other scrape.
+        let slots = crate::serve::Slots::default();
         let thread = std::thread::Builder::new()
             .name("tern-metrics".into())
             .spawn(move || {
@@ -44,9 +47,22 @@ impl Server {
                     if flag.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Ok(s) = stream {
-                        serve(s, &control, &planes);
-                    }
+                    let Ok(stream) = stream else { continue };
+                    let (control, planes) = (control.clone(), planes.clone());
+                    crate::serve::spawn_or_refuse(
+                        &slots,
+                        "tern-metrics-conn",
+                        stream,
+                        move |s| serve(s, &control, &planes),
+                        |s| {
+                            respond(
+                                &s,
+                                "503 Service Unavailable",
+                                "too many connections\n",
+                                true,
+                            )
+                        },
+                    );
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -67,34 +83,65 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(&stream);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    // Read the headers through: closing with request bytes unread would reset the
-    // connection under the answer.
-    let mut header = String::new();
-    for _ in 0..100 {
-        header.clear();
-        match reader.read_line(&mut header) {
-            Ok(n) if n > 0 && header.trim_end() != "" => {}
-            _ => break,
-        }
-    }
-    let (status, body) = match request.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["GET", "/metrics", ..] => ("200 OK", render(control, planes)),
-        ["GET", ..] => ("404 Not Found", "try /metrics\n".to_string()),
-        _ => ("405 Method Not Allowed", String::new()),
+/// One HTTP/1.1 exchange, then the connection closes (`Connection: close`): Prometheus
+/// scrapes are seconds apart, so keeping connections open would only hold threads.
+fn serve(mut stream: TcpStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
+    use crate::serve::{read_request, Request, WRITE_TIMEOUT};
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let timeouts = stream.try_clone();
+    let set_timeout = |t| match &timeouts {
+        Ok(s) => s.set_read_timeout(t),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     };
-    let mut w = &stream;
+    let refusal = match read_request(&mut stream, set_timeout, b"\r\n\r\n") {
+        Request::Complete(head) => return answer(&stream, &head, control, planes),
+        Request::TooLarge => ("413 Content Too Large", "request head too large\n"),
+        Request::TimedOut => ("408 Request Timeout", "request not sent in time\n"),
+        Request::Closed => return,
+    };
+    respond(&stream, refusal.0, refusal.1, true);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    crate::serve::linger(&mut stream, set_timeout);
+}
+
+/// Answers a complete request head.
+fn answer(stream: &TcpStream, head: &[u8], control: &SyncSender<ControlMsg>, planes: &Planes) {
+    let line = String::from_utf8_lossy(head);
+    let words: Vec<&str> = line
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    match words.as_slice() {
+        [method @ ("GET" | "HEAD"), "/metrics", version] if version.starts_with("HTTP/1.") => {
+            respond(stream, "200 OK", &render(control, planes), *method == "GET")
+        }
+        [method @ ("GET" | "HEAD"), _, _] => {
+            respond(stream, "404 Not Found", "try /metrics\n", *method == "GET")
+        }
+        [_, _, _] => respond(stream, "405 Method Not Allowed", "GET or HEAD\n", true),
+        _ => respond(stream, "400 Bad Request", "not an HTTP/1.1 request\n", true),
+    }
+}
+
+/// Writes a whole answer: the body only with `with_body` (a HEAD answer has the length of
+/// the body it leaves out).
+fn respond(stream: &TcpStream, status: &str, body: &str, with_body: bool) {
+    let mut w = stream;
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
     let _ = write!(
         w,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
+    if with_body {
+        let _ = w.write_all(body.as_bytes());
+    }
 }
 
 fn ask(control: &SyncSender<ControlMsg>, planes: &Planes, words: &[&str]) -> Option<Value> {

@@ -1,6 +1,8 @@
 //! tern between two real Linux hosts in network namespaces: forwarding, ICMP errors,
 //! neighbour resolution from cold caches, fragmentation, and malformed frames.
 
+use std::time::Duration;
+
 use testbed::*;
 
 on_both_backends!(
@@ -183,7 +185,7 @@ for name, f in frames.items():
 print(" ".join(frames))
 "#;
     let names = scapy(&t.a, script, &[&t.tap_a]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     let counters = t.tern.ctl(&["show", "counters"]);
     for name in names.split_whitespace() {
         let n = counters["drops"][name].as_u64().unwrap_or(0);
@@ -193,4 +195,44 @@ print(" ".join(frames))
         ping(&t.a, &["-c", "3", "-i", "0.2", "-W", "2", B4]).contains("3 received"),
         "still forwarding"
     );
+}
+
+/// An operator's signals and pipes: SIGHUP leaves tern running and forwarding (it logs that
+/// it does not reload), a `tern ctl` reader that closes its pipe early ends the client
+/// quietly, and a SIGTERM removes the ctl socket.
+#[test]
+fn sighup_keeps_tern_forwarding_a_closed_pipe_ends_ctl_quietly_and_exit_removes_the_socket() {
+    let mut t = TwoHosts::new("", 1500);
+    let pid = t.tern.pid().expect("tern runs") as i32;
+    // SAFETY: signalling the tern this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    eventually(Duration::from_secs(5), "the SIGHUP log line", || {
+        t.tern.log().contains("SIGHUP")
+    });
+    let out = ping(&t.a, &["-c", "2", "-i", "0.2", "-W", "2", B4]);
+    assert!(
+        out.contains("2 received"),
+        "still forwarding after SIGHUP: {out}"
+    );
+
+    let socket = t.tern.socket.display().to_string();
+    let tern = tern_binary().display().to_string();
+    let direct = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("{tern} ctl --socket {socket} show counters --json | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"),
+        ])
+        .output()
+        .expect("bash");
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).trim(),
+        "0",
+        "tern ctl exits 0 when its reader goes: {stderr}"
+    );
+
+    let status = t.tern.stop().expect("tern was running");
+    assert!(status.success(), "{status}");
+    assert!(!t.tern.socket.exists(), "the ctl socket is removed on exit");
 }
