@@ -325,17 +325,16 @@ except OSError:
 /// Opens `per_host` UDP sockets on each of the inside addresses 192.0.2.10, .11, …
 /// (`hosts` of them) of A, all at once, each sending to B's echo server until answered.
 /// Returns how many were answered and how many distinct peers (external endpoints) B saw.
-fn concurrent_udp_flows(t: &TwoHosts, hosts: u8, per_host: usize) -> (usize, usize) {
-    for i in 10..10 + hosts {
-        t.a.ok(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("192.0.2.{i}/24"),
-            "dev",
-            &t.tap_a,
-        ]);
+/// Gives host A the addresses 192.0.2.`i` for each `i` (more inside hosts on one link).
+fn add_inside_addresses(t: &TwoHosts, last_octets: std::ops::Range<u8>) {
+    for i in last_octets {
+        let addr = format!("192.0.2.{i}/24");
+        t.a.ok(&["ip", "addr", "add", &addr, "dev", &t.tap_a]);
     }
+}
+
+fn concurrent_udp_flows(t: &TwoHosts, hosts: u8, per_host: usize) -> (usize, usize) {
+    add_inside_addresses(t, 10..10 + hosts);
     let server =
         t.b.command(&[
             "/usr/bin/python3",
@@ -460,16 +459,7 @@ fn two_inside_hosts_with_the_same_echo_id_get_distinct_external_ids_and_their_ow
     // RFC 5508 §3.1 / RFC 4787: ICMP query ids are mapped like ports; two inside hosts that
     // pick the same id must not collide.
     let t = TwoHosts::new(NAT, 1500);
-    for i in [10, 11] {
-        t.a.ok(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("192.0.2.{i}/24"),
-            "dev",
-            &t.tap_a,
-        ]);
-    }
+    add_inside_addresses(&t, 10..12);
     let mut cap = Capture::start(&t.b, &t.tap_b, "icmp");
     let out = scapy(
         &t.a,
@@ -1020,16 +1010,7 @@ print(" ".join(seen))
 #[test]
 fn a_syn_flood_from_one_inside_host_leaves_another_able_to_connect_at_once() {
     let t = TwoHosts::new(&format!("{NAT}capacity = 1024\n"), 1500);
-    for i in [10, 11] {
-        t.a.ok(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("192.0.2.{i}/24"),
-            "dev",
-            &t.tap_a,
-        ]);
-    }
+    add_inside_addresses(&t, 10..12);
     let server = t.b.spawn(&[
         "python3",
         "-c",

@@ -280,17 +280,22 @@ mod tests {
 
     const MAC: crate::wire::Mac = [2, 0, 0, 0, 0, 1];
 
+    /// The class of a frame holding `bytes`, received on `port`.
+    fn classify_bytes(bytes: &[u8], port: &PortInfo) -> Class {
+        let mut pool = Pool::new(1);
+        let mut frame = pool.alloc().expect("a frame");
+        assert!(frame.fill(bytes));
+        let class = classify(&mut frame, port);
+        pool.free(frame);
+        class
+    }
+
     fn classify_v4(src: Ipv4Addr, dst: Ipv4Addr) -> Class {
         let port = PortInfo::bare(MAC);
         let mut bytes = [0u8; eth::LEN + 28];
         eth::write(&mut bytes, &MAC, &[2, 0, 0, 0, 0, 2], eth::TYPE_IPV4);
         ipv4::write(&mut bytes[eth::LEN..], 0, 28, 0, 0, 64, 17, src, dst);
-        let mut pool = Pool::new(1);
-        let mut frame = pool.alloc().expect("a frame");
-        assert!(frame.fill(&bytes));
-        let class = classify(&mut frame, &port);
-        pool.free(frame);
-        class
+        classify_bytes(&bytes, &port)
     }
 
     /// Each address class on each side, against `Ipv4Addr`'s own predicates: the source is
@@ -343,12 +348,7 @@ mod tests {
         eth::write(&mut bytes, &MAC, &[2, 0, 0, 0, 0, 2], eth::TYPE_IPV6);
         let (src, dst) = (src.parse().expect("src"), dst.parse().expect("dst"));
         ipv6::write(&mut bytes[eth::LEN..], 8, 17, 64, src, dst);
-        let mut pool = Pool::new(1);
-        let mut frame = pool.alloc().expect("a frame");
-        assert!(frame.fill(&bytes));
-        let class = classify(&mut frame, &port);
-        pool.free(frame);
-        class
+        classify_bytes(&bytes, &port)
     }
 
     /// RFC 4291 / RFC 6890 on IPv6: the unspecified source only towards a multicast group
