@@ -102,12 +102,7 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
     use crate::serve::{read_request, Request, MAX_REQUEST, REQUEST_DEADLINE, WRITE_TIMEOUT};
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let timeouts = stream.try_clone();
-    let set_timeout = |t| match &timeouts {
-        Ok(s) => s.set_read_timeout(t),
-        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-    };
-    let reply = match read_request(&mut stream, set_timeout, b"\n") {
+    let reply = match read_request(&mut stream, b"\n") {
         Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
             Ok(words) => match route(control, planes, words) {
                 Ok(v) => json!({ "ok": v }),
@@ -118,7 +113,7 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
         Request::TooLarge => {
             let e = json!({ "error": format!("request longer than {MAX_REQUEST} bytes") });
             answer(&stream, &e);
-            return crate::serve::linger(&mut stream, set_timeout);
+            return crate::serve::linger(&mut stream);
         }
         Request::TimedOut => json!({
             "error": format!("request not complete within {} s", REQUEST_DEADLINE.as_secs())

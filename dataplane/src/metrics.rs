@@ -88,12 +88,7 @@ impl Server {
 fn serve(mut stream: TcpStream, control: &SyncSender<ControlMsg>, planes: &Planes) {
     use crate::serve::{read_request, Request, WRITE_TIMEOUT};
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let timeouts = stream.try_clone();
-    let set_timeout = |t| match &timeouts {
-        Ok(s) => s.set_read_timeout(t),
-        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-    };
-    let refusal = match read_request(&mut stream, set_timeout, b"\r\n\r\n") {
+    let refusal = match read_request(&mut stream, b"\r\n\r\n") {
         Request::Complete(head) => return answer(&stream, &head, control, planes),
         Request::TooLarge => ("413 Content Too Large", "request head too large\n"),
         Request::TimedOut => ("408 Request Timeout", "request not sent in time\n"),
@@ -101,7 +96,7 @@ fn serve(mut stream: TcpStream, control: &SyncSender<ControlMsg>, planes: &Plane
     };
     respond(&stream, refusal.0, refusal.1, true);
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    crate::serve::linger(&mut stream, set_timeout);
+    crate::serve::linger(&mut stream);
 }
 
 /// Answers a complete request head.

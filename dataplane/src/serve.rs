@@ -34,20 +34,34 @@ pub enum Request {
     Closed,
 }
 
+/// A stream whose reads can be given a timeout: the ctl server's unix sockets and the
+/// metrics server's TCP connections.
+pub trait Stream: Read {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Stream for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Stream for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
 /// Reads until `terminator` (b"\n" for ctl, b"\r\n\r\n" for an HTTP head), within the
-/// size limit and the deadline. `set_timeout` sets the stream's read timeout (the time left
-/// is re-applied before each read, so a byte now and then does not extend it).
-pub fn read_request(
-    stream: &mut impl Read,
-    set_timeout: impl Fn(Option<Duration>) -> io::Result<()>,
-    terminator: &[u8],
-) -> Request {
+/// size limit and the deadline (the time left is the read timeout of each read, so a byte
+/// now and then does not extend it).
+pub fn read_request(stream: &mut impl Stream, terminator: &[u8]) -> Request {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut request = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || set_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Request::TimedOut;
         }
         match stream.read(&mut chunk) {
@@ -83,7 +97,7 @@ pub fn read_request(
 /// After an answer that refused a request the client may still be sending: read and
 /// discard what comes for a moment (bounded in bytes and time) before the connection
 /// closes, so closing on unread bytes does not reset it under the answer (TCP).
-pub fn linger(stream: &mut impl Read, set_timeout: impl Fn(Option<Duration>) -> io::Result<()>) {
+pub fn linger(stream: &mut impl Stream) {
     const LINGER: Duration = Duration::from_millis(500);
     const DISCARD: usize = 1 << 20;
     let until = Instant::now() + LINGER;
@@ -91,7 +105,7 @@ pub fn linger(stream: &mut impl Read, set_timeout: impl Fn(Option<Duration>) -> 
     let mut discarded = 0;
     while discarded < DISCARD {
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || set_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
         match stream.read(&mut sink) {
@@ -153,9 +167,26 @@ pub fn spawn_or_refuse<S: Send + 'static>(
 mod tests {
     use super::*;
 
+    /// A reader that hands out `chunk` bytes at a time.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    impl Stream for Trickle<'_> {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn read(bytes: &[u8], terminator: &[u8]) -> Request {
-        let mut r = bytes;
-        read_request(&mut r, |_| Ok(()), terminator)
+        read_request(&mut Trickle(bytes, 4096), terminator)
     }
 
     #[test]
@@ -175,21 +206,9 @@ mod tests {
 
     #[test]
     fn a_terminator_split_across_reads_is_found() {
-        // A reader that hands out one byte at a time.
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let Some((&b, rest)) = self.0.split_first() else {
-                    return Ok(0);
-                };
-                buf[0] = b;
-                self.0 = rest;
-                Ok(1)
-            }
-        }
-        let mut t = Trickle(b"GET /metrics HTTP/1.1\r\n\r\n");
+        let mut t = Trickle(b"GET /metrics HTTP/1.1\r\n\r\n", 1);
         assert_eq!(
-            read_request(&mut t, |_| Ok(()), b"\r\n\r\n"),
+            read_request(&mut t, b"\r\n\r\n"),
             Request::Complete(b"GET /metrics HTTP/1.1\r\n\r\n".to_vec())
         );
     }
