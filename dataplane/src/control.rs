@@ -1140,15 +1140,30 @@ impl Control {
     }
 
     /// The installed route for exactly `prefix` (`null` when there is none).
-    fn show_route(&self, prefix: &str) -> Result<Value, String> {
-        let net: IpNet = prefix
+    /// `show route PREFIX`: that route; `show route ADDRESS`: the route a packet to the
+    /// address takes, the longest prefix covering it (as `ip route get`).
+    fn show_route(&self, what: &str) -> Result<Value, String> {
+        if let Ok(addr) = what.parse::<std::net::IpAddr>() {
+            let row = match addr {
+                std::net::IpAddr::V4(a) => (0..=32).rev().find_map(|len| {
+                    let net = ipnet::Ipv4Net::new(a, len).ok()?.trunc();
+                    self.rib4.get(&net).map(|r| self.route_row(&r))
+                }),
+                std::net::IpAddr::V6(a) => (0..=128).rev().find_map(|len| {
+                    let net = ipnet::Ipv6Net::new(a, len).ok()?.trunc();
+                    self.rib6.get(&net).map(|r| self.route_row(&r))
+                }),
+            };
+            return row.ok_or_else(|| format!("no route to {addr}"));
+        }
+        let net: IpNet = what
             .parse()
-            .map_err(|_| format!("{prefix:?} is not a prefix"))?;
+            .map_err(|_| format!("{what:?} is neither an address nor a prefix"))?;
         let row = match net.trunc() {
             IpNet::V4(n) => self.rib4.get(&n).map(|r| self.route_row(&r)),
             IpNet::V6(n) => self.rib6.get(&n).map(|r| self.route_row(&r)),
         };
-        Ok(row.unwrap_or(Value::Null))
+        row.ok_or_else(|| format!("no route {}", net.trunc()))
     }
 
     /// Route counts and memory of both FIBs: constant time, cheap enough to poll while a

@@ -148,6 +148,25 @@ fn ctl_route_add_and_del() {
         .expect("installed");
     assert_eq!(r["source"], "static");
     assert_eq!(r["next_hop"]["mac"], "02:00:00:00:00:99");
+    // An address: the longest prefix covering it, as `ip route get` answers.
+    let got = router
+        .ctl(&["show", "route", "198.51.100.77"])
+        .expect("lpm");
+    assert_eq!(got["prefix"], "198.51.100.0/24", "{got}");
+    let got = router.ctl(&["show", "route", "203.0.113.9"]).expect("lpm");
+    assert_eq!(
+        (got["prefix"].as_str(), got["source"].as_str()),
+        (Some("203.0.113.0/24"), Some("connected")),
+        "{got}"
+    );
+    let err = router
+        .ctl(&["show", "route", "198.18.0.1"])
+        .expect_err("no route");
+    assert!(err.contains("no route to 198.18.0.1"), "{err}");
+    let err = router
+        .ctl(&["show", "route", "198.51.0.0/16"])
+        .expect_err("exact");
+    assert!(err.contains("no route 198.51.0.0/16"), "{err}");
     let err = router
         .ctl(&["route", "add", "198.51.100.1/24", "via", "203.0.113.2"])
         .expect_err("host bits");

@@ -701,7 +701,9 @@ fn ecmp_across_two_peers_spreads_flows() {
         established(&net, "p1") && established(&net, "p2")
     });
     eventually(LONG, "an ECMP route over both peers", || {
-        let r = net.tern.ctl(&["show", "route", "198.18.5.0/24"]);
+        let Ok(r) = net.tern.try_ctl(&["show", "route", "198.18.5.0/24"]) else {
+            return false; // not learned yet
+        };
         r["next_hop"]["type"] == "ecmp"
             && r["next_hop"]["members"]
                 .as_array()
