@@ -30,6 +30,7 @@ use crate::buf::Pool;
 use crate::config::{format_mac, Config, StaticRoute};
 use crate::counters::{self, WorkerCounters};
 use crate::io::PortTx;
+use crate::listing;
 use crate::pipeline::{icmp, PortInfo};
 use crate::wire::{self, arp, eth, icmp4, icmp6, ipv4, ipv6, Mac, BROADCAST};
 
@@ -59,6 +60,12 @@ pub enum ControlMsg {
     Ctl {
         words: Vec<String>,
         reply: Sender<Result<Value, String>>,
+    },
+    /// One page of a route listing (listing.rs).
+    RoutePage {
+        query: crate::listing::RouteQuery,
+        cursor: crate::listing::Cursor,
+        reply: Sender<crate::listing::Page>,
     },
     Stop,
 }
@@ -312,6 +319,13 @@ impl Control {
             }
             ControlMsg::Ctl { words, reply } => {
                 let _ = reply.send(self.ctl(&words));
+            }
+            ControlMsg::RoutePage {
+                query,
+                cursor,
+                reply,
+            } => {
+                let _ = reply.send(self.route_page(&query, cursor));
             }
             ControlMsg::Stop => {}
         }
@@ -975,7 +989,9 @@ impl Control {
         let w: Vec<&str> = words.iter().map(|s| s.as_str()).collect();
         match w.as_slice() {
             ["show", "interfaces"] => Ok(self.show_interfaces()),
-            ["show", "routes"] => Ok(self.show_routes()),
+            ["show", "routes", rest @ ..] => {
+                listing::RouteQuery::parse(rest).map(|q| self.show_routes(&q))
+            }
             ["show", "fib"] => Ok(self.fib_summary()),
             ["show", "route", prefix] => self.show_route(prefix),
             ["show", "neighbors"] => Ok(self.show_neighbors()),
@@ -1128,13 +1144,77 @@ impl Control {
         json!({"prefix": r.net.to_string(), "source": r.route.source.name(), "distance": r.route.distance, "next_hop": self.describe(r.next_hop)})
     }
 
-    fn show_routes(&self) -> Value {
-        let mut out = Vec::new();
-        for r in self.rib4.installed() {
-            out.push(self.route_row(&r));
+    /// One page of a route listing: at most `listing::PAGE` prefixes looked at from
+    /// `cursor`, the matching rows, and where the next page starts.
+    fn route_page(&self, q: &listing::RouteQuery, cursor: listing::Cursor) -> listing::Page {
+        use listing::Cursor;
+        use std::ops::Bound;
+        fn bound<N>(at: &Option<N>, included: bool) -> Bound<&N> {
+            match at {
+                None => Bound::Unbounded,
+                Some(n) if included => Bound::Included(n),
+                Some(n) => Bound::Excluded(n),
+            }
         }
-        for r in self.rib6.installed() {
-            out.push(self.route_row(&r));
+        let mut page = listing::Page::default();
+        let mut seen = 0;
+        match cursor {
+            Cursor::V4(at, included) => {
+                for r in self.rib4.installed_from(bound(&at, included)) {
+                    let net = IpNet::V4(r.net);
+                    if q.past(net) {
+                        break;
+                    }
+                    if q.admits(net, r.route.source) {
+                        page.rows.push(self.route_row(&r));
+                    }
+                    seen += 1;
+                    if seen == listing::PAGE {
+                        page.next = Some(Cursor::V4(Some(r.net), false));
+                        return page;
+                    }
+                }
+                let v6 = !matches!(q.prefix, Some(IpNet::V4(_)));
+                page.next = Some(if v6 {
+                    Cursor::V6(None, false)
+                } else {
+                    Cursor::Done
+                });
+            }
+            Cursor::V6(at, included) => {
+                for r in self.rib6.installed_from(bound(&at, included)) {
+                    let net = IpNet::V6(r.net);
+                    if q.past(net) {
+                        break;
+                    }
+                    if q.admits(net, r.route.source) {
+                        page.rows.push(self.route_row(&r));
+                    }
+                    seen += 1;
+                    if seen == listing::PAGE {
+                        page.next = Some(Cursor::V6(Some(r.net), false));
+                        return page;
+                    }
+                }
+                page.next = Some(Cursor::Done);
+            }
+            Cursor::Done => page.next = Some(Cursor::Done),
+        }
+        page
+    }
+
+    /// `show routes …` answered whole: for in-process callers (`Router::ctl`, tests);
+    /// the ctl server streams the same pages instead (listing.rs).
+    fn show_routes(&self, q: &listing::RouteQuery) -> Value {
+        let mut out = Vec::new();
+        let mut cursor = q.start();
+        while cursor != listing::Cursor::Done {
+            let page = self.route_page(q, cursor);
+            out.extend(page.rows);
+            cursor = page.next.unwrap_or(listing::Cursor::Done);
+        }
+        if let Some(limit) = q.limit {
+            out.truncate(limit as usize);
         }
         json!({"routes": out, "fib": self.fib_summary()})
     }

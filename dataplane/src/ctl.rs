@@ -104,9 +104,13 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reply = match read_request(&mut stream, b"\n") {
         Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
-            Ok(words) => match route(control, planes, words) {
-                Ok(v) => json!({ "ok": v }),
-                Err(e) => json!({ "error": e }),
+            Ok(words) => match crate::listing::route_listing(&words) {
+                Some(Ok(query)) => return stream_routes(&stream, control, &query),
+                Some(Err(e)) => json!({ "error": e }),
+                None => match route(control, planes, words) {
+                    Ok(v) => json!({ "ok": v }),
+                    Err(e) => json!({ "error": e }),
+                },
             },
             Err(e) => json!({ "error": format!("bad request: {e}") }),
         },
@@ -121,6 +125,33 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
         Request::Closed => return,
     };
     answer(&stream, &reply);
+}
+
+/// Writes a route listing page by page (listing.rs); stops when the client stops reading.
+fn stream_routes(
+    stream: &UnixStream,
+    control: &SyncSender<ControlMsg>,
+    query: &crate::listing::RouteQuery,
+) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
+    if writeln!(out, "{}", json!({ "stream": "routes" })).is_err() {
+        return;
+    }
+    let listed = crate::listing::each_page(control, query, |rows| {
+        rows.iter()
+            .try_for_each(|row| writeln!(out, "{}", json!({ "row": row })))
+            .and_then(|()| out.flush())
+            .is_ok()
+    });
+    let last = match listed {
+        Ok(count) => {
+            let fib = ask(control, vec!["show".into(), "fib".into()]).unwrap_or(Value::Null);
+            json!({ "end": { "count": count, "fib": fib } })
+        }
+        Err(e) => json!({ "error": e }),
+    };
+    let _ = writeln!(out, "{last}");
+    let _ = out.flush();
 }
 
 /// Writes one answer line.
@@ -154,8 +185,28 @@ pub(crate) fn route(
     }
 }
 
-/// Client side: sends `words`, returns the answer.
+/// Client side: sends `words`, returns the answer. A streamed listing is gathered into
+/// `{"routes": [rows], "fib": {…}}` (callers that print it use [`request_streaming`]).
 pub fn request(path: &Path, words: &[String]) -> Result<Value, String> {
+    let mut rows = Vec::new();
+    let answer = request_streaming(path, words, |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    match answer.get("stream_end") {
+        Some(end) => Ok(json!({ "routes": rows, "fib": end["fib"] })),
+        None => Ok(answer),
+    }
+}
+
+/// Client side: sends `words`; a streamed answer's rows go to `on_row` as they arrive
+/// (an error from it, such as a closed pipe, ends the reading), and the answer returned is
+/// `{"stream_end": {…}}` with the stream's last line. Any other answer is returned as it is.
+pub fn request_streaming(
+    path: &Path,
+    words: &[String],
+    mut on_row: impl FnMut(Value) -> std::io::Result<()>,
+) -> Result<Value, String> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot connect to {}: {e} (is tern running?)",
@@ -166,11 +217,34 @@ pub fn request(path: &Path, words: &[String]) -> Result<Value, String> {
         .set_read_timeout(Some(Duration::from_secs(15)))
         .map_err(|e| e.to_string())?;
     writeln!(stream, "{}", json!(words)).map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))?;
+    let mut lines = BufReader::new(&stream).lines();
+    let mut next = || -> Result<Value, String> {
+        let line = lines
+            .next()
+            .ok_or("the answer ended early")?
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))
+    };
+    let first = next()?;
+    if first.get("stream").is_none() {
+        return answer_of(first);
+    }
+    loop {
+        let v = next()?;
+        if let Some(row) = v.get("row") {
+            if on_row(row.clone()).is_err() {
+                return Ok(json!({ "stream_end": { "stopped": true } }));
+            }
+        } else if let Some(end) = v.get("end") {
+            return Ok(json!({ "stream_end": end }));
+        } else {
+            return answer_of(v);
+        }
+    }
+}
+
+/// The value of an `{"ok": …}` answer, or its error.
+fn answer_of(v: Value) -> Result<Value, String> {
     match (v.get("ok"), v.get("error")) {
         (Some(ok), _) => Ok(ok.clone()),
         (_, Some(err)) => Err(err.as_str().unwrap_or("error").to_string()),

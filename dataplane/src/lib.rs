@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod handoff;
 pub mod idle;
 pub mod io;
+pub mod listing;
 pub mod metrics;
 pub mod pipeline;
 pub mod router;

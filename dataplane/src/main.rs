@@ -88,30 +88,7 @@ fn main() -> ExitCode {
             // `--json` may also come last, as in `tern ctl show counters --json`.
             let json = json || words.iter().any(|w| w == "--json");
             words.retain(|w| w != "--json");
-            match dataplane::ctl::request(&socket, &words) {
-                Ok(v) => {
-                    let text = if json {
-                        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
-                    } else {
-                        render(&words, &v)
-                    };
-                    // A reader that stops early (`| head`) closes the pipe: that ends the
-                    // output, quietly.
-                    use std::io::Write;
-                    let mut out = std::io::stdout().lock();
-                    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                            eprintln!("tern ctl: {e}");
-                            ExitCode::FAILURE
-                        }
-                        _ => ExitCode::SUCCESS,
-                    }
-                }
-                Err(e) => {
-                    eprintln!("tern ctl: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            ctl(&socket, &words, json)
         }
     }
 }
@@ -154,6 +131,83 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     tracing::info!("stopping");
     router.stop();
     ExitCode::SUCCESS
+}
+
+/// `tern ctl WORDS`: the answer printed as a table (or JSON with `json`); a listing is
+/// printed row by row as it arrives. A reader that stops early (`| head`) closes the
+/// pipe: that ends the output, quietly.
+fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut rows = 0u64;
+    let answer = dataplane::ctl::request_streaming(socket, words, |row| {
+        if json {
+            let sep = if rows == 0 { "{\"routes\": [\n" } else { ",\n" };
+            write!(out, "{sep}{row}")?;
+        } else {
+            if rows == 0 {
+                out.write_all(route_header().as_bytes())?;
+            }
+            out.write_all(route_line(&row).as_bytes())?;
+        }
+        rows += 1;
+        Ok(())
+    });
+    let printed = match answer {
+        Ok(v) => match v.get("stream_end") {
+            Some(end) if end.get("stopped").is_some() => Ok(()),
+            Some(end) if json => {
+                let open = if rows == 0 { "{\"routes\": [" } else { "\n" };
+                writeln!(out, "{open}], \"fib\": {}}}", end["fib"])
+            }
+            Some(_) if rows == 0 => out.write_all(route_header().as_bytes()),
+            Some(_) => Ok(()),
+            None if json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ),
+            None => out.write_all(render(words, &v).as_bytes()),
+        },
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("tern ctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match printed.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("tern ctl: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn route_header() -> String {
+    format!("{:<44} {:<10} {}\n", "prefix", "source", "next hop")
+}
+
+/// One row of `show routes` as a table line.
+fn route_line(r: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let nh = &r["next_hop"];
+    let desc = match nh["type"].as_str() {
+        Some("neighbor") => format!(
+            "via {} dev {} {}",
+            s(&nh["via"]),
+            s(&nh["interface"]),
+            nh["mac"].as_str().or(nh["state"].as_str()).unwrap_or("")
+        ),
+        Some("connected") => format!("dev {}", s(&nh["interface"])),
+        Some(t) => t.to_string(),
+        None => "unresolved".into(),
+    };
+    format!("{:<44} {:<10} {}\n", s(&r["prefix"]), s(&r["source"]), desc)
 }
 
 /// Human-readable tables for `tern ctl show …`.
@@ -202,21 +256,9 @@ fn render(words: &[String], v: &Value) -> String {
             }
         }
         Some("routes") => {
-            out += &format!("{:<44} {:<10} {}\n", "prefix", "source", "next hop");
+            out += &route_header();
             for r in v["routes"].as_array().into_iter().flatten() {
-                let nh = &r["next_hop"];
-                let desc = match nh["type"].as_str() {
-                    Some("neighbor") => format!(
-                        "via {} dev {} {}",
-                        s(&nh["via"]),
-                        s(&nh["interface"]),
-                        nh["mac"].as_str().or(nh["state"].as_str()).unwrap_or("")
-                    ),
-                    Some("connected") => format!("dev {}", s(&nh["interface"])),
-                    Some(t) => t.to_string(),
-                    None => "unresolved".into(),
-                };
-                out += &format!("{:<44} {:<10} {}\n", s(&r["prefix"]), s(&r["source"]), desc);
+                out += &route_line(r);
             }
         }
         Some("neighbors") => {

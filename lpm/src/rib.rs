@@ -182,6 +182,17 @@ where
             .collect()
     }
 
+    /// The winning routes of the prefixes from `start` on, in prefix order: a listing
+    /// resumes here page by page, so none is built whole.
+    pub fn installed_from(
+        &self,
+        start: std::ops::Bound<&F::Net>,
+    ) -> impl Iterator<Item = Installed<F::Net, F::Addr>> + '_ {
+        self.candidates
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|(net, _)| self.get(net))
+    }
+
     /// The winning route for exactly `net`, if there is one.
     pub fn get(&self, net: &F::Net) -> Option<Installed<F::Net, F::Addr>> {
         let route = self.winner(net)?;
