@@ -188,13 +188,15 @@ pub fn replay(table: &Table, updates: &[Update], timeout: Duration) -> Result<Ch
     let start = Instant::now();
     peer.send(&stream)?;
     let send_seconds = start.elapsed().as_secs_f64();
-    wait_until(timeout, "the end-of-stream marker in tern's FIB", || {
-        match net.tern.try_ctl(&["show", "route", MARKER]) {
+    wait_until(
+        timeout,
+        "the end-of-stream marker in tern's FIB",
+        || match net.tern.try_ctl(&["show", "route", MARKER]) {
             Ok(_) => Ok(true),
             Err(e) if e.starts_with("no route") => Ok(false),
             Err(e) => Err(e),
-        }
-    })?;
+        },
+    )?;
     let fib_seconds = start.elapsed().as_secs_f64();
 
     let (n4, n6) = ebgp_routes(&net.tern)?;
