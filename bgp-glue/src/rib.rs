@@ -115,6 +115,25 @@ impl Table {
             .chain(b.map(|(n, p)| (IpNet::V6(*n), p)))
     }
 
+    /// Every prefix after `after` (from the first when `None`), in `iter`'s order.
+    fn iter_after(&self, after: Option<IpNet>) -> Box<dyn Iterator<Item = (IpNet, &Paths)> + '_> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        match after {
+            None => Box::new(self.iter()),
+            Some(IpNet::V4(n)) => Box::new(
+                self.v4
+                    .range((Excluded(n), Unbounded))
+                    .map(|(n, p)| (IpNet::V4(*n), p))
+                    .chain(self.v6.iter().map(|(n, p)| (IpNet::V6(*n), p))),
+            ),
+            Some(IpNet::V6(n)) => Box::new(
+                self.v6
+                    .range((Excluded(n), Unbounded))
+                    .map(|(n, p)| (IpNet::V6(*n), p)),
+            ),
+        }
+    }
+
     fn iter(&self) -> impl Iterator<Item = (IpNet, &Paths)> + '_ {
         let a = self.v4.iter().map(|(n, p)| (IpNet::V4(*n), p));
         a.chain(self.v6.iter().map(|(n, p)| (IpNet::V6(*n), p)))
@@ -261,16 +280,30 @@ impl Rib {
         paths
     }
 
-    /// Every prefix with its paths, best first, in prefix order (for `show bgp routes`).
-    pub fn all(&self, peers: &[PeerFacts]) -> Vec<(IpNet, Vec<Path>)> {
-        self.entries
-            .iter()
-            .map(|(net, paths)| {
+    /// One page of `show bgp routes`: from the prefix after `after`, at most `max`
+    /// prefixes looked at, those `admit` takes with their paths (best first), and the last
+    /// prefix looked at when the table goes on (`None`: the listing is complete).
+    pub fn page(
+        &self,
+        after: Option<IpNet>,
+        max: usize,
+        peers: &[PeerFacts],
+        admit: impl Fn(&IpNet, &[Path]) -> bool,
+    ) -> (Vec<(IpNet, Vec<Path>)>, Option<IpNet>) {
+        let mut rows = Vec::new();
+        let mut last = None;
+        for (seen, (net, paths)) in self.entries.iter_after(after).enumerate() {
+            if seen == max {
+                return (rows, last);
+            }
+            last = Some(net);
+            if admit(&net, paths) {
                 let mut p = paths.to_vec();
                 p.sort_by(|a, b| compare(a, b, peers));
-                (net, p)
-            })
-            .collect()
+                rows.push((net, p));
+            }
+        }
+        (rows, None)
     }
 }
 

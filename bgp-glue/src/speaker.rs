@@ -431,12 +431,14 @@ impl Speaker {
                 let id = self.find(key)?;
                 Ok(self.neighbors(Some(id)))
             }
-            ["show", "bgp", "routes"] => Ok(self.routes(None)),
+            ["show", "bgp", "routes", "page", after, filters @ ..] => {
+                self.routes_page(after, filters)
+            }
             ["show", "bgp", "routes", prefix] => {
                 let net: IpNet = prefix
                     .parse()
                     .map_err(|_| format!("{prefix:?} is not a prefix"))?;
-                Ok(self.routes(Some(net)))
+                Ok(self.routes(net))
             }
             ["bgp", "neighbor", "reset", key] => {
                 let id = self.find(key)?;
@@ -610,22 +612,58 @@ impl Speaker {
         json!({ "neighbors": list })
     }
 
-    fn routes(&self, only: Option<IpNet>) -> Value {
-        let entries = match only {
-            Some(net) => vec![(net, self.rib.paths(&net, &self.facts))],
-            None => self.rib.all(&self.facts),
+    /// One page of a `show bgp routes [ipv4|ipv6] [peer P]` listing after prefix `after`
+    /// (`-`: from the start): `{"routes": [...], "next": prefix | null}`. The ctl server
+    /// asks page after page and streams them, so the RIB is never copied whole.
+    fn routes_page(&self, after: &str, filters: &[&str]) -> Result<Value, String> {
+        const PAGE: usize = 2048;
+        let after: Option<IpNet> = match after {
+            "-" => None,
+            a => Some(a.parse().map_err(|_| format!("{a:?} is not a prefix"))?),
         };
-        let routes: Vec<Value> = entries
+        let (mut v4, mut v6, mut peer) = (true, true, None);
+        let mut words = filters.iter();
+        while let Some(&w) = words.next() {
+            match w {
+                "ipv4" => v6 = false,
+                "ipv6" => v4 = false,
+                "peer" => {
+                    let key = words.next().ok_or("peer needs a name or address")?;
+                    peer = Some(self.find(key)?);
+                }
+                other => return Err(format!("{other:?} is not ipv4, ipv6 or peer P")),
+            }
+        }
+        let admit = |net: &IpNet, paths: &[crate::rib::Path]| {
+            let family = match net {
+                IpNet::V4(_) => v4,
+                IpNet::V6(_) => v6,
+            };
+            family && peer.is_none_or(|id| paths.iter().any(|p| p.peer == id))
+        };
+        let (rows, next) = self.rib.page(after, PAGE, &self.facts, admit);
+        let routes: Vec<Value> = rows
+            .iter()
+            .map(|(net, paths)| self.route_json(net, paths))
+            .collect();
+        Ok(json!({ "routes": routes, "next": next.map(|n| n.to_string()) }))
+    }
+
+    fn route_json(&self, net: &IpNet, paths: &[crate::rib::Path]) -> Value {
+        let paths: Vec<Value> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| path_json(net, p, i == 0, &self.peers))
+            .collect();
+        json!({"prefix": net.to_string(), "paths": paths})
+    }
+
+    /// `show bgp routes PREFIX`: that prefix's paths, best first.
+    fn routes(&self, net: IpNet) -> Value {
+        let paths = self.rib.paths(&net, &self.facts);
+        let routes: Vec<Value> = (!paths.is_empty())
+            .then(|| self.route_json(&net, &paths))
             .into_iter()
-            .filter(|(_, paths)| !paths.is_empty())
-            .map(|(net, paths)| {
-                let paths: Vec<Value> = paths
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| path_json(&net, p, i == 0, &self.peers))
-                    .collect();
-                json!({"prefix": net.to_string(), "paths": paths})
-            })
             .collect();
         json!({ "routes": routes })
     }

@@ -107,9 +107,12 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
             Ok(words) => match crate::listing::route_listing(&words) {
                 Some(Ok(query)) => return stream_routes(&stream, control, &query),
                 Some(Err(e)) => json!({ "error": e }),
-                None => match route(control, planes, words) {
-                    Ok(v) => json!({ "ok": v }),
-                    Err(e) => json!({ "error": e }),
+                None => match (bgp_listing(&words), &planes.bgp) {
+                    (Some(filters), Some(bgp)) => return stream_bgp_routes(&stream, bgp, filters),
+                    _ => match route(control, planes, words) {
+                        Ok(v) => json!({ "ok": v }),
+                        Err(e) => json!({ "error": e }),
+                    },
                 },
             },
             Err(e) => json!({ "error": format!("bad request: {e}") }),
@@ -127,31 +130,85 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
     answer(&stream, &reply);
 }
 
-/// Writes a route listing page by page (listing.rs); stops when the client stops reading.
-fn stream_routes(
+/// Writes a listing page by page (listing.rs has the format): `pages` hands each page's
+/// rows to the writer, which says whether the client still reads, and returns what the
+/// last line carries. Stops when the client stops reading.
+fn stream_listing(
     stream: &UnixStream,
-    control: &SyncSender<ControlMsg>,
-    query: &crate::listing::RouteQuery,
+    pages: impl FnOnce(&mut dyn FnMut(Vec<Value>) -> bool) -> Result<Value, String>,
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
     if writeln!(out, "{}", json!({ "stream": "routes" })).is_err() {
         return;
     }
-    let listed = crate::listing::each_page(control, query, |rows| {
+    let mut emit = |rows: Vec<Value>| {
         rows.iter()
             .try_for_each(|row| writeln!(out, "{}", json!({ "row": row })))
             .and_then(|()| out.flush())
             .is_ok()
-    });
-    let last = match listed {
-        Ok(count) => {
-            let fib = ask(control, vec!["show".into(), "fib".into()]).unwrap_or(Value::Null);
-            json!({ "end": { "count": count, "fib": fib } })
-        }
+    };
+    let last = match pages(&mut emit) {
+        Ok(end) => json!({ "end": end }),
         Err(e) => json!({ "error": e }),
     };
     let _ = writeln!(out, "{last}");
     let _ = out.flush();
+}
+
+/// `show routes …`, streamed from the control plane's pages.
+fn stream_routes(
+    stream: &UnixStream,
+    control: &SyncSender<ControlMsg>,
+    query: &crate::listing::RouteQuery,
+) {
+    stream_listing(stream, |emit| {
+        let count = crate::listing::each_page(control, query, emit)?;
+        let fib = ask(control, vec!["show".into(), "fib".into()]).unwrap_or(Value::Null);
+        Ok(json!({ "count": count, "fib": fib }))
+    });
+}
+
+/// The filters of a whole-table `show bgp routes [ipv4|ipv6] [peer P]` (not one prefix).
+fn bgp_listing(words: &[String]) -> Option<&[String]> {
+    match words {
+        [show, bgp, routes, filters @ ..]
+            if show == "show" && bgp == "bgp" && routes == "routes" =>
+        {
+            let whole = filters
+                .first()
+                .is_none_or(|w| matches!(w.as_str(), "ipv4" | "ipv6" | "peer"));
+            whole.then_some(filters)
+        }
+        _ => None,
+    }
+}
+
+/// `show bgp routes …`, streamed from the BGP speaker's pages.
+fn stream_bgp_routes(stream: &UnixStream, bgp: &bgp_glue::Bgp, filters: &[String]) {
+    stream_listing(stream, |emit| {
+        let mut after = "-".to_string();
+        let mut count = 0u64;
+        loop {
+            let mut words: Vec<String> =
+                ["show", "bgp", "routes", "page"].map(String::from).to_vec();
+            words.push(after.clone());
+            words.extend_from_slice(filters);
+            let page = bgp.ctl(&words)?;
+            let rows = match page["routes"].as_array() {
+                Some(rows) => rows.clone(),
+                None => Vec::new(),
+            };
+            count += rows.len() as u64;
+            if !emit(rows) {
+                break;
+            }
+            match page["next"].as_str() {
+                Some(next) => after = next.to_string(),
+                None => break,
+            }
+        }
+        Ok(json!({ "count": count }))
+    });
 }
 
 /// Writes one answer line.

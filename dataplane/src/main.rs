@@ -140,10 +140,14 @@ fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut rows = 0u64;
+    // BGP rows (a prefix with its paths) have no table form yet: one JSON line each.
+    let bgp = words.get(1).is_some_and(|w| w == "bgp");
     let answer = dataplane::ctl::request_streaming(socket, words, |row| {
         if json {
             let sep = if rows == 0 { "{\"routes\": [\n" } else { ",\n" };
             write!(out, "{sep}{row}")?;
+        } else if bgp {
+            writeln!(out, "{row}")?;
         } else {
             if rows == 0 {
                 out.write_all(route_header().as_bytes())?;
@@ -160,7 +164,7 @@ fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
                 let open = if rows == 0 { "{\"routes\": [" } else { "\n" };
                 writeln!(out, "{open}], \"fib\": {}}}", end["fib"])
             }
-            Some(_) if rows == 0 => out.write_all(route_header().as_bytes()),
+            Some(_) if rows == 0 && !bgp => out.write_all(route_header().as_bytes()),
             Some(_) => Ok(()),
             None if json => writeln!(
                 out,

@@ -441,6 +441,35 @@ fn gobgp_connects_to_passive_tern() {
     let path =
         &net.tern.ctl(&["show", "bgp", "routes", "2001:db8:5::/48"])["routes"][0]["paths"][0];
     assert_eq!(path["next_hop"], "2001:db8:a::2", "{path}");
+    // The whole-table listing (streamed page by page) and its filters.
+    let prefixes = |words: &[&str]| -> Vec<String> {
+        net.tern.ctl(words)["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["prefix"].as_str().map(str::to_string))
+            .collect()
+    };
+    let all = prefixes(&["show", "bgp", "routes"]);
+    assert!(
+        all.contains(&"198.18.5.0/24".to_string()) && all.contains(&"2001:db8:5::/48".to_string()),
+        "{all:?}"
+    );
+    let v6 = prefixes(&["show", "bgp", "routes", "ipv6"]);
+    assert!(
+        v6.iter().all(|p| p.contains(':')) && v6.contains(&"2001:db8:5::/48".to_string()),
+        "{v6:?}"
+    );
+    let from_a4 = prefixes(&["show", "bgp", "routes", "peer", "a4"]);
+    assert!(
+        from_a4.contains(&"198.18.5.0/24".to_string()),
+        "{from_a4:?}"
+    );
+    let err = net
+        .tern
+        .try_ctl(&["show", "bgp", "routes", "ipv5"])
+        .expect_err("filter");
+    assert!(err.contains("ipv5"), "{err}");
     b_reaches(&net, "198.18.5.1", "2001:db8:5::1");
 
     eventually(LONG, "tern's prefixes in GoBGP", || {
