@@ -1148,58 +1148,72 @@ impl Control {
     /// `cursor`, the matching rows, and where the next page starts.
     fn route_page(&self, q: &listing::RouteQuery, cursor: listing::Cursor) -> listing::Page {
         use listing::Cursor;
-        use std::ops::Bound;
-        fn bound<N>(at: &Option<N>, included: bool) -> Bound<&N> {
-            match at {
-                None => Bound::Unbounded,
-                Some(n) if included => Bound::Included(n),
-                Some(n) => Bound::Excluded(n),
-            }
-        }
-        let mut page = listing::Page::default();
-        let mut seen = 0;
         match cursor {
             Cursor::V4(at, included) => {
-                for r in self.rib4.installed_from(bound(&at, included)) {
-                    let net = IpNet::V4(r.net);
-                    if q.past(net) {
-                        break;
-                    }
-                    if q.admits(net, r.route.source) {
-                        page.rows.push(self.route_row(&r));
-                    }
-                    seen += 1;
-                    if seen == listing::PAGE {
-                        page.next = Some(Cursor::V4(Some(r.net), false));
-                        return page;
-                    }
-                }
-                let v6 = !matches!(q.prefix, Some(IpNet::V4(_)));
-                page.next = Some(if v6 {
+                let v6_next = !matches!(q.prefix, Some(IpNet::V4(_)));
+                let then = if v6_next {
                     Cursor::V6(None, false)
                 } else {
                     Cursor::Done
-                });
+                };
+                let resume = |n| Cursor::V4(Some(n), false);
+                self.scan(&self.rib4, (at, included), q, IpNet::V4, resume, then)
             }
             Cursor::V6(at, included) => {
-                for r in self.rib6.installed_from(bound(&at, included)) {
-                    let net = IpNet::V6(r.net);
-                    if q.past(net) {
-                        break;
-                    }
-                    if q.admits(net, r.route.source) {
-                        page.rows.push(self.route_row(&r));
-                    }
-                    seen += 1;
-                    if seen == listing::PAGE {
-                        page.next = Some(Cursor::V6(Some(r.net), false));
-                        return page;
-                    }
-                }
-                page.next = Some(Cursor::Done);
+                let resume = |n| Cursor::V6(Some(n), false);
+                self.scan(
+                    &self.rib6,
+                    (at, included),
+                    q,
+                    IpNet::V6,
+                    resume,
+                    Cursor::Done,
+                )
             }
-            Cursor::Done => page.next = Some(Cursor::Done),
+            Cursor::Done => listing::Page {
+                rows: Vec::new(),
+                next: Some(Cursor::Done),
+            },
         }
+    }
+
+    /// [`Self::route_page`] in one family's RIB: from `at` (the prefix, and whether it is
+    /// itself included), `resume` makes the cursor after the page's last prefix, `then` is
+    /// where the listing goes when this family ends.
+    fn scan<F: lpm::Family>(
+        &self,
+        rib: &Rib<F>,
+        (at, included): (Option<F::Net>, bool),
+        q: &listing::RouteQuery,
+        wrap: impl Fn(F::Net) -> IpNet,
+        resume: impl Fn(F::Net) -> listing::Cursor,
+        then: listing::Cursor,
+    ) -> listing::Page
+    where
+        F::Addr: Ord,
+        F::Net: std::fmt::Display,
+    {
+        use std::ops::Bound;
+        let start = match &at {
+            None => Bound::Unbounded,
+            Some(n) if included => Bound::Included(n),
+            Some(n) => Bound::Excluded(n),
+        };
+        let mut page = listing::Page::default();
+        for (seen, r) in rib.installed_from(start).enumerate() {
+            let net = wrap(r.net);
+            if q.past(net) {
+                break;
+            }
+            if q.admits(net, r.route.source) {
+                page.rows.push(self.route_row(&r));
+            }
+            if seen + 1 == listing::PAGE {
+                page.next = Some(resume(r.net));
+                return page;
+            }
+        }
+        page.next = Some(then);
         page
     }
 

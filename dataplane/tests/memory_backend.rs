@@ -187,6 +187,48 @@ fn ctl_route_add_and_del() {
     router.stop();
 }
 
+/// `show routes` over more than one page: every route once, in prefix order, and the
+/// filters (a prefix and what lies inside it, a source, a limit).
+#[test]
+fn route_listings_cross_pages_without_losing_or_repeating_a_route() {
+    let config = Config::parse("test", CONFIG).expect("config");
+    let router = Router::start(&config, false).expect("start");
+    for i in 0..10_000u32 {
+        let net = format!("{}/32", std::net::Ipv4Addr::from_bits(0xc612_0000 + i));
+        router
+            .ctl(&["route", "add", &net, "via", "203.0.113.2"])
+            .expect("add");
+    }
+    let prefixes = |words: &[&str]| -> Vec<String> {
+        router.ctl(words).expect("listing")["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["prefix"].as_str().map(str::to_string))
+            .collect()
+    };
+    let statics = prefixes(&["show", "routes", "source", "static"]);
+    assert_eq!(statics.len(), 10_000);
+    let unique: std::collections::BTreeSet<&String> = statics.iter().collect();
+    assert_eq!(unique.len(), 10_000, "no route twice");
+    let inside = prefixes(&["show", "routes", "198.18.16.0/20", "longer"]);
+    assert_eq!(inside.len(), 4096, "{:?}", inside.first());
+    assert!(
+        inside.iter().all(|p| p.starts_with("198.18.")),
+        "{inside:?}"
+    );
+    assert_eq!(
+        prefixes(&["show", "routes", "198.18.0.7/32"]),
+        ["198.18.0.7/32"]
+    );
+    assert_eq!(prefixes(&["show", "routes", "limit", "3"]).len(), 3);
+    let err = router
+        .ctl(&["show", "routes", "source", "rip"])
+        .expect_err("source");
+    assert!(err.contains("not a source"), "{err}");
+    router.stop();
+}
+
 /// Arbitrary and mutated frames: nothing panics (a panicking worker would stop
 /// forwarding), everything is counted, and a good packet still goes through afterwards.
 /// The same with NAT between the ports, and a port forward: the fuzz of the NAT path.

@@ -72,11 +72,14 @@ fn a_million_route_listing_streams_while_tern_answers_resolves_and_forwards() {
     let (status, took) = listed;
     assert!(status.success(), "tern ctl show routes: {status}");
     assert!(resolved, "the listing ended before the neighbour test ran");
-    let lines = std::fs::read_to_string(&listing)
-        .expect("listing")
-        .lines()
-        .count();
-    assert!(lines > ROUTES as usize, "{lines} lines");
+    let text = std::fs::read_to_string(&listing).expect("listing");
+    let statics: Vec<&str> = text.lines().filter(|l| l.contains(" static ")).collect();
+    let unique: std::collections::HashSet<&str> = statics
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(statics.len(), ROUTES as usize, "every static route listed");
+    assert_eq!(unique.len(), ROUTES as usize, "each once");
     let pinged = pings.wait_with_output().expect("ping");
     let summary = String::from_utf8_lossy(&pinged.stdout).to_string();
     assert!(summary.contains(" 0% packet loss"), "{summary}");
