@@ -560,9 +560,9 @@ impl<K: Key> Writer<K> {
     }
 
     fn allocate_group(&mut self) -> Option<usize> {
-        // Groups whose grace period is over come back before the pool grows: without this
-        // a writer that always had unused capacity never reclaimed, and every announce or
-        // withdraw under churn took fresh groups (lookup memory grew without bound).
+        // Groups whose grace period is over come back before the pool grows. Otherwise a
+        // writer with unused capacity would never reclaim, and every announce or withdraw
+        // under churn would take fresh groups until the pool's capacity was all touched.
         if self.free.is_empty() {
             self.reclaim();
         }
