@@ -1170,10 +1170,7 @@ impl Control {
                     Cursor::Done,
                 )
             }
-            Cursor::Done => listing::Page {
-                rows: Vec::new(),
-                next: Some(Cursor::Done),
-            },
+            Cursor::Done => listing::Page::default(),
         }
     }
 
@@ -1209,11 +1206,11 @@ impl Control {
                 page.rows.push(self.route_row(&r));
             }
             if seen + 1 == listing::PAGE {
-                page.next = Some(resume(r.net));
+                page.next = resume(r.net);
                 return page;
             }
         }
-        page.next = Some(then);
+        page.next = then;
         page
     }
 
@@ -1222,18 +1219,16 @@ impl Control {
     fn show_routes(&self, q: &listing::RouteQuery) -> Value {
         let mut out = Vec::new();
         let mut cursor = q.start();
-        while cursor != listing::Cursor::Done {
+        let limit = q.limit.map_or(usize::MAX, |l| l as usize);
+        while cursor != listing::Cursor::Done && out.len() < limit {
             let page = self.route_page(q, cursor);
             out.extend(page.rows);
-            cursor = page.next.unwrap_or(listing::Cursor::Done);
+            cursor = page.next;
         }
-        if let Some(limit) = q.limit {
-            out.truncate(limit as usize);
-        }
+        out.truncate(limit);
         json!({"routes": out, "fib": self.fib_summary()})
     }
 
-    /// The installed route for exactly `prefix` (`null` when there is none).
     /// `show route PREFIX`: that route; `show route ADDRESS`: the route a packet to the
     /// address takes, the longest prefix covering it (as `ip route get`).
     fn show_route(&self, what: &str) -> Result<Value, String> {

@@ -419,11 +419,16 @@ impl Local {
     /// Counts a drop of a frame received on `port` (or of tern's own: [`Local::origin`]).
     #[inline(always)]
     pub fn drop(&mut self, port: u16, reason: Drop) {
+        self.drop_many(port, reason, 1);
+    }
+    /// Counts `n` drops of one reason on `port` (or of tern's own).
+    #[inline(always)]
+    pub fn drop_many(&mut self, port: u16, reason: Drop, n: u64) {
         let row = (port as usize).min(self.ports.len());
-        self.drops[row][reason as usize] += 1;
+        self.drops[row][reason as usize] += n;
         self.dirty |= 1 << row.min(63);
         if let Some(p) = self.ports.get_mut(row) {
-            p.drops += 1;
+            p.drops += n;
         }
     }
     #[inline(always)]

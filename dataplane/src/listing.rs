@@ -107,10 +107,12 @@ impl RouteQuery {
 
 /// Where the next page starts: a family, and the prefix to resume from (`true`: that
 /// prefix itself is included, `false`: after it; `None`: the family's first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Cursor {
     V4(Option<Ipv4Net>, bool),
     V6(Option<Ipv6Net>, bool),
+    /// The listing is complete.
+    #[default]
     Done,
 }
 
@@ -118,7 +120,7 @@ pub enum Cursor {
 #[derive(Debug, Default)]
 pub struct Page {
     pub rows: Vec<Value>,
-    pub next: Option<Cursor>,
+    pub next: Cursor,
 }
 
 /// Asks the control plane for the page at `cursor`.
@@ -158,7 +160,7 @@ pub fn each_page(
         if !emit(p.rows) || query.limit.is_some_and(|l| count >= l) {
             break;
         }
-        cursor = p.next.unwrap_or(Cursor::Done);
+        cursor = p.next;
     }
     Ok(count)
 }

@@ -606,11 +606,11 @@ impl Worker {
                 self.stats.ports[frame.port as usize].forwarded += 1;
             }
             self.pool.free(frame);
-            let was = std::mem::replace(&mut self.originating, true);
-            for f in fragments.drain(..) {
-                self.transmit(f, egress);
-            }
-            self.originating = was;
+            self.as_originator(|w| {
+                for f in fragments.drain(..) {
+                    w.transmit(f, egress);
+                }
+            });
             self.fragments = fragments;
             return;
         }
@@ -939,9 +939,15 @@ impl Worker {
 
     /// Routes a packet tern originated (no TTL decrement).
     fn send_originated(&mut self, frame: Frame) {
+        self.as_originator(|w| w.route_originated(frame));
+    }
+
+    /// Runs `f` with the frames it sends counted as tern's own (see `originating`).
+    fn as_originator<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let was = std::mem::replace(&mut self.originating, true);
-        self.route_originated(frame);
+        let r = f(self);
         self.originating = was;
+        r
     }
 
     fn route_originated(&mut self, frame: Frame) {
@@ -1009,9 +1015,8 @@ impl Worker {
         let released = stage.shard.released_fragments();
         // Held fragments were counted as taken when they arrived: their end is tern's.
         let origin = self.stats.origin();
-        for _ in 0..timed_out {
-            self.stats.drop(origin, Drop::NatFragmentTimeout);
-        }
+        self.stats
+            .drop_many(origin, Drop::NatFragmentTimeout, timed_out);
         for (port, packet) in due {
             self.stats.event(Event::NatSynAnswered);
             let code = icmp4::CODE_PORT_UNREACHABLE;
@@ -1055,9 +1060,7 @@ impl Worker {
         // (its shard held it) nor decapsulated (it was, on arrival).
         frame.ingress = port;
         let mut burst = vec![frame];
-        let was = std::mem::replace(&mut self.originating, true);
-        self.run_burst(port, &mut burst, true);
-        self.originating = was;
+        self.as_originator(|w| w.run_burst(port, &mut burst, true));
     }
 
     fn flush_tx(&mut self) {

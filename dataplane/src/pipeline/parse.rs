@@ -92,7 +92,9 @@ fn classify_received<const PARTIAL: bool>(
         eth::TYPE_IPV6 => {
             let class = ipv6_packet(frame, port);
             if PARTIAL && matches!(class, Class::V6 { .. } | Class::V6Multicast) {
-                *completed += complete_partial(frame, false) as u64;
+                // The candidate test inline, the full sum out of line (in `wire::partial`).
+                let ip = &mut frame.data_mut()[eth::LEN..];
+                *completed += crate::wire::partial::complete_v6(ip) as u64;
             }
             class
         }
@@ -101,16 +103,11 @@ fn classify_received<const PARTIAL: bool>(
     }
 }
 
-/// Finishes a partial checksum in the IP packet of `frame` (`wire::partial`); whether it
-/// wrote one. Out of line: for IPv4 only candidates come here.
+/// Finishes a partial checksum in the IPv4 packet of `frame` (`wire::partial`); whether
+/// it wrote one. Out of line: only candidates of `ipv4_header`'s test come here.
 #[inline(never)]
-fn complete_partial(frame: &mut Frame, v4: bool) -> bool {
-    let ip = &mut frame.data_mut()[eth::LEN..];
-    if v4 {
-        crate::wire::partial::complete_v4(ip)
-    } else {
-        crate::wire::partial::complete_v6(ip)
-    }
+fn complete_partial_v4(frame: &mut Frame) -> bool {
+    crate::wire::partial::complete_v4(&mut frame.data_mut()[eth::LEN..])
 }
 
 /// [`ipv4_packet`] for a frame received on a port, with the partial-checksum test of
@@ -121,7 +118,7 @@ fn ipv4_received<const PARTIAL: bool>(frame: &mut Frame, completed: &mut u64) ->
         Ok((dst, total, candidate)) => {
             frame.set_len(eth::LEN + total);
             if PARTIAL && candidate {
-                *completed += complete_partial(frame, true) as u64;
+                *completed += complete_partial_v4(frame) as u64;
             }
             Class::V4 { dst }
         }
