@@ -1457,5 +1457,11 @@ impl Control {
 
 /// A FIB's group pool as `show fib` prints it.
 fn group_stats(g: lpm::GroupStats) -> Value {
-    json!({"in_use": g.in_use, "free": g.free, "touched": g.high_water, "capacity": g.capacity})
+    json!({
+        "in_use": g.in_use,
+        "free": g.free,
+        "touched": g.high_water,
+        "capacity": g.capacity,
+        "limit": g.limit,
+    })
 }

@@ -52,8 +52,9 @@ pub const NO_ROUTE: u32 = u32::MAX;
 pub enum FibError {
     /// The next-hop index does not fit in an entry.
     NextHopTooLarge { next_hop: u32 },
-    /// Every group of the pool is in use; the write changed nothing.
-    GroupsExhausted { capacity: u32 },
+    /// The group pool is at its limit and every group is in use; the write changed
+    /// nothing.
+    GroupsExhausted { limit: u32 },
     /// The tables could not be mapped.
     Memory(std::io::Error),
 }
@@ -67,8 +68,8 @@ impl std::fmt::Display for FibError {
                     "next-hop index {next_hop} is larger than the maximum {MAX_NEXT_HOP}"
                 )
             }
-            FibError::GroupsExhausted { capacity } => {
-                write!(f, "all {capacity} FIB groups are in use (raise max_groups)")
+            FibError::GroupsExhausted { limit } => {
+                write!(f, "all {limit} FIB groups (the pool's limit) are in use")
             }
             FibError::Memory(e) => write!(f, "cannot map FIB memory: {e}"),
         }
@@ -82,7 +83,9 @@ pub trait Family: Send + Sync + 'static {
     type Addr: Copy + std::fmt::Debug + Send + Sync;
     type Net: Copy + std::fmt::Debug + Eq + Ord + Send + Sync;
     type Key: Key;
-    /// Default size of the group pool (virtual; pages are committed as groups are used).
+    /// How far the group pool may grow by default. Address space for all of it is
+    /// reserved at creation; memory is committed as the pool grows and paid for as it is
+    /// touched.
     const DEFAULT_GROUPS: u32;
     fn addr_key(addr: Self::Addr) -> Self::Key;
     /// The prefix's key with host bits cleared, and its length.
@@ -99,7 +102,8 @@ impl Family for V4 {
     type Addr = Ipv4Addr;
     type Net = Ipv4Net;
     type Key = u32;
-    const DEFAULT_GROUPS: u32 = 1 << 16;
+    /// One group per /24 is the most DIR-24-8 can ever use: no IPv4 table is refused.
+    const DEFAULT_GROUPS: u32 = 1 << 24;
     #[inline(always)]
     fn addr_key(addr: Ipv4Addr) -> u32 {
         addr.to_bits()
@@ -116,7 +120,9 @@ impl Family for V6 {
     type Addr = Ipv6Addr;
     type Net = Ipv6Net;
     type Key = u128;
-    const DEFAULT_GROUPS: u32 = 1 << 18;
+    /// 64 GiB of address space: over 1 000 times the groups a full 2026 table uses
+    /// (RIS rrc00 IPv6, 246 175 prefixes: 49 593 groups).
+    const DEFAULT_GROUPS: u32 = 1 << 26;
     #[inline(always)]
     fn addr_key(addr: Ipv6Addr) -> u128 {
         addr.to_bits()
@@ -152,7 +158,10 @@ pub struct GroupStats {
     pub free: usize,
     /// Groups ever handed out: the pool's memory that has been touched.
     pub high_water: usize,
+    /// Groups committed: the pool grows this on demand, in steps of 2048.
     pub capacity: usize,
+    /// Groups the pool can grow to (its reserved address space).
+    pub limit: usize,
 }
 
 pub type Fib4 = Fib<V4>;
@@ -166,8 +175,7 @@ impl<F: Family> Fib<F> {
         Self::with_groups(qsbr, F::DEFAULT_GROUPS)
     }
 
-    /// An empty FIB whose pool holds `max_groups` 256-entry groups (1 KiB each, committed
-    /// only when first used).
+    /// An empty FIB whose pool can grow to `max_groups` 256-entry groups (1 KiB each).
     pub fn with_groups(qsbr: Arc<Qsbr>, max_groups: u32) -> Result<Self, FibError> {
         Ok(Fib {
             writer: Writer::new(max_groups, qsbr)?,
@@ -222,7 +230,9 @@ impl<F: Family> Fib<F> {
 
     /// Loads a whole table into the FIB, shortest prefixes first so every entry is written
     /// once per covering prefix and never restored. Meant for an empty FIB (a cold start or
-    /// a table being built before it is published), but correct on any.
+    /// a table being built before it is published), but correct on any. All or nothing: a
+    /// refused route (a next hop too large, the pool at its limit or out of memory) undoes
+    /// the routes loaded before it, so the FIB answers as it did before the call.
     pub fn bulk_load(
         &mut self,
         routes: impl IntoIterator<Item = (F::Net, u32)>,
@@ -231,16 +241,41 @@ impl<F: Family> Fib<F> {
             .into_iter()
             .map(|(net, nh)| {
                 let (key, len) = F::net_key(&net);
-                (key, len, nh)
+                check_next_hop(nh).map(|()| (key, len, nh))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         routes.sort_unstable_by_key(|&(key, len, _)| (len, key));
-        for (key, len, nh) in routes {
-            check_next_hop(nh)?;
-            self.writer.insert(key, len, nh)?;
+        let mut refused = None;
+        for (done, route) in routes.iter_mut().enumerate() {
+            let (key, len, nh) = *route;
+            match self.writer.insert(key, len, nh) {
+                // What it replaced takes the next hop's place, so undo can restore it.
+                Ok(previous) => route.2 = previous.unwrap_or(NO_ROUTE),
+                Err(e) => {
+                    refused = Some((done, e));
+                    break;
+                }
+            }
+        }
+        if let Some((done, _)) = refused {
+            self.undo_load(&routes[..done]);
         }
         self.writer.publish();
-        Ok(())
+        refused.map_or(Ok(()), |(_, e)| Err(e))
+    }
+
+    /// Reverts the inserts of a partial bulk load, newest first: each route goes back to
+    /// the next hop it replaced, or away. Both draw on the groups every insert keeps in
+    /// reserve for the refinement a remove may need.
+    fn undo_load(&mut self, loaded: &[(F::Key, u8, u32)]) {
+        for &(key, len, previous) in loaded.iter().rev() {
+            let undone = if previous == NO_ROUTE {
+                self.writer.remove(key, len).map(drop)
+            } else {
+                self.writer.restore(key, len, previous)
+            };
+            debug_assert!(undone.is_ok(), "undoing a bulk load: {undone:?}");
+        }
     }
 
     /// Longest-prefix match from the writer's side.
@@ -270,7 +305,7 @@ impl<F: Family> Fib<F> {
     }
 
     /// The pool of groups below the first level: how many are in use, free, ever used
-    /// (memory touched), and the capacity.
+    /// (memory touched), committed, and the limit it can grow to.
     pub fn group_stats(&self) -> GroupStats {
         self.writer.group_stats()
     }

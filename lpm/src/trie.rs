@@ -83,6 +83,10 @@ const GROUP: usize = 256;
 /// (at most one group per level: 14 for IPv6).
 const REMOVE_RESERVE: usize = 16;
 
+/// The smallest pool a writer settles for when the address space it asked for cannot be
+/// reserved (64 MiB of groups).
+const MIN_RESERVED_GROUPS: u32 = 1 << 16;
+
 /// An address as a big-endian bit string.
 pub trait Key: Copy + Eq + Hash + Ord + std::fmt::Debug + Send + Sync + 'static {
     const BITS: u8;
@@ -162,19 +166,21 @@ impl Tables {
     /// reorder window (IPv6 in-table single lookups 1.36× faster, session 14).
     #[inline(always)]
     fn descend<K: Key>(&self, key: K, mut e: u32) -> u32 {
-        let groups = self.groups.slice();
+        let groups = &self.groups;
         let mut start = K::FIRST;
         if K::BRANCH_FREE_LEVELS > 0 && entry::is_link(e) {
             for _ in 0..K::BRANCH_FREE_LEVELS {
                 let on_link = 0usize.wrapping_sub((e >> 31) as usize);
                 let index = (entry::group(e) * GROUP + key.bits(start, 8)) & on_link;
-                let next = groups[index].load(Acquire);
+                let next = groups.linked(index).load(Acquire);
                 e = if entry::is_link(e) { next } else { e };
                 start += 8;
             }
         }
         while entry::is_link(e) {
-            e = groups[entry::group(e) * GROUP + key.bits(start, 8)].load(Acquire);
+            e = groups
+                .linked(entry::group(e) * GROUP + key.bits(start, 8))
+                .load(Acquire);
             start += 8;
         }
         e
@@ -198,7 +204,7 @@ impl Tables {
     ) {
         const CHUNK: usize = 32;
         let root = self.root.slice();
-        let groups = self.groups.slice();
+        let groups = &self.groups;
         let resolve = |e: u32| entry::next_hop(e).unwrap_or(no_route);
         // A first level that stays in L2 (IPv6's 2^16 entries, 256 KiB) is read at once; a
         // larger one (IPv4's 64 MiB) is prefetched for the whole chunk first.
@@ -234,7 +240,7 @@ impl Tables {
                 let mut still = 0;
                 for w in 0..pending {
                     let j = walking[w] as usize;
-                    let e = groups[at[j]].load(Acquire);
+                    let e = groups.linked(at[j]).load(Acquire);
                     out[j] = resolve(e);
                     if entry::is_link(e) {
                         at[j] = entry::group(e) * GROUP + key(base + j).bits(start, 8);
@@ -280,7 +286,7 @@ pub(crate) struct Writer<K: Key> {
     qsbr: Arc<Qsbr>,
     routes: Vec<ahash::AHashMap<K, u32>>,
     route_count: usize,
-    capacity: u32,
+    /// Groups handed out so far (the next fresh one is this index).
     high_water: u32,
     free: Vec<u32>,
     detached: Vec<u32>,
@@ -288,25 +294,40 @@ pub(crate) struct Writer<K: Key> {
 }
 
 impl<K: Key> Writer<K> {
+    /// A writer whose group pool can grow to `max_groups` (address space is reserved for
+    /// all of them; memory is committed as the pool grows).
     pub(crate) fn new(max_groups: u32, qsbr: Arc<Qsbr>) -> Result<Self, FibError> {
-        let max_groups = max_groups.min(entry::LINK - 1);
+        // At least one group: the branch-free walk reads group 0 even when none is used.
+        let groups = Self::reserve_groups(max_groups.clamp(1, entry::LINK - 1))?;
+        groups.commit(GROUP).map_err(FibError::Memory)?;
         let tables = Tables {
             root: AtomicRegion::zeroed(1usize << K::FIRST).map_err(FibError::Memory)?,
-            // At least one group: the branch-free walk reads group 0 even when none is used.
-            groups: AtomicRegion::zeroed(max_groups.max(1) as usize * GROUP)
-                .map_err(FibError::Memory)?,
+            groups,
         };
         Ok(Writer {
             tables: Arc::new(tables),
             qsbr,
             routes: (0..=K::BITS).map(|_| Default::default()).collect(),
             route_count: 0,
-            capacity: max_groups,
             high_water: 0,
             free: Vec::new(),
             detached: Vec::new(),
             retired: Retired::default(),
         })
+    }
+
+    /// Address space for `max_groups` groups, or for fewer where the process may not map
+    /// that much (an address-space rlimit, or valgrind's own cap): halved until it maps,
+    /// but not below [`MIN_RESERVED_GROUPS`]. `group_stats().limit` reports what it got.
+    fn reserve_groups(max_groups: u32) -> Result<AtomicRegion, FibError> {
+        let mut groups = max_groups;
+        loop {
+            match AtomicRegion::reserve(groups as usize * GROUP) {
+                Ok(region) => return Ok(region),
+                Err(_) if groups / 2 >= MIN_RESERVED_GROUPS => groups /= 2,
+                Err(e) => return Err(FibError::Memory(e)),
+            }
+        }
     }
 
     pub(crate) fn tables(&self) -> &Arc<Tables> {
@@ -333,14 +354,19 @@ impl<K: Key> Writer<K> {
         self.high_water as usize - self.free.len()
     }
 
-    /// The group pool: (linked or in a grace period, free, ever used, capacity).
+    /// The group pool: (linked or in a grace period, free, ever used, committed, limit).
     pub(crate) fn group_stats(&self) -> crate::GroupStats {
         crate::GroupStats {
             in_use: self.groups_in_use(),
             free: self.free.len(),
             high_water: self.high_water as usize,
-            capacity: self.capacity as usize,
+            capacity: self.committed_groups(),
+            limit: self.tables.groups.reserved() / GROUP,
         }
+    }
+
+    fn committed_groups(&self) -> usize {
+        self.tables.groups.committed() / GROUP
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -356,6 +382,18 @@ impl<K: Key> Writer<K> {
         next_hop: u32,
     ) -> Result<Option<u32>, FibError> {
         self.ensure_groups(len, REMOVE_RESERVE)?;
+        Ok(self.write_route(key, len, next_hop))
+    }
+
+    /// Puts back a next hop an insert replaced, when undoing: like a remove, it may draw on
+    /// the groups inserts keep in reserve (refining an entry the insert collapsed).
+    pub(crate) fn restore(&mut self, key: K, len: u8, next_hop: u32) -> Result<(), FibError> {
+        self.ensure_groups(len, 0)?;
+        self.write_route(key, len, next_hop);
+        Ok(())
+    }
+
+    fn write_route(&mut self, key: K, len: u8, next_hop: u32) -> Option<u32> {
         let previous = self.routes[len as usize].insert(key, next_hop);
         if previous.is_none() {
             self.route_count += 1;
@@ -370,7 +408,7 @@ impl<K: Key> Writer<K> {
                 Rule::Insert,
             );
         }
-        Ok(previous)
+        previous
     }
 
     /// Removes `key/len`; returns its next hop if it was present.
@@ -398,26 +436,39 @@ impl<K: Key> Writer<K> {
     }
 
     /// A write to a route longer than the first level may need one new group per level
-    /// below it. Checked before anything is touched, so a refused write changes nothing;
-    /// inserts leave `reserve` groups for removes, which can refine a collapsed entry.
+    /// below it. Checked (and the pool grown) before anything is touched, so a refused
+    /// write changes nothing; inserts leave `reserve` groups for removes, which can refine
+    /// a collapsed entry.
     fn ensure_groups(&mut self, len: u8, reserve: usize) -> Result<(), FibError> {
         if len <= K::FIRST {
             return Ok(());
         }
         let needed = (len - K::FIRST).div_ceil(8) as usize + reserve;
-        if self.available_groups() < needed {
-            self.reclaim();
-            if self.available_groups() < needed {
-                return Err(FibError::GroupsExhausted {
-                    capacity: self.capacity,
-                });
-            }
+        if self.available_groups() >= needed {
+            return Ok(());
         }
-        Ok(())
+        self.reclaim();
+        let short = needed.saturating_sub(self.available_groups());
+        if short == 0 {
+            return Ok(());
+        }
+        let limit = self.tables.groups.reserved() / GROUP;
+        let want = self.committed_groups() + short;
+        if want > limit {
+            return Err(FibError::GroupsExhausted {
+                limit: limit as u32,
+            });
+        }
+        // Grows in whole huge pages (2048 groups); the array does not move, so readers
+        // are unaffected.
+        self.tables
+            .groups
+            .commit(want * GROUP)
+            .map_err(FibError::Memory)
     }
 
     fn available_groups(&self) -> usize {
-        self.free.len() + (self.capacity - self.high_water) as usize
+        self.free.len() + self.committed_groups() - self.high_water as usize
     }
 
     /// Ends a write (or a batch of writes): groups detached by it start their grace period.
@@ -569,7 +620,7 @@ impl<K: Key> Writer<K> {
         if let Some(g) = self.free.pop() {
             return Some(g as usize);
         }
-        if self.high_water < self.capacity {
+        if (self.high_water as usize) < self.committed_groups() {
             self.high_water += 1;
             return Some(self.high_water as usize - 1);
         }
