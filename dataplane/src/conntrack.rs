@@ -12,10 +12,13 @@ use serde_json::{json, Value};
 use crate::pipeline::nat::Stage;
 
 pub enum NatRequest {
-    Show {
+    /// The shard's counters.
+    Summary { reply: SyncSender<Value> },
+    /// Sessions `filter` matches, from slot `from` on (see [`SessionPage`]).
+    Page {
         filter: Filter,
-        limit: usize,
-        reply: SyncSender<Value>,
+        from: u32,
+        reply: SyncSender<SessionPage>,
     },
     Delete {
         filter: Filter,
@@ -28,6 +31,19 @@ pub enum NatRequest {
         applied: SyncSender<()>,
     },
 }
+
+/// Part of a shard's sessions, as `show conntrack` streams them. A worker answers a page
+/// between bursts, so a page is bounded in rows and in the slots it scans: a listing of a
+/// full table (or a filter that matches little of it) costs the worker many short pauses,
+/// never a long one.
+pub struct SessionPage {
+    pub rows: Vec<Value>,
+    /// The slot to ask for next; `None` when the shard has been scanned to its end.
+    pub next: Option<u32>,
+}
+
+const PAGE_ROWS: usize = 1024;
+const PAGE_SLOTS: usize = 16_384;
 
 /// Which sessions a request is about: all of the given criteria must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,58 +131,211 @@ pub fn serve(stage: &mut Stage, req: NatRequest) {
             let n = stage.shard.delete(|s| filter.matches(s), now);
             let _ = reply.try_send(n);
         }
-        NatRequest::Show {
+        NatRequest::Page {
             filter,
-            limit,
+            from,
             reply,
         } => {
-            let shard = &stage.shard;
-            let t = shard.rules().timeouts;
-            let sessions: Vec<Value> = shard
-                .sessions()
-                .iter()
-                .filter(|(_, s)| filter.matches(s))
-                .take(limit)
-                .map(|(_, s)| session_row(s, now, t.idle(s.class)))
-                .collect();
-            let by_class: serde_json::Map<String, Value> = nat::table::CLASSES
-                .iter()
-                .map(|c| (c.name().to_string(), json!(shard.sessions().count(*c))))
-                .collect();
-            let st = shard.stats;
-            let ports = shard.ports();
-            let utilisation: Vec<Value> = ports
-                .addresses()
-                .iter()
-                .map(|&a| {
-                    json!({
-                        "address": Ipv4Addr::from(a).to_string(),
-                        "tcp": ports.in_use(a, nat::ports::Space::Tcp),
-                        "udp": ports.in_use(a, nat::ports::Space::Udp),
-                        "icmp": ports.in_use(a, nat::ports::Space::Icmp),
-                    })
-                })
-                .collect();
-            let v = json!({
-                "shard": shard.id(),
-                "capacity": shard.sessions().capacity(),
-                "sessions_total": shard.sessions().len(),
-                "by_class": by_class,
-                "mappings": shard.mappings().len(),
-                "subscribers": shard.mappings().subscribers(),
-                "bytes": shard.bytes(),
-                "created": st.created,
-                "expired": st.expired,
-                "early_dropped": st.early_dropped,
-                "deleted": st.deleted,
-                "syns_held": shard.held_syns(),
-                "fragments_held": shard.held_fragments(),
-                "icmp_errors_translated": st.icmp_errors_translated,
-                "ports_in_use": utilisation,
-                "sessions": sessions,
-            });
-            let _ = reply.try_send(v);
+            let _ = reply.try_send(page(&stage.shard, &filter, from, now));
         }
+        NatRequest::Summary { reply } => {
+            let _ = reply.try_send(summary(&stage.shard));
+        }
+    }
+}
+
+fn page(shard: &nat::Shard, filter: &Filter, from: u32, now: u64) -> SessionPage {
+    let sessions = shard.sessions();
+    let idle = shard.rules().timeouts;
+    let end = (from as usize)
+        .saturating_add(PAGE_SLOTS)
+        .min(sessions.capacity());
+    let mut rows = Vec::new();
+    for (slot, s) in sessions.slots(from as usize..end) {
+        if rows.len() == PAGE_ROWS {
+            return SessionPage {
+                rows,
+                next: Some(slot),
+            };
+        }
+        if filter.matches(s) {
+            let mut row = session_row(s, now, idle.idle(s.class));
+            row["shard"] = json!(shard.id());
+            rows.push(row);
+        }
+    }
+    SessionPage {
+        rows,
+        next: (end < sessions.capacity()).then_some(end as u32),
+    }
+}
+
+/// A shard's counters: sessions by class, mappings, ports in use per external address.
+fn summary(shard: &nat::Shard) -> Value {
+    let by_class: serde_json::Map<String, Value> = nat::table::CLASSES
+        .iter()
+        .map(|c| (c.name().to_string(), json!(shard.sessions().count(*c))))
+        .collect();
+    let st = shard.stats;
+    let ports = shard.ports();
+    let utilisation: Vec<Value> = ports
+        .addresses()
+        .iter()
+        .map(|&a| {
+            json!({
+                "address": Ipv4Addr::from(a).to_string(),
+                "tcp": ports.in_use(a, nat::ports::Space::Tcp),
+                "udp": ports.in_use(a, nat::ports::Space::Udp),
+                "icmp": ports.in_use(a, nat::ports::Space::Icmp),
+            })
+        })
+        .collect();
+    json!({
+        "shard": shard.id(),
+        "capacity": shard.sessions().capacity(),
+        "sessions_total": shard.sessions().len(),
+        "by_class": by_class,
+        "mappings": shard.mappings().len(),
+        "subscribers": shard.mappings().subscribers(),
+        "bytes": shard.bytes(),
+        "created": st.created,
+        "expired": st.expired,
+        "early_dropped": st.early_dropped,
+        "deleted": st.deleted,
+        "syns_held": shard.held_syns(),
+        "fragments_held": shard.held_fragments(),
+        "icmp_errors_translated": st.icmp_errors_translated,
+        "ports_in_use": utilisation,
+    })
+}
+
+/// `show conntrack [proto P] [addr A] [port N] [limit N]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub filter: Filter,
+    pub limit: Option<u64>,
+}
+
+impl SessionQuery {
+    /// The words after `show conntrack`.
+    pub fn parse(words: &[&str]) -> Result<SessionQuery, String> {
+        match words {
+            [head @ .., "limit", n] => Ok(SessionQuery {
+                filter: Filter::parse(head)?,
+                limit: Some(
+                    n.parse()
+                        .map_err(|_| format!("limit {n:?} is not a count"))?,
+                ),
+            }),
+            _ => Ok(SessionQuery {
+                filter: Filter::parse(words)?,
+                limit: None,
+            }),
+        }
+    }
+}
+
+/// A session listing's query, if `words` ask for one (`show conntrack` other than
+/// `summary`).
+pub fn session_listing(words: &[String]) -> Option<Result<SessionQuery, String>> {
+    match words {
+        [show, conntrack, rest @ ..] if show == "show" && conntrack == "conntrack" => {
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            (rest != ["summary"]).then(|| SessionQuery::parse(&rest))
+        }
+        _ => None,
+    }
+}
+
+/// The workers' NAT mailboxes: how the control plane and the ctl server reach the shards.
+/// Each request waits for one worker's answer (a worker looks between bursts) and no
+/// longer than [`ANSWER`].
+#[derive(Clone)]
+pub struct Shards(Vec<SyncSender<NatRequest>>);
+
+impl Shards {
+    fn ask<T>(
+        &self,
+        shard: usize,
+        request: impl FnOnce(SyncSender<T>) -> NatRequest,
+    ) -> Result<T, String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.0[shard]
+            .send(request(tx))
+            .map_err(|_| "a worker has stopped".to_string())?;
+        rx.recv_timeout(ANSWER)
+            .map_err(|_| "a worker did not answer".to_string())
+    }
+
+    /// Every shard's counters.
+    pub fn summaries(&self) -> Result<Vec<Value>, String> {
+        (0..self.0.len())
+            .map(|i| self.ask(i, |reply| NatRequest::Summary { reply }))
+            .collect()
+    }
+
+    /// Hands the sessions `query` selects to `emit` page by page, shard after shard,
+    /// until the limit, the end, or `emit` returning false (the reader went away).
+    /// Returns how many rows were emitted.
+    pub fn each_page(
+        &self,
+        query: &SessionQuery,
+        emit: &mut dyn FnMut(Vec<Value>) -> bool,
+    ) -> Result<u64, String> {
+        let mut left = query.limit.unwrap_or(u64::MAX);
+        let mut count = 0;
+        for shard in 0..self.0.len() {
+            let mut from = Some(0);
+            while let (Some(at), true) = (from, left > 0) {
+                let page = self.ask(shard, |reply| NatRequest::Page {
+                    filter: query.filter.clone(),
+                    from: at,
+                    reply,
+                })?;
+                let mut rows = page.rows;
+                rows.truncate(left.min(usize::MAX as u64) as usize);
+                left -= rows.len() as u64;
+                count += rows.len() as u64;
+                from = page.next;
+                if !rows.is_empty() && !emit(rows) {
+                    return Ok(count);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Hands new rules to every worker and waits until each uses them.
+    fn set_rules(&self, rules: &Arc<nat::Rules>) -> Result<(), String> {
+        // Every worker first, then the answers: an idle worker reads its mailbox within
+        // one sleep, and they all sleep at once.
+        let (applied, answers) = std::sync::mpsc::sync_channel(self.0.len());
+        for m in &self.0 {
+            let req = NatRequest::Rules {
+                rules: rules.clone(),
+                applied: applied.clone(),
+            };
+            m.send(req)
+                .map_err(|_| "a worker has stopped".to_string())?;
+        }
+        for _ in &self.0 {
+            answers
+                .recv_timeout(ANSWER)
+                .map_err(|_| "a worker did not take the new rules".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the sessions `filter` matches on every shard; returns how many.
+    pub fn delete(&self, filter: &Filter) -> Result<usize, String> {
+        (0..self.0.len())
+            .map(|i| {
+                self.ask(i, |reply| NatRequest::Delete {
+                    filter: filter.clone(),
+                    reply,
+                })
+            })
+            .sum()
     }
 }
 
@@ -174,7 +343,7 @@ pub fn serve(stage: &mut Stage, req: NatRequest) {
 /// workers' mailboxes.
 pub struct NatControl {
     rules: Arc<nat::Rules>,
-    mailboxes: Vec<SyncSender<NatRequest>>,
+    shards: Shards,
     /// The external port map, to reserve the ports of forwards added at run time.
     ports: Arc<nat::PortMap>,
 }
@@ -190,17 +359,25 @@ impl NatControl {
     ) -> NatControl {
         NatControl {
             rules,
-            mailboxes,
+            shards: Shards(mailboxes),
             ports,
         }
+    }
+
+    /// The shards' mailboxes, for the ctl server's streamed listings.
+    pub fn shards(&self) -> Shards {
+        self.shards.clone()
     }
 
     pub fn ctl(&mut self, w: &[&str]) -> Result<Value, String> {
         match w {
             // The counters without the session list: what a metrics scrape wants.
-            ["show", "conntrack", "summary"] => self.show(Filter::default(), 0),
-            ["show", "conntrack", rest @ ..] => self.show(Filter::parse(rest)?, 10_000),
-            ["conntrack", "delete", rest @ ..] => self.delete(rest),
+            ["show", "conntrack", "summary"] => Ok(json!({ "shards": self.shards.summaries()? })),
+            ["show", "conntrack", rest @ ..] => self.show(&SessionQuery::parse(rest)?),
+            ["conntrack", "delete", rest @ ..] => {
+                let deleted = self.shards.delete(&Filter::parse(rest)?)?;
+                Ok(json!({ "deleted": deleted }))
+            }
             ["show", "nat"] => Ok(self.show_rules()),
             ["nat", "backend", frontend, backend, state @ ("up" | "down")] => {
                 let e: nat::Endpoint = backend.parse()?;
@@ -268,60 +445,23 @@ impl NatControl {
         let mut next = (*self.rules).clone();
         edit(&mut next)?;
         self.rules = Arc::new(next);
-        // Every worker first, then the answers: an idle worker reads its mailbox within
-        // one sleep, and they all sleep at once.
-        let (applied, answers) = std::sync::mpsc::sync_channel(self.mailboxes.len());
-        for m in &self.mailboxes {
-            let req = NatRequest::Rules {
-                rules: self.rules.clone(),
-                applied: applied.clone(),
-            };
-            m.send(req)
-                .map_err(|_| "a worker has stopped".to_string())?;
-        }
-        for _ in &self.mailboxes {
-            answers
-                .recv_timeout(ANSWER)
-                .map_err(|_| "a worker did not take the new rules".to_string())?;
-        }
+        self.shards.set_rules(&self.rules)?;
         Ok(json!({"ok": true}))
     }
 
-    /// Every shard's counters and its first `limit` sessions that `filter` matches.
-    fn show(&self, filter: Filter, limit: usize) -> Result<Value, String> {
-        let mut shards = Vec::new();
-        for m in &self.mailboxes {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let req = NatRequest::Show {
-                filter: filter.clone(),
-                limit,
-                reply: tx,
-            };
-            m.send(req)
-                .map_err(|_| "a worker has stopped".to_string())?;
-            shards.push(
-                rx.recv_timeout(ANSWER)
-                    .map_err(|_| "a worker did not answer".to_string())?,
-            );
-        }
-        Ok(json!({ "shards": shards }))
-    }
-
-    fn delete(&self, words: &[&str]) -> Result<Value, String> {
-        let filter = Filter::parse(words)?;
-        let mut deleted = 0;
-        for m in &self.mailboxes {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            m.send(NatRequest::Delete {
-                filter: filter.clone(),
-                reply: tx,
-            })
-            .map_err(|_| "a worker has stopped".to_string())?;
-            deleted += rx
-                .recv_timeout(ANSWER)
-                .map_err(|_| "a worker did not answer".to_string())?;
-        }
-        Ok(json!({ "deleted": deleted }))
+    /// The listing gathered into one answer, for in-process callers (the ctl socket
+    /// streams it instead): the counters and at most `limit` (default 10 000) sessions.
+    fn show(&self, query: &SessionQuery) -> Result<Value, String> {
+        let query = SessionQuery {
+            limit: Some(query.limit.unwrap_or(10_000)),
+            ..query.clone()
+        };
+        let mut sessions = Vec::new();
+        self.shards.each_page(&query, &mut |rows| {
+            sessions.extend(rows);
+            true
+        })?;
+        Ok(json!({ "shards": self.shards.summaries()?, "sessions": sessions }))
     }
 
     fn show_rules(&self) -> Value {

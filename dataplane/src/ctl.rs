@@ -104,17 +104,24 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reply = match read_request(&mut stream, b"\n") {
         Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
-            Ok(words) => match crate::listing::route_listing(&words) {
-                Some(Ok(query)) => return stream_routes(&stream, control, &query),
-                Some(Err(e)) => json!({ "error": e }),
-                None => match (bgp_listing(&words), &planes.bgp) {
-                    (Some(filters), Some(bgp)) => return stream_bgp_routes(&stream, bgp, filters),
+            Ok(words) => {
+                let routes = crate::listing::route_listing(&words);
+                let sessions = crate::conntrack::session_listing(&words);
+                match (routes, sessions, bgp_listing(&words)) {
+                    (Some(Ok(query)), ..) => return stream_routes(&stream, control, &query),
+                    (_, Some(Ok(query)), _) if planes.nat.is_some() => {
+                        return stream_sessions(&stream, planes, &query)
+                    }
+                    (Some(Err(e)), ..) | (_, Some(Err(e)), _) => json!({ "error": e }),
+                    (_, _, Some(filters)) if planes.bgp.is_some() => {
+                        return stream_bgp_routes(&stream, planes, filters)
+                    }
                     _ => match route(control, planes, words) {
                         Ok(v) => json!({ "ok": v }),
                         Err(e) => json!({ "error": e }),
                     },
-                },
-            },
+                }
+            }
             Err(e) => json!({ "error": format!("bad request: {e}") }),
         },
         Request::TooLarge => {
@@ -135,10 +142,11 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
 /// last line carries. Stops when the client stops reading.
 fn stream_listing(
     stream: &UnixStream,
+    kind: &str,
     pages: impl FnOnce(&mut dyn FnMut(Vec<Value>) -> bool) -> Result<Value, String>,
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stream);
-    if writeln!(out, "{}", json!({ "stream": "routes" })).is_err() {
+    if writeln!(out, "{}", json!({ "stream": kind })).is_err() {
         return;
     }
     let mut emit = |rows: Vec<Value>| {
@@ -161,7 +169,7 @@ fn stream_routes(
     control: &SyncSender<ControlMsg>,
     query: &crate::listing::RouteQuery,
 ) {
-    stream_listing(stream, |emit| {
+    stream_listing(stream, "routes", |emit| {
         let count = crate::listing::each_page(control, query, emit)?;
         let fib = ask(control, vec!["show".into(), "fib".into()]).unwrap_or(Value::Null);
         Ok(json!({ "count": count, "fib": fib }))
@@ -183,9 +191,20 @@ fn bgp_listing(words: &[String]) -> Option<&[String]> {
     }
 }
 
+/// `show conntrack …`, streamed from the workers' shards; the last line has each
+/// shard's counters.
+fn stream_sessions(stream: &UnixStream, planes: &Planes, query: &crate::conntrack::SessionQuery) {
+    let Some(shards) = &planes.nat else { return };
+    stream_listing(stream, "sessions", |emit| {
+        let count = shards.each_page(query, emit)?;
+        Ok(json!({ "count": count, "shards": shards.summaries()? }))
+    });
+}
+
 /// `show bgp routes …`, streamed from the BGP speaker's pages.
-fn stream_bgp_routes(stream: &UnixStream, bgp: &bgp_glue::Bgp, filters: &[String]) {
-    stream_listing(stream, |emit| {
+fn stream_bgp_routes(stream: &UnixStream, planes: &Planes, filters: &[String]) {
+    let Some(bgp) = &planes.bgp else { return };
+    stream_listing(stream, "routes", |emit| {
         let mut after = "-".to_string();
         let mut count = 0u64;
         loop {
@@ -222,6 +241,8 @@ fn answer(stream: &UnixStream, v: &Value) {
 pub struct Planes {
     pub bgp: Option<Arc<bgp_glue::Bgp>>,
     pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
+    /// The NAT shards, which stream `show conntrack` straight from the workers.
+    pub nat: Option<crate::conntrack::Shards>,
 }
 
 /// Answers one request from whichever part owns it.
@@ -243,22 +264,29 @@ pub(crate) fn route(
 }
 
 /// Client side: sends `words`, returns the answer. A streamed listing is gathered into
-/// `{"routes": [rows], "fib": {…}}` (callers that print it use [`request_streaming`]).
+/// its last line's object with the rows under the stream's kind: `{"routes": [rows],
+/// "fib": {…}, …}`, `{"sessions": [rows], "shards": […], …}` (callers that print it use
+/// [`request_streaming`]).
 pub fn request(path: &Path, words: &[String]) -> Result<Value, String> {
     let mut rows = Vec::new();
     let answer = request_streaming(path, words, |row| {
         rows.push(row);
         Ok(())
     })?;
-    match answer.get("stream_end") {
-        Some(end) => Ok(json!({ "routes": rows, "fib": end["fib"] })),
-        None => Ok(answer),
+    match (answer.get("stream_end"), answer.get("stream")) {
+        (Some(end), Some(Value::String(kind))) => {
+            let mut gathered = end.clone();
+            gathered[kind.as_str()] = Value::Array(rows);
+            Ok(gathered)
+        }
+        _ => Ok(answer),
     }
 }
 
 /// Client side: sends `words`; a streamed answer's rows go to `on_row` as they arrive
 /// (an error from it, such as a closed pipe, ends the reading), and the answer returned is
-/// `{"stream_end": {…}}` with the stream's last line. Any other answer is returned as it is.
+/// `{"stream_end": {…}, "stream": KIND}` with the stream's last line and its kind. Any
+/// other answer is returned as it is.
 pub fn request_streaming(
     path: &Path,
     words: &[String],
@@ -283,17 +311,17 @@ pub fn request_streaming(
         serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))
     };
     let first = next()?;
-    if first.get("stream").is_none() {
+    let Some(kind) = first.get("stream") else {
         return answer_of(first);
-    }
+    };
     loop {
         let v = next()?;
         if let Some(row) = v.get("row") {
             if on_row(row.clone()).is_err() {
-                return Ok(json!({ "stream_end": { "stopped": true } }));
+                return Ok(json!({ "stream_end": { "stopped": true }, "stream": kind }));
             }
         } else if let Some(end) = v.get("end") {
-            return Ok(json!({ "stream_end": end }));
+            return Ok(json!({ "stream_end": end, "stream": kind }));
         } else {
             return answer_of(v);
         }

@@ -140,19 +140,20 @@ fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut rows = 0u64;
-    // BGP rows (a prefix with its paths) have no table form yet: one JSON line each.
-    let bgp = words.get(1).is_some_and(|w| w == "bgp");
+    let listing = Listing::of(words);
     let answer = dataplane::ctl::request_streaming(socket, words, |row| {
         if json {
-            let sep = if rows == 0 { "{\"routes\": [\n" } else { ",\n" };
+            let sep = if rows == 0 {
+                format!("{{\"{}\": [\n", listing.key())
+            } else {
+                ",\n".into()
+            };
             write!(out, "{sep}{row}")?;
-        } else if bgp {
-            writeln!(out, "{row}")?;
         } else {
             if rows == 0 {
-                out.write_all(route_header().as_bytes())?;
+                out.write_all(listing.header().as_bytes())?;
             }
-            out.write_all(route_line(&row).as_bytes())?;
+            out.write_all(listing.line(&row).as_bytes())?;
         }
         rows += 1;
         Ok(())
@@ -161,11 +162,28 @@ fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
         Ok(v) => match v.get("stream_end") {
             Some(end) if end.get("stopped").is_some() => Ok(()),
             Some(end) if json => {
-                let open = if rows == 0 { "{\"routes\": [" } else { "\n" };
-                writeln!(out, "{open}], \"fib\": {}}}", end["fib"])
+                // The rows, then the last line's fields (count, FIB or shard counters).
+                let open = if rows == 0 {
+                    format!("{{\"{}\": [", listing.key())
+                } else {
+                    "\n".into()
+                };
+                let rest: Vec<String> = end
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!(", {}: {v}", Value::String(k.clone())))
+                    .collect();
+                writeln!(out, "{open}]{}}}", rest.concat())
             }
-            Some(_) if rows == 0 && !bgp => out.write_all(route_header().as_bytes()),
-            Some(_) => Ok(()),
+            Some(end) => {
+                let header = if rows == 0 {
+                    listing.header()
+                } else {
+                    String::new()
+                };
+                out.write_all((header + &listing.footer(end)).as_bytes())
+            }
             None if json => writeln!(
                 out,
                 "{}",
@@ -186,6 +204,102 @@ fn ctl(socket: &std::path::Path, words: &[String], json: bool) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// The streamed listings and how each prints.
+#[derive(Clone, Copy)]
+enum Listing {
+    Routes,
+    /// BGP rows (a prefix with its paths) have no table form yet: one JSON line each.
+    BgpRoutes,
+    Sessions,
+}
+
+impl Listing {
+    fn of(words: &[String]) -> Listing {
+        match words.get(1).map(String::as_str) {
+            Some("bgp") => Listing::BgpRoutes,
+            Some("conntrack") => Listing::Sessions,
+            _ => Listing::Routes,
+        }
+    }
+
+    /// The JSON key the rows go under.
+    fn key(self) -> &'static str {
+        match self {
+            Listing::Routes | Listing::BgpRoutes => "routes",
+            Listing::Sessions => "sessions",
+        }
+    }
+
+    fn header(self) -> String {
+        match self {
+            Listing::Routes => route_header(),
+            Listing::BgpRoutes => String::new(),
+            Listing::Sessions => session_header(),
+        }
+    }
+
+    fn line(self, row: &Value) -> String {
+        match self {
+            Listing::Routes => route_line(row),
+            Listing::BgpRoutes => format!("{row}\n"),
+            Listing::Sessions => session_line(row),
+        }
+    }
+
+    /// What follows the rows: the shards' counters for sessions.
+    fn footer(self, end: &Value) -> String {
+        match self {
+            Listing::Routes | Listing::BgpRoutes => String::new(),
+            Listing::Sessions => {
+                let mut out = format!("{} sessions listed\n", end["count"]);
+                for s in end["shards"].as_array().into_iter().flatten() {
+                    out += &format!(
+                        "shard {}: {} of {} sessions, {} mappings, created {}, expired {}, early dropped {}\n",
+                        s["shard"], s["sessions_total"], s["capacity"], s["mappings"],
+                        s["created"], s["expired"], s["early_dropped"]
+                    );
+                }
+                out
+            }
+        }
+    }
+}
+
+fn session_header() -> String {
+    format!(
+        "{:<5} {:<7} {:<16} {:<21} {:<21} {:<21} {:<21} {:>8} {:>7}\n",
+        "proto",
+        "kind",
+        "state",
+        "orig src",
+        "orig dst",
+        "reply src",
+        "reply dst",
+        "packets",
+        "expires"
+    )
+}
+
+/// One row of `show conntrack` as a table line.
+fn session_line(r: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    format!(
+        "{:<5} {:<7} {:<16} {:<21} {:<21} {:<21} {:<21} {:>8} {:>6}s\n",
+        s(&r["proto"]),
+        s(&r["kind"]),
+        s(&r["state"]),
+        s(&r["orig_src"]),
+        s(&r["orig_dst"]),
+        s(&r["reply_src"]),
+        s(&r["reply_dst"]),
+        s(&r["packets"]),
+        s(&r["expires_s"])
+    )
 }
 
 fn route_header() -> String {

@@ -163,6 +163,7 @@ impl Router {
         let tunnels = control.tunnels();
         let (mut nat_stages, nat_control) = nat_shards(config);
         let mut control = control;
+        let nat_shards = nat_control.as_ref().map(NatControl::shards);
         control.nat = nat_control;
         let (control_tx, control_rx) = mpsc::sync_channel(CONTROL_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -262,6 +263,7 @@ impl Router {
         let planes = crate::ctl::Planes {
             bgp: bgp.clone(),
             fpm: fpm.clone(),
+            nat: nat_shards,
         };
         let metrics = match config.metrics {
             Some(addr) => Some(crate::metrics::Server::start(

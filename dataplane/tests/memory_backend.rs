@@ -447,8 +447,9 @@ fn random_and_mutated_frames(text: String, nat: bool) {
             .sum();
         assert_eq!(Some(by_class), shard["sessions_total"].as_u64(), "{shard}");
         assert_eq!(
-            shard["sessions"].as_array().map(|a| a.len() as u64),
-            shard["sessions_total"].as_u64()
+            ct["sessions"].as_array().map(|a| a.len() as u64),
+            shard["sessions_total"].as_u64(),
+            "every session listed"
         );
     }
     assert!(

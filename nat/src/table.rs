@@ -356,6 +356,18 @@ impl Sessions {
             .map(|(i, s)| (i as u32, s))
     }
 
+    /// Live sessions in a range of slots, in slot order (a listing's page).
+    pub fn slots(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = (u32, &Session)> {
+        let start = range.start;
+        self.slots
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live())
+            .map(move |(i, s)| ((start + i) as u32, s))
+    }
+
     /// Bytes held: slab, links, free list and the index.
     pub fn bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Session>()

@@ -1,12 +1,14 @@
 //! A routing table loaded over BGP: BIRD announces it to tern and we measure the time from
 //! Established until every route is in tern's FIB, memory after the load, and an unrelated
-//! flow through tern that must lose nothing meanwhile. The anchor, measured the same way:
-//! BIRD installing the same table into a namespace's kernel FIB.
+//! flow through tern that must lose nothing meanwhile. Two anchors, measured the same way:
+//! BIRD installing the same table into a namespace's kernel FIB, and a second BIRD taking
+//! it over BGP in tern's place.
 //!
 //! ```text
 //!  tern run:    A: BIRD 192.0.2.2 AS 65001 ── tern 192.0.2.1 AS 65000 (passive) ── B
 //!               flow: B ──UDP 1 kpps──► A (a connected route, untouched by the load)
 //!  anchor:      K: BIRD, kernel protocol ── k0 192.0.2.2/24 ══ veth ══ (an empty namespace)
+//!  anchor:      S: BIRD 192.0.2.2 AS 65001 ══ veth ══ R: BIRD 192.0.2.1 AS 65000 (passive)
 //! ```
 //!
 //! Both runs start from a BIRD whose static protocols already hold the table, with the
@@ -171,6 +173,69 @@ pub fn kernel_anchor(t: &Table, timeout: Duration) -> Result<KernelLoad, String>
         kernel_v4: count_lines(&k, &["ip", "-4", "route", "show"]),
         kernel_v6: count_lines(&k, &["ip", "-6", "route", "show"]),
         bird_rss_kib: rss_kib(bird.pid()),
+    })
+}
+
+/// BIRD receiving the table from another BIRD.
+#[derive(Debug, Clone)]
+pub struct BirdLoad {
+    /// First session Established at the receiver → every route imported there.
+    pub established_to_imported: f64,
+    pub imported_v4: u64,
+    pub imported_v6: u64,
+    pub receiver_rss_kib: u64,
+}
+
+/// The intake anchor: the sender of [`tern_load`] (same config, same table) announces to a
+/// second BIRD in place of tern, over a veth with default offloads; the receiver imports
+/// everything and exports nowhere, so the time is reading, decoding and storing the
+/// UPDATEs, as tern's is.
+pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
+    let s = Netns::new("bs");
+    let r = Netns::new("br");
+    veth(&s, "s0", &r, "r0", 1);
+    for (ns, dev, v4, v6) in [
+        (&s, "s0", "192.0.2.2/24", "2001:db8:a::2/64"),
+        (&r, "r0", "192.0.2.1/24", "2001:db8:a::1/64"),
+    ] {
+        ns.ok(&["ip", "link", "set", dev, "up"]);
+        ns.ok(&["ip", "addr", "add", v4, "dev", dev]);
+        ns.ok(&["ip", "-6", "addr", "add", v6, "dev", dev, "nodad"]);
+    }
+    let sender = Bird::start(&s, &bird_config(t));
+    let receiver = Bird::start(
+        &r,
+        "router id 192.0.2.1;\nprotocol device {}\n\
+         protocol bgp from4 { local 192.0.2.1 as 65000; neighbor 192.0.2.2 as 65001; passive; \
+           ipv4 { import all; export none; }; }\n\
+         protocol bgp from6 { local 2001:db8:a::1 as 65000; neighbor 2001:db8:a::2 as 65001; \
+           passive; ipv6 { import all; export none; }; }\n",
+    );
+    wait_statics(&sender, t, timeout)?;
+    sender.cli("enable tern4");
+    sender.cli("enable tern6");
+    let start = Instant::now();
+    let mut first_up = None;
+    let up = |name: &str| {
+        receiver
+            .cli(&format!("show protocols {name}"))
+            .contains("Established")
+    };
+    wait_until(timeout, "BIRD to import the table from BIRD", || {
+        if first_up.is_none() && (up("from4") || up("from6")) {
+            first_up = Some(Instant::now());
+        }
+        Ok(
+            route_count(&receiver, "from4", "imported") >= t.v4.len() as u64
+                && route_count(&receiver, "from6", "imported") >= t.v6.len() as u64,
+        )
+    })?;
+    let done = Instant::now();
+    Ok(BirdLoad {
+        established_to_imported: done.duration_since(first_up.unwrap_or(start)).as_secs_f64(),
+        imported_v4: route_count(&receiver, "from4", "imported"),
+        imported_v6: route_count(&receiver, "from6", "imported"),
+        receiver_rss_kib: rss_kib(receiver.pid()),
     })
 }
 

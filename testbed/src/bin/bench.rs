@@ -109,7 +109,7 @@ struct BgpLoadArgs {
     /// Every Nth prefix of the RIS 2026 tables (1 = the full 1.04 M IPv4 + 246 k IPv6).
     #[arg(long, default_value_t = 1)]
     every: usize,
-    /// Rounds; each runs the kernel anchor, then tern.
+    /// Rounds; each runs the kernel anchor, the BIRD anchor, then tern.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Give up on a load after this many seconds.
@@ -322,7 +322,7 @@ fn run(mut a: RunArgs) -> Result<(), String> {
 }
 
 fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
-    use testbed::bgp_load::{kernel_anchor, tern_load, Table};
+    use testbed::bgp_load::{bird_anchor, kernel_anchor, tern_load, Table};
     let table = Table::ris(a.every)?;
     let timeout = Duration::from_secs(a.timeout);
     eprintln!(
@@ -331,15 +331,20 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
         table.v6.len()
     );
     let mut kernel = Vec::new();
+    let mut bird = Vec::new();
     let mut tern = Vec::new();
     for round in 1..=a.rounds {
         eprintln!("round {round}/{}: BIRD → kernel", a.rounds);
         let k = kernel_anchor(&table, timeout)?;
         eprintln!("  {k:?}");
+        eprintln!("round {round}/{}: BIRD → BIRD", a.rounds);
+        let b = bird_anchor(&table, timeout)?;
+        eprintln!("  {b:?}");
         eprintln!("round {round}/{}: BIRD → tern", a.rounds);
         let t = tern_load(&table, timeout)?;
         eprintln!("  {t:?}");
         kernel.push(k);
+        bird.push(b);
         tern.push(t);
     }
     let median = |mut v: Vec<f64>| {
@@ -349,6 +354,8 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let kernel_s = median(kernel.iter().map(|k| k.seconds).collect());
     let tern_s = median(tern.iter().map(|t| t.established_to_fib).collect());
+    let bird_s = median(bird.iter().map(|b| b.established_to_imported).collect());
+    let last_b = bird.last().ok_or("no rounds")?;
     let last_k = kernel.last().ok_or("no rounds")?;
     let last_t = tern.last().ok_or("no rounds")?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -356,8 +363,9 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
         "`{command}` ({} IPv4 + {} IPv6 prefixes, {} round(s), medians)\n\n\
          | | time to FIB | routes in the FIB | memory (RSS) |\n|---|---|---|---|\n\
          | BIRD → kernel (anchor) | {kernel_s:.2} s (enable → all exported) | {} v4 + {} v6 (`ip route`) | BIRD {:.0} MiB |\n\
+         | BIRD → BIRD (anchor) | {bird_s:.2} s (Established → all imported) | {} v4 + {} v6 (`show protocols all`) | receiving BIRD {:.0} MiB |\n\
          | BIRD → tern | {tern_s:.2} s (Established → all installed) | {} v4 + {} v6 (`show fib`) | tern {:.0} MiB (was {:.0}; FIB structures {:.0} MiB), BIRD {:.0} MiB |\n\n\
-         tern / kernel time: {:.2}×. Sessions up {:.2} s after enable. \
+         tern / kernel time: {:.2}×; tern / receiving BIRD: {:.2}×. Sessions up {:.2} s after enable. \
          Unrelated flow B → A during the load: {} sent, {} received.\n",
         table.v4.len(),
         table.v6.len(),
@@ -365,6 +373,9 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
         last_k.kernel_v4,
         last_k.kernel_v6,
         mib(last_k.bird_rss_kib),
+        last_b.imported_v4,
+        last_b.imported_v6,
+        mib(last_b.receiver_rss_kib),
         last_t.fib_v4,
         last_t.fib_v6,
         mib(last_t.tern_rss_after_kib),
@@ -372,6 +383,7 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
         last_t.fib_bytes as f64 / 1048576.0,
         mib(last_t.bird_rss_kib),
         tern_s / kernel_s,
+        tern_s / bird_s,
         median(tern.iter().map(|t| t.to_established).collect()),
         last_t.flow_sent,
         last_t.flow_received,
