@@ -48,8 +48,9 @@ pub struct PeerFacts {
 }
 
 /// A change for the FIB. The RIB does not remember what it last sent: a `Set` may repeat
-/// the next hops the FIB already has (the sink makes that a no-op), and a `Remove` may name
-/// a prefix that was never installed.
+/// the next hops the FIB already has (the sink makes that a no-op), a `Remove` may name a
+/// prefix that was never installed, and a batch may name a prefix more than once (applied
+/// in order, the last one counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Install or replace `prefix` with these next hops (one, or an ECMP set).
@@ -147,8 +148,11 @@ impl Table {
 pub struct Rib {
     entries: Table,
     multipath: usize,
-    /// Prefixes touched since the last `take_changes`.
+    /// Prefixes touched since the last `take_changes`, to select again then.
     dirty: Vec<IpNet>,
+    /// Prefixes that had no path until one was announced since the last `take_changes`,
+    /// with that path: their selection needs no lookup (a full table arrives this way).
+    fresh: Vec<(IpNet, Path)>,
 }
 
 impl Rib {
@@ -157,6 +161,7 @@ impl Rib {
             entries: Table::default(),
             multipath: multipath.max(1),
             dirty: Vec::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -164,6 +169,11 @@ impl Rib {
     /// the peer had no path for it before (for prefix counting).
     pub fn announce(&mut self, prefix: IpNet, path: Path) -> bool {
         let paths = self.entries.get_or_default(prefix);
+        if paths.is_empty() {
+            paths.push(path.clone());
+            self.fresh.push((prefix, path));
+            return true;
+        }
         let new = match paths.iter_mut().find(|p| p.peer == path.peer) {
             Some(old) => {
                 *old = path;
@@ -231,7 +241,20 @@ impl Rib {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        let mut changes = Vec::with_capacity(dirty.len());
+        let mut changes = Vec::with_capacity(self.fresh.len() + dirty.len());
+        // The fresh first: a fresh prefix touched again since is also dirty, and its
+        // selection from the table as it is now comes after and wins.
+        for (prefix, path) in self.fresh.drain(..) {
+            let selected = select(&prefix, std::slice::from_ref(&path), peers, self.multipath);
+            if let Some((next_hops, ebgp)) = selected {
+                changes.push(Change::Set {
+                    prefix,
+                    next_hops,
+                    ebgp,
+                });
+            }
+        }
+        self.fresh.shrink_to(4096);
         for prefix in dirty {
             let Some(paths) = self.entries.get(&prefix) else {
                 continue;
@@ -470,14 +493,16 @@ mod tests {
         rib.announce(net, path(1, &[2], |_| {}));
         // Longer path: not part of the set.
         rib.announce(net, path(2, &[1, 5], |_| {}));
+        // A batch may name a prefix more than once (here: first fresh with one path, then
+        // selected again); the last change counts.
         let changes = rib.take_changes(&p);
-        let Change::Set { next_hops, .. } = &changes[0] else {
+        let Some(last @ Change::Set { next_hops, .. }) = changes.last() else {
             panic!("{changes:?}")
         };
         assert_eq!(next_hops.len(), 2);
         // The longer path going leaves the set as it was (the sink sees the same hops).
         rib.withdraw(net, 2);
-        assert_eq!(rib.take_changes(&p), changes);
+        assert_eq!(rib.take_changes(&p), vec![last.clone()]);
         rib.withdraw(net, 0);
         assert_eq!(
             rib.take_changes(&p),

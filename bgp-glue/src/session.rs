@@ -74,6 +74,8 @@ pub struct Status {
     pub messages_in: u64,
     pub messages_out: u64,
     pub updates_in: u64,
+    /// When the latest UPDATE was read (decoded and handed to the speaker).
+    pub last_update: Option<Instant>,
     pub keepalives_in: u64,
     pub keepalives_out: u64,
     pub notifications_in: u64,
@@ -95,6 +97,7 @@ impl Default for Status {
             messages_in: 0,
             messages_out: 0,
             updates_in: 0,
+            last_update: None,
             keepalives_in: 0,
             keepalives_out: 0,
             notifications_in: 0,
@@ -475,6 +478,7 @@ impl Session {
                     Ok(update) => {
                         self.with_status(|s| {
                             s.updates_in += 1;
+                            s.last_update = Some(Instant::now());
                             s.treat_as_withdraw += u64::from(update.treat_as_withdraw.is_some());
                             s.attributes_discarded += update.discarded.len() as u64;
                         });

@@ -598,6 +598,13 @@ impl Speaker {
                     "messages_in": s.messages_in,
                     "messages_out": s.messages_out,
                     "updates_in": s.updates_in,
+                    // How long the session had been up when its latest UPDATE was read: for a
+                    // session that has taken its table, the time the table took.
+                    "established_to_last_update_ms": s
+                        .last_update
+                        .filter(|_| s.state == "Established")
+                        .and_then(|u| u.checked_duration_since(s.since))
+                        .map(|d| d.as_millis() as u64),
                     "keepalives_in": s.keepalives_in,
                     "keepalives_out": s.keepalives_out,
                     "notifications_in": s.notifications_in,

@@ -150,6 +150,25 @@ impl Feed {
     }
 }
 
+/// What offering a route to the RIB did: where the routes it replaced (same source) and
+/// evicted (the other BGP source) pointed, and whether the FIB took it (the RIB holds the
+/// route either way).
+struct Offered {
+    replaced: Option<Via<IpAddr>>,
+    evicted: Option<Via<IpAddr>>,
+    installed: Result<(), String>,
+}
+
+impl Offered {
+    fn of<A>(added: lpm::rib::Added<A>, widen: impl Fn(A) -> IpAddr + Copy) -> Offered {
+        Offered {
+            replaced: added.replaced.map(|r| r.via.map(widen)),
+            evicted: added.evicted.map(|r| r.via.map(widen)),
+            installed: added.installed.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The adjacency fed routes with the same next hops share: a neighbour's own adjacency for
 /// one on-link next hop, an ECMP adjacency for several, none for a next hop resolved
 /// recursively through the FIB. `users` counts the routes in the RIB that point at it.
@@ -349,26 +368,32 @@ impl Control {
         self.free_adjacencies.push(index);
     }
 
-    /// Offers a route to the RIB and, through it, the FIB. The tunnel adjacencies are not
-    /// re-stacked here: [`Control::add`] does it per route, a BGP batch once at its end.
-    fn offer(&mut self, net: IpNet, source: Source, via: Via<IpAddr>) -> Result<(), String> {
+    /// Offers a route to the RIB and, through it, the FIB, withdrawing `evict`'s route for
+    /// the prefix in the same step (see [`Offered`]). A next hop of the wrong family is
+    /// refused before the RIB sees it. The tunnel adjacencies are not re-stacked here:
+    /// [`Control::add`] does it per route, a BGP batch once at its end.
+    fn offer(
+        &mut self,
+        net: IpNet,
+        source: Source,
+        via: Via<IpAddr>,
+        evict: Option<Source>,
+    ) -> Result<Offered, String> {
         let distance = source.default_distance();
         let other_family = || format!("{net}: a next hop of the other family does not resolve");
-        let result = match net {
+        let added = match net {
             IpNet::V4(n) => {
                 let via = match via {
                     Via::NextHop(a) => Via::NextHop(a),
                     Via::Recursive(IpAddr::V4(g)) => Via::Recursive(g),
                     Via::Recursive(IpAddr::V6(_)) => return Err(other_family()),
                 };
-                self.rib4.add(
-                    n,
-                    Route {
-                        source,
-                        distance,
-                        via,
-                    },
-                )
+                let route = Route {
+                    source,
+                    distance,
+                    via,
+                };
+                Offered::of(self.rib4.add(n, route, evict), IpAddr::V4)
             }
             IpNet::V6(n) => {
                 let via = match via {
@@ -376,30 +401,36 @@ impl Control {
                     Via::Recursive(IpAddr::V6(g)) => Via::Recursive(g),
                     Via::Recursive(IpAddr::V4(_)) => return Err(other_family()),
                 };
-                self.rib6.add(
-                    n,
-                    Route {
-                        source,
-                        distance,
-                        via,
-                    },
-                )
+                let route = Route {
+                    source,
+                    distance,
+                    via,
+                };
+                Offered::of(self.rib6.add(n, route, evict), IpAddr::V6)
             }
         };
-        result.map_err(|e| e.to_string())
+        Ok(added)
     }
 
-    /// Withdraws `source`'s route for `net` (tunnels not re-stacked, as for `offer`).
-    fn withdraw(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
+    /// Withdraws `source`'s route for `net` (tunnels not re-stacked, as for `offer`);
+    /// returns where it pointed, if there was one.
+    fn withdraw(&mut self, net: IpNet, source: Source) -> Result<Option<Via<IpAddr>>, String> {
         let result = match net {
-            IpNet::V4(n) => self.rib4.remove(n, source),
-            IpNet::V6(n) => self.rib6.remove(n, source),
+            IpNet::V4(n) => self
+                .rib4
+                .remove(n, source)
+                .map(|r| r.map(|r| r.via.map(IpAddr::V4))),
+            IpNet::V6(n) => self
+                .rib6
+                .remove(n, source)
+                .map(|r| r.map(|r| r.via.map(IpAddr::V6))),
         };
         result.map_err(|e| e.to_string())
     }
 
     fn add(&mut self, net: IpNet, source: Source, adjacency: u32) -> Result<(), String> {
-        self.offer(net, source, Via::NextHop(adjacency))?;
+        self.offer(net, source, Via::NextHop(adjacency), None)?
+            .installed?;
         self.restack_tunnels();
         Ok(())
     }
@@ -407,7 +438,7 @@ impl Control {
     fn remove(&mut self, net: IpNet, source: Source) -> Result<bool, String> {
         let removed = self.withdraw(net, source)?;
         self.restack_tunnels();
-        Ok(removed)
+        Ok(removed.is_some())
     }
 
     /// Stacks every tunnel adjacency on the current FIB next hop of its remote. Runs after
@@ -537,22 +568,20 @@ impl Control {
             } => {
                 let (source, other) = feed.sources(ebgp);
                 let via = self.join_group(&next_hops)?;
-                let before = self.route_via(prefix, source);
-                let result = self.offer(prefix, source, via);
-                // Each fed route in the RIB holds one share of its group: give back the
-                // one it no longer holds (the old group, or the new one if the offer failed).
-                let spare = match self.route_via(prefix, source) == Some(via) {
-                    true => before,
-                    false => Some(via),
+                // Each fed route in the RIB holds one share of its group: give back the one
+                // it no longer holds (the old group, or the new one if the RIB refused it).
+                let offered = match self.offer(prefix, source, via, other) {
+                    Ok(offered) => offered,
+                    Err(refused) => {
+                        self.leave_group(via);
+                        return Err(refused);
+                    }
                 };
-                if let Some(v) = spare {
+                // The replaced route's share, and the evicted other source's.
+                for v in [offered.replaced, offered.evicted].into_iter().flatten() {
                     self.leave_group(v);
                 }
-                result?;
-                match other {
-                    Some(other) => self.drop_fed_route(prefix, other),
-                    None => Ok(()),
-                }
+                offered.installed
             }
             bgp_glue::Change::Remove { prefix } => {
                 let (source, other) = feed.sources(true);
@@ -566,33 +595,25 @@ impl Control {
     }
 
     fn drop_fed_route(&mut self, prefix: IpNet, source: Source) -> Result<(), String> {
-        if let Some(via) = self.route_via(prefix, source) {
-            self.withdraw(prefix, source)?;
+        if let Some(via) = self.withdraw(prefix, source)? {
             self.leave_group(via);
         }
         Ok(())
     }
 
-    /// Where `source`'s route for exactly `prefix` points in the RIB.
-    fn route_via(&self, prefix: IpNet, source: Source) -> Option<Via<IpAddr>> {
-        match prefix {
-            IpNet::V4(n) => Some(self.rib4.route(&n, source)?.via.map(IpAddr::V4)),
-            IpNet::V6(n) => Some(self.rib6.route(&n, source)?.via.map(IpAddr::V6)),
-        }
-    }
-
     /// A share of the group for a next-hop set, the group created on first use. The set is
     /// normalised to what forwarding uses (its on-link next hops, else its first one, which
-    /// resolves recursively), so that one group never has two sets and `route_via` of a
-    /// route names its group.
+    /// resolves recursively), so that one group never has two sets and the via a route
+    /// holds names its group.
     fn join_group(&mut self, hops: &[IpAddr]) -> Result<Via<IpAddr>, String> {
-        let mut key: Vec<IpAddr> = hops
+        // On the stack: a full feed joins a group per route, nearly always of one hop.
+        let mut key: smallvec::SmallVec<[IpAddr; 4]> = hops
             .iter()
             .copied()
             .filter(|gw| self.port_for(*gw).is_some())
             .collect();
         if key.is_empty() {
-            key.extend(hops.first());
+            key.extend(hops.first().copied());
         }
         if let Some(g) = self.bgp_groups.get_mut(key.as_slice()) {
             g.users += 1;
@@ -614,7 +635,7 @@ impl Control {
             ([], None) => return Err("a BGP route without next hop".into()),
             (many, _) => GroupVia::Ecmp(self.allocate(Adjacency::Ecmp(many.to_vec()))?),
         };
-        let key: Arc<[IpAddr]> = key.into();
+        let key: Arc<[IpAddr]> = key.as_slice().into();
         self.bgp_group_of.insert(via.route_via(), key.clone());
         self.bgp_groups.insert(key, NextHopGroup { via, users: 1 });
         Ok(via.route_via())

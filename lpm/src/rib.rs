@@ -110,6 +110,22 @@ pub struct Installed<N, A> {
 /// The routes offered for one prefix, inline while there is one.
 type Candidates<A> = SmallVec<[Route<A>; 1]>;
 
+/// What [`Rib::add`] did.
+#[derive(Debug)]
+pub struct Added<A> {
+    /// The same source's route it replaced.
+    pub replaced: Option<Route<A>>,
+    /// The evicted source's route it withdrew.
+    pub evicted: Option<Route<A>>,
+    /// Whether the FIB took the change.
+    pub installed: Result<(), FibError>,
+}
+
+/// The winner among a prefix's routes: the lowest administrative distance.
+fn best<A: Copy>(list: &[Route<A>]) -> Option<Route<A>> {
+    list.iter().copied().min_by_key(|r| r.distance)
+}
+
 /// The prefixes routed through one gateway, and what the gateway resolves to now.
 type GatewayUsers<F> = (BTreeSet<<F as Family>::Net>, Option<u32>);
 
@@ -147,31 +163,56 @@ where
         &self.fib
     }
 
-    /// Offers (or replaces) `source`'s route for `net`.
-    pub fn add(&mut self, net: F::Net, route: Route<F::Addr>) -> Result<(), FibError> {
-        let before = self.winner(&net);
+    /// Offers (or replaces) `source`'s route for `net`, and withdraws `evict`'s route for
+    /// it if there is one (a BGP prefix moving between eBGP and iBGP). One lookup in the
+    /// prefix map for all of it: at a full table each is a walk of cache misses, and a BGP
+    /// feed offers a million routes. The RIB keeps the route even when the FIB refuses it.
+    pub fn add(
+        &mut self,
+        net: F::Net,
+        route: Route<F::Addr>,
+        evict: Option<Source>,
+    ) -> Added<F::Addr> {
         let list = self.candidates.entry(net).or_default();
-        match list.iter_mut().find(|r| r.source == route.source) {
-            Some(existing) => *existing = route,
-            None => list.push(route),
+        let before = best(list);
+        let replaced = match list.iter_mut().find(|r| r.source == route.source) {
+            Some(existing) => Some(std::mem::replace(existing, route)),
+            None => {
+                list.push(route);
+                None
+            }
+        };
+        let evicted = evict
+            .and_then(|e| list.iter().position(|r| r.source == e))
+            .map(|at| list.remove(at));
+        let after = best(list);
+        Added {
+            replaced,
+            evicted,
+            installed: self.changed(net, before, after),
         }
-        self.changed(net, before)
     }
 
-    /// Withdraws `source`'s route for `net`; returns whether there was one.
-    pub fn remove(&mut self, net: F::Net, source: Source) -> Result<bool, FibError> {
-        let before = self.winner(&net);
+    /// Withdraws `source`'s route for `net`; returns it if there was one.
+    pub fn remove(
+        &mut self,
+        net: F::Net,
+        source: Source,
+    ) -> Result<Option<Route<F::Addr>>, FibError> {
         let Some(list) = self.candidates.get_mut(&net) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let len = list.len();
-        list.retain(|r| r.source != source);
-        let removed = list.len() != len;
+        let Some(at) = list.iter().position(|r| r.source == source) else {
+            return Ok(None);
+        };
+        let before = best(list);
+        let removed = list.remove(at);
+        let after = best(list);
         if list.is_empty() {
             self.candidates.remove(&net);
         }
-        self.changed(net, before)?;
-        Ok(removed)
+        self.changed(net, before, after)?;
+        Ok(Some(removed))
     }
 
     /// The winning route per prefix, in prefix order.
@@ -221,12 +262,16 @@ where
     }
 
     fn winner(&self, net: &F::Net) -> Option<Route<F::Addr>> {
-        let list = self.candidates.get(net)?;
-        list.iter().copied().min_by_key(|r| r.distance)
+        best(self.candidates.get(net)?)
     }
 
-    fn changed(&mut self, net: F::Net, before: Option<Route<F::Addr>>) -> Result<(), FibError> {
-        let after = self.winner(&net);
+    /// Brings the FIB (and the gateways' users) from winner `before` to winner `after`.
+    fn changed(
+        &mut self,
+        net: F::Net,
+        before: Option<Route<F::Addr>>,
+        after: Option<Route<F::Addr>>,
+    ) -> Result<(), FibError> {
         if before == after {
             return Ok(());
         }
@@ -353,7 +398,8 @@ mod tests {
         let gw = Ipv4Addr::new(192, 0, 2, 1);
         let probe = Ipv4Addr::new(198, 19, 1, 1);
 
-        rib.add(far, route(Source::Ebgp, Via::Recursive(gw)))
+        rib.add(far, route(Source::Ebgp, Via::Recursive(gw)), None)
+            .installed
             .expect("add");
         assert_eq!(
             rib.fib().lookup(probe),
@@ -361,7 +407,8 @@ mod tests {
             "gateway does not resolve yet"
         );
 
-        rib.add(lan, route(Source::Connected, Via::NextHop(3)))
+        rib.add(lan, route(Source::Connected, Via::NextHop(3)), None)
+            .installed
             .expect("add");
         assert_eq!(
             rib.fib().lookup(probe),
@@ -369,7 +416,8 @@ mod tests {
             "resolved through the connected route"
         );
 
-        rib.add(far, route(Source::Static, Via::NextHop(9)))
+        rib.add(far, route(Source::Static, Via::NextHop(9)), None)
+            .installed
             .expect("add");
         assert_eq!(
             rib.fib().lookup(probe),
@@ -379,7 +427,8 @@ mod tests {
         rib.remove(far, Source::Static).expect("remove");
         assert_eq!(rib.fib().lookup(probe), Some(3), "eBGP takes over again");
 
-        rib.add(lan, route(Source::Connected, Via::NextHop(4)))
+        rib.add(lan, route(Source::Connected, Via::NextHop(4)), None)
+            .installed
             .expect("add");
         assert_eq!(
             rib.fib().lookup(probe),
@@ -403,15 +452,19 @@ mod tests {
         let mut rib = Rib::<V4>::new(Fib::with_groups(Qsbr::new(), 64).expect("fib"));
         let a = "198.18.0.0/24".parse().expect("net");
         let b = "198.18.1.0/24".parse().expect("net");
-        rib.add(a, route(Source::Ebgp, Via::NextHop(1)))
+        rib.add(a, route(Source::Ebgp, Via::NextHop(1)), None)
+            .installed
             .expect("add");
-        rib.add(b, route(Source::Ebgp, Via::NextHop(1)))
+        rib.add(b, route(Source::Ebgp, Via::NextHop(1)), None)
+            .installed
             .expect("add");
         // A replacement by the same source changes nothing in the counts.
-        rib.add(b, route(Source::Ebgp, Via::NextHop(2)))
+        rib.add(b, route(Source::Ebgp, Via::NextHop(2)), None)
+            .installed
             .expect("add");
         assert_eq!(rib.winners(Source::Ebgp), 2);
-        rib.add(a, route(Source::Static, Via::NextHop(3)))
+        rib.add(a, route(Source::Static, Via::NextHop(3)), None)
+            .installed
             .expect("add");
         assert_eq!(
             (rib.winners(Source::Ebgp), rib.winners(Source::Static)),

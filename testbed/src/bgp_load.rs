@@ -57,6 +57,9 @@ pub struct TernLoad {
     pub to_established: f64,
     /// First session Established → every route in tern's FIB.
     pub established_to_fib: f64,
+    /// Each session: Established → its last UPDATE read (tern's own measure; the later
+    /// of the two sessions).
+    pub established_to_last_update: f64,
     /// tern's eBGP routes in the FIB after the load.
     pub fib_v4: u64,
     pub fib_v6: u64,
@@ -407,12 +410,21 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
     }
     let first_up = first_up.unwrap_or(done);
     let both_up = both_up.unwrap_or(done);
+    let mut established_to_last_update: f64 = 0.0;
+    for name in ["a4", "a6"] {
+        let n = net.tern.try_ctl(&["show", "bgp", "neighbors", name])?;
+        let ms = n["neighbors"][0]["established_to_last_update_ms"]
+            .as_u64()
+            .ok_or_else(|| format!("{name}: no UPDATE read: {n}"))?;
+        established_to_last_update = established_to_last_update.max(ms as f64 / 1000.0);
+    }
     // Memory "after the load": once the control plane has gone quiet (it trims the heap
     // after 100 ms without route changes), as BIRD's is read after its export finished.
     std::thread::sleep(Duration::from_secs(1));
     Ok(TernLoad {
         to_established: both_up.duration_since(start).as_secs_f64(),
         established_to_fib: done.duration_since(first_up).as_secs_f64(),
+        established_to_last_update,
         fib_v4,
         fib_v6,
         fib_bytes: fib_bytes(&net.tern)?,
