@@ -103,6 +103,7 @@ pub fn session_row(s: &nat::Session, now: u64, idle_timeout: u64) -> Value {
         nat::Kind::Snat => "snat",
         nat::Kind::Dnat => "dnat",
         nat::Kind::Hairpin => "hairpin",
+        nat::Kind::Loopback => "loopback",
     };
     json!({
         "proto": nat::flow::proto_name(s.orig.proto),

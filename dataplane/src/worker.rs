@@ -107,6 +107,8 @@ pub struct Worker {
     control: SyncSender<ControlMsg>,
     icmp: Limiter,
     rx: Vec<Frame>,
+    /// Frames taken from the hand-off, before they run (`receive_handed`).
+    handed: Vec<Frame>,
     meta: Vec<Meta>,
     tx: Vec<Vec<Frame>>,
     fragments: Vec<Frame>,
@@ -190,6 +192,7 @@ impl Worker {
             control: s.control,
             icmp: Limiter::new(s.icmp_rate, s.icmp_burst),
             rx: Vec::with_capacity(256),
+            handed: Vec::with_capacity(256),
             meta: vec![Meta::default(); 256],
             tx: (0..ports).map(|_| Vec::with_capacity(1024)).collect(),
             fragments: Vec::with_capacity(64),
@@ -295,36 +298,43 @@ impl Worker {
     }
 
     /// Frames other workers handed over (their NAT session is ours): copied into our
-    /// buffers and run through the pipeline in runs of the same port. Returns how many.
+    /// buffers, then run through the pipeline in runs of the same port. The hand-off is
+    /// back in place before the pipeline runs: a handed frame may be handed on (a packet
+    /// to another inside host's mapping goes round to the mapping's shard). Returns how
+    /// many.
     fn receive_handed(&mut self) -> usize {
         let Some(mut handoff) = self.handoff.take() else {
             return 0;
         };
-        let mut rx = std::mem::take(&mut self.rx);
-        let mut port = 0;
+        let mut handed = std::mem::take(&mut self.handed);
         let burst = self.burst;
-        let n = handoff.recv(burst, |p, ingress, bytes| {
-            if p != port && !rx.is_empty() {
-                self.run_burst(port, &mut rx, true);
-            }
-            port = p;
+        let n = handoff.recv(burst, |port, ingress, bytes| {
             let Some(mut frame) = self.pool.alloc() else {
-                self.stats.drop(p, Drop::NoBuffer);
+                self.stats.drop(port, Drop::NoBuffer);
                 return;
             };
             if !frame.fill(bytes) {
                 self.pool.free(frame);
                 return;
             }
+            frame.port = port;
             frame.ingress = ingress;
             self.stats.event(Event::HandedIn);
-            rx.push(frame);
+            handed.push(frame);
         });
-        if !rx.is_empty() {
-            self.run_burst(port, &mut rx, true);
-        }
-        self.rx = rx;
         self.handoff = Some(handoff);
+        let mut run = std::mem::take(&mut self.rx);
+        let mut frames = handed.drain(..).peekable();
+        while let Some(frame) = frames.next() {
+            let port = frame.port;
+            run.push(frame);
+            if frames.peek().map(|f| f.port) != Some(port) {
+                self.run_burst(port, &mut run, true);
+            }
+        }
+        drop(frames);
+        self.rx = run;
+        self.handed = handed;
         n
     }
 

@@ -73,6 +73,16 @@ pub enum Pre {
     Held,
     /// No session could be created: drop and answer ICMP 3/13 (RFC 5508 REQ-8).
     Refuse(Reason),
+    /// From one inside host to another's mapping: the source half is done here, so the
+    /// packet now goes from one of our external endpoints to another. Run it through
+    /// pre-routing again as if it came in by an outside interface, on shard `owner` (this
+    /// one or another), which holds the mapping it is sent to and translates the
+    /// destination. Each inside host keeps the one mapping its home shard gave it, however
+    /// many workers there are (RFC 4787 REQ-1 and REQ-9a).
+    Recirculate {
+        session: Handle,
+        owner: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,12 +399,12 @@ impl Shard {
             Some(h) => {
                 self.refresh(h, &p, now);
                 self.translate_destination(ip, &p, h);
-                Pre::Session(h)
+                self.loop_back(ip, Some(p), h, side)
             }
             None => self.new_from_outside(ip, &p, side, tag, now),
         };
         if p.fragment == Fragment::First {
-            if let Pre::Session(h) = verdict {
+            if let Pre::Session(h) | Pre::Recirculate { session: h, .. } = verdict {
                 self.frags
                     .set_session(datagram_key(&p.flow, p.ident), Some(h));
             }
@@ -410,11 +420,15 @@ impl Shard {
             Verdict::Overlap => Pre::Drop(Reason::FragmentOverlap),
             Verdict::Known(None) => Pre::Pass,
             Verdict::Known(Some(h)) => {
-                if self.sessions.get(h).is_none() {
+                let Some(s) = self.sessions.get(h) else {
                     return Pre::Pass;
-                }
+                };
+                let side = match s.kind == Kind::Hairpin && !h.reply {
+                    true => Side::Inside,
+                    false => Side::Outside,
+                };
                 self.translate_destination(ip, p, h);
-                Pre::Session(h)
+                self.loop_back(ip, None, h, side)
             }
             Verdict::Hold => {
                 if self.frags.hold(key, (start, end), tag, ip, now, timeout) {
@@ -424,6 +438,46 @@ impl Shard {
                     Pre::Drop(Reason::FragmentHoldFull)
                 }
             }
+        }
+    }
+
+    /// `Pre::Session(h)`, or for a packet from the inside of a `Kind::Hairpin` session,
+    /// its source half now and `Pre::Recirculate` to the shard that
+    /// holds the mapping it goes to. `read` is the packet's reading, as for `source_half`.
+    #[inline(always)]
+    fn loop_back(&mut self, ip: &mut [u8], read: Option<Parsed>, h: Handle, side: Side) -> Pre {
+        let loops = side == Side::Inside
+            && !h.reply
+            && self
+                .sessions
+                .get(h)
+                .is_some_and(|s| s.kind == Kind::Hairpin);
+        if !loops {
+            return Pre::Session(h);
+        }
+        self.recirculate(ip, read, h)
+    }
+
+    #[inline(never)]
+    fn recirculate(&mut self, ip: &mut [u8], read: Option<Parsed>, h: Handle) -> Pre {
+        let Some(s) = self.sessions.get(h) else {
+            return Pre::Pass;
+        };
+        // It leaves as `reply.reversed()`: to `reply.src`, the other host's mapping.
+        let to = (s.reply.src, Space::of(s.reply.proto), s.reply.sport);
+        match self.source_half(ip, h, read) {
+            Post::Translated => {}
+            Post::Drop(r) | Post::Refuse(r) => return Pre::Drop(r),
+            Post::Pass => return Pre::Pass,
+        }
+        match self.ports.owner(to.0, to.1, to.2) {
+            Some(owner) => Pre::Recirculate { session: h, owner },
+            // The mapping went since: the outside-side pre-routing of any shard drops it
+            // as unmapped.
+            None => Pre::Recirculate {
+                session: h,
+                owner: self.id,
+            },
         }
     }
 
@@ -532,7 +586,7 @@ impl Shard {
                 // An inside host using the forward's external address ("NAT loopback"): a
                 // hairpin, so the backend sees (and answers) an external source, not an
                 // inside address it would reply to directly.
-                return self.hairpin(ip, p, backend, now);
+                return self.loopback(ip, p, backend, now);
             }
             let reply = Flow {
                 proto: flow.proto,
@@ -552,26 +606,41 @@ impl Shard {
         if !self.ports.is_external(flow.dst) || matches!(p.l4, L4::IcmpQuery { request: true }) {
             return Pre::Pass;
         }
+        if side == Side::Inside {
+            // To another inside host's mapping (a port some shard's mapping holds), or to
+            // tern's own address (a port nobody maps: the local stack's).
+            let mapped = self
+                .ports
+                .owner(flow.dst, Space::of(flow.proto), flow.dport);
+            if mapped.is_none() {
+                return Pre::Pass;
+            }
+            return match self.new_snat(p, flow.dst, now) {
+                Ok(h) => self.loop_back(ip, Some(*p), h, side),
+                Err(r) => Pre::Refuse(r),
+            };
+        }
         let external = Endpoint {
             addr: flow.dst,
             port: flow.dport,
         };
         let mapped = self.mappings.by_external(flow.proto, external);
         let Some((mi, m)) = mapped.and_then(|mi| Some((mi, *self.mappings.get(mi)?))) else {
-            return match side {
-                Side::Outside => self.unmapped(ip, p, tag, now),
-                Side::Inside => Pre::Pass,
-            };
+            return self.unmapped(ip, p, tag, now);
         };
         match side {
-            Side::Inside => self.hairpin(ip, p, m.inside, now),
+            Side::Inside => Pre::Pass,
             Side::Outside => {
-                let admitted = match self.rules.filtering {
-                    Filtering::EndpointIndependent => true,
-                    Filtering::AddressDependent => self.mappings.has_sent_to(mi, flow.src),
-                    // An exact match would have been found as a session already.
-                    Filtering::AddressAndPortDependent => false,
-                };
+                // From one of our own external endpoints: an inside host's packet gone
+                // round (`Pre::Recirculate`). Filtering is for the outside; between inside
+                // hosts it does not apply (RFC 4787 REQ-9).
+                let admitted = self.ports.is_external(flow.src)
+                    || match self.rules.filtering {
+                        Filtering::EndpointIndependent => true,
+                        Filtering::AddressDependent => self.mappings.has_sent_to(mi, flow.src),
+                        // An exact match would have been found as a session already.
+                        Filtering::AddressAndPortDependent => false,
+                    };
                 if !admitted {
                     return self.unsolicited(ip, p, tag, now, Reason::Filtered);
                 }
@@ -631,10 +700,11 @@ impl Shard {
         Pre::Held
     }
 
-    /// An inside host to another inside host's external mapping (RFC 4787 REQ-9): both
-    /// halves translated, so the peer sees the sender's external address and port.
-    /// Filtering does not apply between inside hosts.
-    fn hairpin(&mut self, ip: &mut [u8], p: &Parsed, to: Endpoint, now: u64) -> Pre {
+    /// An inside host to a forward's external address ("NAT loopback"): both halves
+    /// translated in one session, so the backend sees the sender's external address and
+    /// port and answers through it. (An inside host to another's mapping goes round
+    /// instead: `Pre::Recirculate`.)
+    fn loopback(&mut self, ip: &mut [u8], p: &Parsed, to: Endpoint, now: u64) -> Pre {
         let flow = p.flow;
         let from = Endpoint {
             addr: flow.src,
@@ -654,7 +724,7 @@ impl Shard {
             sport: to.port,
             dport: m.external.port,
         };
-        match self.create(flow, reply, mi, Kind::Hairpin, Some(sub), p, now) {
+        match self.create(flow, reply, mi, Kind::Loopback, Some(sub), p, now) {
             Ok(h) => {
                 self.translate_destination(ip, p, h);
                 Pre::Session(h)
@@ -968,7 +1038,11 @@ impl Shard {
         let mut session = Session::template();
         session.orig = orig;
         session.reply = reply;
-        session.kind = kind;
+        // Decided once here, so that the established path tests one byte, not the address.
+        session.kind = match kind {
+            Kind::Snat if self.ports.is_external(orig.dst) => Kind::Hairpin,
+            other => other,
+        };
         session.class = class;
         session.tcp = tcp;
         session.replied = !from_orig;

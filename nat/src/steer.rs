@@ -9,8 +9,10 @@
 //! * an inside host's flows belong to its *home* shard, a hash of its address: its
 //!   mappings (endpoint independence, RFC 4787 REQ-1), paired external address and
 //!   quotas live in one place;
-//! * a packet for an external port belongs to the shard whose mapping holds that port
-//!   (the port map's owner word);
+//! * a packet from the outside for an external port belongs to the shard whose mapping
+//!   holds that port (the port map's owner word); one inside host's packet to another's
+//!   mapping is its own home's, which translates the source and sends it round to the
+//!   mapping's shard as if from the outside (`Pre::Recirculate`);
 //! * a DNAT flow belongs to the client's home: its first packet (to the frontend) and the
 //!   backend's replies (from the backend's endpoint to the client) both hash the client;
 //! * an ICMP error belongs where the packet it quotes came from (the quote reversed);
@@ -82,15 +84,19 @@ impl Shard {
                     // NAT loopback: a hairpin the sender's home makes with its mapping.
                     return self.home(flow.src, shards);
                 }
-                if let Some(owner) = port_owner() {
-                    // To another inside host's mapping (hairpin), or a backend answering
-                    // a loopback client through the client's mapping.
-                    return owner;
-                }
-                if self.rules.is_backend(flow.proto, flow.src, flow.sport) {
+                let backend = self.rules.is_backend(flow.proto, flow.src, flow.sport);
+                if backend {
+                    if let Some(owner) = port_owner() {
+                        // A backend answering a loopback client through the client's
+                        // mapping: the loopback session is the client's home's.
+                        return owner;
+                    }
                     // A backend's reply to a DNAT client.
                     return self.home(flow.dst, shards);
                 }
+                // Everything else from an inside host, to another inside host's mapping
+                // too: its home does the source half with the host's one mapping, and a
+                // packet for a mapping goes round to the mapping's shard from there.
                 self.home(flow.src, shards)
             }
             Side::Outside => {

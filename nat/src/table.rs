@@ -53,8 +53,14 @@ pub enum Kind {
     Snat,
     /// An outside client's flow to a frontend, destination translated.
     Dnat,
-    /// An inside host's flow to another inside host's external mapping: both translated.
+    /// An SNAT session whose remote is one of our own external endpoints: one inside
+    /// host reaching another's mapping. A packet of its original direction gets its
+    /// source half in pre-routing and goes round again, as if from the outside, to the
+    /// shard that holds the mapping it is sent to (shard.rs, `loop_back`).
     Hairpin,
+    /// An inside host's flow to a forward's external address ("NAT loopback"): both
+    /// halves translated in this one session.
+    Loopback,
 }
 
 /// One session: the line a packet reads and writes.

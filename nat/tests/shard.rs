@@ -39,9 +39,14 @@ impl Nat {
         }
     }
 
-    /// Inside → outside: pre-routing then post-routing with SNAT to X.
+    /// Inside → outside: pre-routing, then post-routing with SNAT. A packet to another
+    /// inside host's mapping goes round (`Pre::Recirculate`): pre-routing again as from
+    /// the outside, then post-routing without SNAT.
     fn out(&mut self, mut p: Vec<u8>, now: u64) -> Result<Vec<u8>, String> {
         let pre = self.shard.prerouting(&mut p, Side::Inside, 0, now);
+        if let Pre::Recirculate { .. } = pre {
+            return self.inbound(p, now);
+        }
         let h = match pre {
             Pre::Pass => None,
             Pre::Session(h) => Some(h),

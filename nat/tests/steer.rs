@@ -48,17 +48,24 @@ impl Workers {
     }
 
     /// A packet received by worker `at` on `side`: steered, then pre- and post-routing on
-    /// the owner (SNAT to X when it came from the inside). Returns the owner and the packet.
+    /// the owner (SNAT to X when it came from the inside), as the dataplane does it: a
+    /// packet that goes round (`Pre::Recirculate`) meets pre-routing again as from the
+    /// outside, on the shard it names. Returns the last owner and the packet.
     fn deliver(
         &mut self,
         at: usize,
-        side: Side,
+        mut side: Side,
         mut p: Vec<u8>,
         now: u64,
     ) -> Result<(usize, Vec<u8>), String> {
-        let owner = self.steer(at, side, &p, now);
+        let mut owner = self.steer(at, side, &p, now);
+        let mut pre = self.shards[owner].prerouting(&mut p, side, 0, now);
+        if let Pre::Recirculate { owner: next, .. } = pre {
+            (owner, side) = (next, Side::Outside);
+            pre = self.shards[owner].prerouting(&mut p, side, 0, now);
+        }
         let s = &mut self.shards[owner];
-        let h = match s.prerouting(&mut p, side, 0, now) {
+        let h = match pre {
             Pre::Pass => None,
             Pre::Session(h) => Some(h),
             other => return Err(format!("{other:?}")),
@@ -196,6 +203,20 @@ fn hairpin_between_hosts_of_different_shards() {
         assert_eq!((src(&back), sport(&back)), (w.x, e2));
         assert_eq!((dst(&back), dport(&back)), (h1, 5000));
     }
+    // Endpoint independence across shards (RFC 4787 REQ-1): h1's flow to an outside host
+    // leaves by the mapping h2 saw, and each host has one mapping in all.
+    for at in 0..SHARDS {
+        let (_, o) = w
+            .deliver(at, Side::Inside, udp(h1, 5000, r, 53), 3)
+            .unwrap();
+        assert_eq!(
+            (src(&o), sport(&o)),
+            (seen_addr, seen_port),
+            "h1's one mapping"
+        );
+    }
+    let mappings: usize = w.shards.iter().map(|s| s.mappings().len()).sum();
+    assert_eq!(mappings, 2, "one mapping per inside endpoint");
     w.check();
 }
 

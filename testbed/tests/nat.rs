@@ -16,7 +16,10 @@ fn sessions(t: &TwoHosts, filter: &[&str]) -> Vec<serde_json::Value> {
     v["sessions"].as_array().cloned().expect("sessions")
 }
 
-on_both_backends!(snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors);
+on_both_backends!(
+    snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors,
+    hairpin_between_inside_hosts_on_two_workers_keeps_one_mapping_per_endpoint,
+);
 
 fn snat_carries_tcp_udp_and_ping_with_the_external_address_and_translates_errors(ports: Ports) {
     let t = TwoHosts::with(ports, NAT, 1500);
@@ -544,8 +547,8 @@ fn hairpin_tcp_to_a_forwarded_port_arrives_from_the_external_address() {
     assert_eq!(seen_by_client.trim(), X);
     let rows = sessions(&t, &["port", "5001"]);
     assert!(
-        rows.iter().any(|r| r["kind"] == "hairpin"),
-        "a hairpin session: {rows:?}"
+        rows.iter().any(|r| r["kind"] == "loopback"),
+        "a loopback session: {rows:?}"
     );
 }
 
@@ -1105,4 +1108,113 @@ print(ok, round(worst, 3))
         .as_u64()
         .unwrap_or(0);
     assert!(early > 1000, "the flood kept the table full: {conntrack}");
+}
+
+/// Two workers (multi-queue TAP, or AF_XDP with a queue per worker): 16 pairs of inside
+/// hosts reach each other through their external mappings (hairpin, RFC 4787 REQ-9). An
+/// inside host's home shard is a hash of its address with the process's random seed, so
+/// about half the pairs have their homes on different shards (all 16 on one: 2⁻¹⁶). Each
+/// host first shows B its mapping; the peer must then see exactly that endpoint (one
+/// mapping per inside endpoint across shards, REQ-1 and REQ-9a), and the answer must come
+/// back from the peer's mapping.
+fn hairpin_between_inside_hosts_on_two_workers_keeps_one_mapping_per_endpoint(ports: Ports) {
+    let t = TwoHosts::build(ports, &format!("[dataplane]\nworkers = 2\n{NAT}"), 1500, 2);
+    add_inside_addresses(&t, 10..42);
+    let server = t.b.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',7000)); s.settimeout(20)\n\
+         while True:\n d,p=s.recvfrom(100); s.sendto(('%s:%d' % p).encode(), p)\n",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = scapy(
+        &t.a,
+        r#"
+import socket, sys
+B, X = sys.argv[1], sys.argv[2]
+def ask(s, to):
+    for _ in range(20):
+        s.sendto(b"hello", to)
+        try:
+            return s.recvfrom(100)
+        except socket.timeout:
+            pass
+    return (b"", None)
+for k in range(16):
+    one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); one.bind(("192.0.2.%d" % (10 + 2 * k), 5000)); one.settimeout(0.3)
+    two = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); two.bind(("192.0.2.%d" % (11 + 2 * k), 6000)); two.settimeout(0.3)
+    e1 = ask(one, (B, 7000))[0].decode()
+    e2 = ask(two, (B, 7000))[0].decode()
+    host, port = e2.split(":") if ":" in e2 else (X, "0")
+    got, seen = b"", None
+    for _ in range(20):
+        one.sendto(b"ping", (host, int(port)))
+        try:
+            got, seen = two.recvfrom(100); break
+        except socket.timeout:
+            pass
+    back, back_from = b"", None
+    if seen:
+        for _ in range(20):
+            two.sendto(b"pong", seen)
+            try:
+                back, back_from = one.recvfrom(100); break
+            except socket.timeout:
+                pass
+    fmt = lambda a: "%s:%d" % a if a else "-"
+    print(k, e1, e2, got.decode(), fmt(seen), back.decode(), fmt(back_from))
+"#,
+        &[B4, X],
+    );
+    drop(server);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 16, "{out}");
+    for r in &rows {
+        assert!(
+            r[1].starts_with(&format!("{X}:")),
+            "B saw the first host's mapping: {r:?}"
+        );
+        assert_eq!(
+            (r[3], r[4]),
+            ("ping", r[1]),
+            "the peer saw the sender's one mapping: {r:?}"
+        );
+        assert_eq!(
+            (r[5], r[6]),
+            ("pong", r[2]),
+            "the answer came from the peer's mapping: {r:?}"
+        );
+    }
+    let summary = t.tern.ctl(&["show", "conntrack", "summary"]);
+    let shards = summary["shards"].as_array().expect("shards");
+    let mappings: u64 = shards.iter().filter_map(|s| s["mappings"].as_u64()).sum();
+    assert_eq!(mappings, 32, "one mapping per inside endpoint: {summary}");
+    // Some pairs had their homes on different shards: a host's flow to B is on its home.
+    let listed = t
+        .tern
+        .ctl(&["show", "conntrack", "proto", "udp", "port", "7000"]);
+    let home: std::collections::HashMap<String, u64> = listed["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|r| {
+            let host = r["orig_src"].as_str()?.split(':').next()?.to_string();
+            Some((host, r["shard"].as_u64()?))
+        })
+        .collect();
+    let crossing = (0..16)
+        .filter(|k| {
+            let (one, two) = (
+                format!("192.0.2.{}", 10 + 2 * k),
+                format!("192.0.2.{}", 11 + 2 * k),
+            );
+            home.get(&one)
+                .is_some_and(|s| home.get(&two).is_some_and(|t| s != t))
+        })
+        .count();
+    assert!(
+        crossing > 0,
+        "no pair had its homes on different shards: {home:?}"
+    );
 }

@@ -13,6 +13,35 @@ use crate::counters::{Drop, Event, Local};
 use crate::pipeline::{Class, Meta, NatMark};
 use crate::wire::{eth, ipv4};
 
+/// Records pre-routing's verdict on a frame (`i` is its place in the burst, for the
+/// reading post-routing reuses).
+fn mark(pre: Pre, ip: &[u8], m: &mut Meta, i: u16, stats: &mut Local) {
+    match pre {
+        // A translated ICMP error passes with a new destination too.
+        Pre::Pass => {
+            m.nat = NatMark::Passed(i);
+            m.class = Class::V4 {
+                dst: ipv4::dst_bits(ip),
+            }
+        }
+        Pre::Session(h) => {
+            m.nat = NatMark::Session(h, i);
+            m.class = Class::V4 {
+                dst: ipv4::dst_bits(ip),
+            };
+            stats.event(Event::NatTranslated);
+        }
+        Pre::Drop(r) => m.class = Class::Drop(Drop::nat(r)),
+        Pre::Held => {
+            m.class = Class::Absorbed;
+            stats.event(Event::NatHeld);
+        }
+        Pre::Refuse(r) => m.class = Class::Refused(Drop::nat(r)),
+        // Going round twice would be a loop: a packet from the outside never loops.
+        Pre::Recirculate { .. } => m.class = Class::Drop(Drop::nat(nat::Reason::NoMapping)),
+    }
+}
+
 /// A worker's NAT: its shard plus what the pipeline needs to drive it.
 pub struct Stage {
     pub shard: Shard,
@@ -20,6 +49,9 @@ pub struct Stage {
     roles: Vec<Option<Side>>,
     /// SNAT address for leaving by each slot, if it is an outside one.
     masquerade: Vec<Option<u32>>,
+    /// The slot a packet that goes round (`Pre::Recirculate`) is taken to have come in by:
+    /// an outside one, so that it is translated and routed as inbound.
+    round_ingress: u16,
     /// The masquerade address when every outside slot has the same one: what a new flow's
     /// SNAT will use, known before routing (for `Shard::prefetch_session`).
     sole_masquerade: Option<u32>,
@@ -61,8 +93,10 @@ impl Stage {
             [a] => Some(a),
             _ => None,
         };
+        let round_ingress = outside.first().map_or(0, |&(o, _)| o as u16);
         Stage {
             shard,
+            round_ingress,
             roles,
             masquerade,
             sole_masquerade,
@@ -126,6 +160,7 @@ impl Stage {
         for (side, l) in ahead.iter().flatten() {
             self.shard.prefetch_session(l, *side, self.sole_masquerade);
         }
+        let mut went_round = Vec::new();
         for (i, ((frame, m), a)) in frames
             .iter_mut()
             .zip(meta.iter_mut())
@@ -136,28 +171,25 @@ impl Stage {
                 continue;
             };
             let ip = &mut frame.data_mut()[eth::LEN..];
-            match self.shard.prerouting_ahead(ip, l, *side, port, self.now) {
-                // A translated ICMP error passes with a new destination too.
-                Pre::Pass => {
-                    m.nat = NatMark::Passed(i as u16);
-                    m.class = Class::V4 {
-                        dst: ipv4::dst_bits(ip),
-                    }
+            let mut pre = self.shard.prerouting_ahead(ip, l, *side, port, self.now);
+            if let Pre::Recirculate { owner, .. } = pre {
+                // Source translated: in again by the outside, here or on the owner's worker.
+                frame.ingress = self.round_ingress;
+                stats.event(Event::NatTranslated);
+                if owner != self.shard.id() {
+                    m.class = Class::Elsewhere(owner as u16);
+                    continue;
                 }
-                Pre::Session(h) => {
-                    m.nat = NatMark::Session(h, i as u16);
-                    m.class = Class::V4 {
-                        dst: ipv4::dst_bits(ip),
-                    };
-                    stats.event(Event::NatTranslated);
-                }
-                Pre::Drop(r) => m.class = Class::Drop(Drop::nat(r)),
-                Pre::Held => {
-                    m.class = Class::Absorbed;
-                    stats.event(Event::NatHeld);
-                }
-                Pre::Refuse(r) => m.class = Class::Refused(Drop::nat(r)),
+                // The reading no longer matches the packet: post-routing reads it anew.
+                went_round.push(i);
+                let ip = &mut frame.data_mut()[eth::LEN..];
+                pre = self.shard.prerouting(ip, Side::Outside, port, self.now);
             }
+            let ip = &frame.data()[eth::LEN..];
+            mark(pre, ip, m, i as u16, stats);
+        }
+        for i in went_round {
+            ahead[i] = None;
         }
         self.ahead = ahead;
     }
