@@ -6,19 +6,31 @@
 //! dropped.
 
 use crate::flow::{self, Flow, Fragment, Parsed, ICMP, L4, TCP, UDP};
+use crate::ports::Space;
 use crate::rewrite::rewrite;
 use crate::shard::{target, Pre, Reason, Shard};
+use crate::table::{Handle, Kind, Session};
 
 impl Shard {
     /// Translates the ICMP error `ip` (parsed as `p`) if it is about a session.
     pub(crate) fn icmp_error(&mut self, ip: &mut [u8], p: &Parsed) -> Pre {
         match self.translate_error(ip, p) {
-            Ok(true) => {
+            Ok(Some((h, s))) => {
                 self.stats.icmp_errors_translated += 1;
+                if s.kind == Kind::Hairpin && !h.reply {
+                    // From an inside host about a packet another inside host sent it: now
+                    // addressed to that host's mapping, round to the shard that holds it.
+                    let t = target(&s, h.reply);
+                    let owner = self.ports.owner(t.dst, Space::of(t.proto), t.dport);
+                    return Pre::Recirculate {
+                        session: h,
+                        owner: owner.unwrap_or(self.id),
+                    };
+                }
                 Pre::Pass
             }
-            Ok(false) if self.rules().pool.contains(&p.flow.dst) => Pre::Drop(Reason::IcmpNoFlow),
-            Ok(false) => Pre::Pass,
+            Ok(None) if self.rules().pool.contains(&p.flow.dst) => Pre::Drop(Reason::IcmpNoFlow),
+            Ok(None) => Pre::Pass,
             Err(r) => Pre::Drop(r),
         }
     }
@@ -33,10 +45,14 @@ impl Shard {
         }
     }
 
-    /// Ok(true): translated; Ok(false): about no session of ours.
-    fn translate_error(&mut self, ip: &mut [u8], p: &Parsed) -> Result<bool, Reason> {
+    /// Ok(Some): translated, by this session; Ok(None): about no session of ours.
+    fn translate_error(
+        &mut self,
+        ip: &mut [u8],
+        p: &Parsed,
+    ) -> Result<Option<(Handle, Session)>, Reason> {
         if p.fragment != Fragment::Whole {
-            return Ok(false);
+            return Ok(None);
         }
         let o = p.l4_offset;
         let end = wire::ipv4::total_len(ip).min(ip.len());
@@ -44,13 +60,13 @@ impl Shard {
             return Err(Reason::Truncated);
         }
         let Some((quoted, qihl)) = flow::parse_quoted(&ip[o + 8..end]) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(h) = self.sessions.find(&quoted.reversed()) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(s) = self.sessions.get(h).copied() else {
-            return Ok(false);
+            return Ok(None);
         };
         if wire::checksum(&ip[o..end]) != 0 {
             return Err(Reason::IcmpBadChecksum);
@@ -93,6 +109,6 @@ impl Shard {
             ..p.flow
         };
         rewrite(ip, p, &outer);
-        Ok(true)
+        Ok(Some((h, s)))
     }
 }

@@ -203,6 +203,20 @@ fn hairpin_between_hosts_of_different_shards() {
         assert_eq!((src(&back), sport(&back)), (w.x, e2));
         assert_eq!((dst(&back), dport(&back)), (h1, 5000));
     }
+    // h2 refuses what it got with an ICMP error: it reaches h1 about the packet h1 sent,
+    // whichever worker receives it (RFC 5508 through both halves).
+    for at in 0..SHARDS {
+        let err = icmp_error(h2, seen_addr, 3, 3, &p);
+        let (_, back) = w.deliver(at, Side::Inside, err, 2).unwrap();
+        assert_eq!((src(&back), dst(&back)), (w.x, h1), "outer");
+        let q = &back[28..];
+        assert_eq!(
+            (src(q), sport(q), dst(q), dport(q)),
+            (h1, 5000, w.x, e2),
+            "the quote is what h1 sent"
+        );
+        assert_checksums(&back);
+    }
     // Endpoint independence across shards (RFC 4787 REQ-1): h1's flow to an outside host
     // leaves by the mapping h2 saw, and each host has one mapping in all.
     for at in 0..SHARDS {

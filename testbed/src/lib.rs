@@ -397,11 +397,23 @@ impl TwoHosts {
     }
 
     /// As [`TwoHosts::with`]; AF_XDP links get `queues` queues each way (one per worker).
+    ///
+    /// `TERN_TEST_WORKERS=N` in the environment runs tern with N workers (and N queues per
+    /// AF_XDP link) wherever `extra` does not set `[dataplane]` itself: a whole suite on
+    /// several workers, e.g. `TERN_TEST_WORKERS=2 cargo nextest run -p testbed --test nat`.
     pub fn build(ports: Ports, extra: &str, mtu_b: u16, queues: usize) -> TwoHosts {
         let tap_a = unique("ta");
         let tap_b = unique("tb");
         // `extra` may name the ports as {tap_a} and {tap_b} (e.g. NAT interface roles).
-        let extra = extra.replace("{tap_a}", &tap_a).replace("{tap_b}", &tap_b);
+        let mut extra = extra.replace("{tap_a}", &tap_a).replace("{tap_b}", &tap_b);
+        let mut queues = queues;
+        let workers = std::env::var("TERN_TEST_WORKERS").ok();
+        if let Some(n) = workers.and_then(|w| w.parse::<usize>().ok()) {
+            if !extra.contains("[dataplane]") {
+                extra = format!("[dataplane]\nworkers = {n}\n{extra}");
+                queues = queues.max(n);
+            }
+        }
         let backend = ports.backend();
         let config = format!(
             "[control]\nsocket = \"{{socket}}\"\n\n{extra}\n\n\
