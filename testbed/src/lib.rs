@@ -410,7 +410,7 @@ impl TwoHosts {
         let workers = std::env::var("TERN_TEST_WORKERS").ok();
         if let Some(n) = workers.and_then(|w| w.parse::<usize>().ok()) {
             if !extra.contains("[dataplane]") {
-                extra = format!("[dataplane]\nworkers = {n}\n{extra}");
+                extra = format!("{extra}\n[dataplane]\nworkers = {n}\n");
                 queues = queues.max(n);
             }
         }
