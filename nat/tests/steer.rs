@@ -324,3 +324,48 @@ fn a_held_syn_is_not_answered_when_another_shard_maps_its_port() {
         "dropped silently"
     );
 }
+
+#[test]
+fn a_fragmented_hairpin_datagram_reaches_the_peer_from_the_senders_mapping() {
+    let mut w = Workers::new(|_| {});
+    let (h1, h2) = w.hosts_on_both_shards();
+    let r = a("198.51.100.7");
+    let (_, out) = w
+        .deliver(0, Side::Inside, udp(h2, 6000, r, 3478), 0)
+        .unwrap();
+    let e2 = sport(&out);
+    let (_, out) = w
+        .deliver(0, Side::Inside, udp(h1, 5000, r, 3478), 0)
+        .unwrap();
+    let e1 = sport(&out);
+    for (at, ident) in [(0usize, 0x3333u16), (1, 0x4444)] {
+        let mut big = udp(h1, 5000, w.x, e2);
+        big[4..6].copy_from_slice(&ident.to_be_bytes());
+        big.extend_from_slice(&[0x55; 64]);
+        let total = big.len() as u16;
+        big[2..4].copy_from_slice(&total.to_be_bytes());
+        big[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        wire::ipv4::fill_checksum(&mut big);
+        big[26..28].copy_from_slice(&[0, 0]);
+        let sum = wire::checksum4(h1.into(), w.x.into(), 17, &big[20..]);
+        big[26..28].copy_from_slice(&sum.to_be_bytes());
+        let (first, later) = fragments(&big, 24);
+        let (_, f) = w.deliver(at, Side::Inside, first, 1).unwrap();
+        assert_eq!(
+            (src(&f), sport(&f), dst(&f), dport(&f)),
+            (w.x, e1, h2, 6000),
+            "the first fragment, from h1's one mapping"
+        );
+        let (_, l) = w.deliver(at, Side::Inside, later, 2).unwrap();
+        assert_eq!((src(&l), dst(&l)), (w.x, h2), "the later fragment follows");
+        assert_eq!(wire::checksum(&l[..20]), 0, "IPv4 header checksum");
+        // The UDP checksum covers the whole datagram: verify it reassembled.
+        let payload = [&f[20..], &l[20..]].concat();
+        assert_eq!(
+            wire::checksum4(w.x.into(), h2.into(), 17, &payload),
+            0,
+            "UDP checksum"
+        );
+    }
+    w.check();
+}
