@@ -1016,11 +1016,13 @@ print(" ".join(seen))
     let metrics = dut.http_get("127.0.0.1:9464", "/metrics").expect("metrics");
     let out = format!("tern_nat_backend_up{{frontend=\"svc\",backend=\"{two}\"}} 0\n");
     assert!(metrics.contains(&out), "{metrics}");
-    let created = metrics
+    // Summed over the shards (one per worker).
+    let created: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("tern_nat_sessions_created_total{shard=\"0\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(created.is_some_and(|n| n >= 20), "{metrics}");
+        .filter(|l| l.starts_with("tern_nat_sessions_created_total{shard="))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(created >= 20, "{metrics}");
 
     // It comes back: after two good checks it is in again.
     let _second = port_server(&t, 5002);
