@@ -31,6 +31,20 @@ pub fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
     p
 }
 
+/// A UDP datagram with 64 more bytes of payload than `udp`'s, IP identification `ident`
+/// and every checksum right: something to cut into fragments (`fragments`).
+pub fn big_udp(src: u32, sport: u16, dst: u32, dport: u16, ident: u16) -> Vec<u8> {
+    let mut big = udp(src, sport, dst, dport);
+    big[4..6].copy_from_slice(&ident.to_be_bytes());
+    big.extend_from_slice(&[0x55; 64]);
+    let total = big.len() as u16;
+    big[2..4].copy_from_slice(&total.to_be_bytes());
+    big[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+    wire::ipv4::fill_checksum(&mut big);
+    l4_sum(&mut big, 6);
+    big
+}
+
 pub fn tcp(src: u32, sport: u16, dst: u32, dport: u16, flags: u8) -> Vec<u8> {
     let mut p = vec![0u8; 40];
     ip_header(&mut p, 6, src, dst);

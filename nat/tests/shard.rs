@@ -530,15 +530,7 @@ fn out_of_order_fragments_are_translated() {
     let mut n = Nat::new(|r| r.filtering = Filtering::EndpointIndependent);
     let (h, r) = (a("192.0.2.10"), a("198.51.100.7"));
     n.out(udp(h, 4000, r, 53), 0).unwrap();
-    let mut big = udp(r, 53, n.x, 4000);
-    big.extend_from_slice(&[0x55; 64]);
-    let total = big.len() as u16;
-    big[2..4].copy_from_slice(&total.to_be_bytes());
-    big[24..26].copy_from_slice(&(total - 20).to_be_bytes());
-    wire::ipv4::fill_checksum(&mut big);
-    big[26..28].copy_from_slice(&[0, 0]);
-    let sum = wire::checksum4(r.into(), n.x.into(), 17, &big[20..]);
-    big[26..28].copy_from_slice(&sum.to_be_bytes());
+    let big = big_udp(r, 53, n.x, 4000, 0);
     let (first, later) = fragments(&big, 24);
     // The later fragment first: held.
     let mut l = later.clone();

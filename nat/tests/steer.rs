@@ -77,6 +77,15 @@ impl Workers {
         }
     }
 
+    /// The external port of `h:port`'s mapping, made by a flow to an outside host.
+    fn mapping_of(&mut self, h: u32, port: u16) -> u16 {
+        let r = a("198.51.100.7");
+        let (_, out) = self
+            .deliver(0, Side::Inside, udp(h, port, r, 3478), 0)
+            .unwrap();
+        sport(&out)
+    }
+
     /// Two inside hosts whose homes are different shards.
     fn hosts_on_both_shards(&self) -> (u32, u32) {
         let home = |h: u32| self.shards[0].home(h, SHARDS);
@@ -184,10 +193,7 @@ fn hairpin_between_hosts_of_different_shards() {
     let (h1, h2) = w.hosts_on_both_shards();
     let r = a("198.51.100.7");
     // h2 has a mapping (on its home shard), h1 sends to it from the other shard's home.
-    let (_, out) = w
-        .deliver(0, Side::Inside, udp(h2, 6000, r, 3478), 0)
-        .unwrap();
-    let e2 = sport(&out);
+    let e2 = w.mapping_of(h2, 6000);
     let (_, p) = w
         .deliver(1, Side::Inside, udp(h1, 5000, w.x, e2), 1)
         .unwrap();
@@ -265,14 +271,7 @@ fn a_later_fragment_held_on_the_wrong_worker_follows_its_first_fragment() {
     for (ident, h) in [(0x1111u16, h1), (0x2222, h2)] {
         let (owner, out) = w.deliver(0, Side::Inside, udp(h, 4000, r, 53), 0).unwrap();
         let other = 1 - owner;
-        let mut big = udp(r, 53, w.x, sport(&out));
-        big[4..6].copy_from_slice(&ident.to_be_bytes());
-        big.extend_from_slice(&[0x55; 64]);
-        let total = big.len() as u16;
-        big[2..4].copy_from_slice(&total.to_be_bytes());
-        big[24..26].copy_from_slice(&(total - 20).to_be_bytes());
-        big[26..28].copy_from_slice(&[0, 0]);
-        wire::ipv4::fill_checksum(&mut big);
+        let big = big_udp(r, 53, w.x, sport(&out), ident);
         let (first, later) = fragments(&big, 24);
         // The later fragment reaches the worker that does not own the flow first: it
         // cannot be steered without its ports, so that shard holds it.
@@ -329,26 +328,9 @@ fn a_held_syn_is_not_answered_when_another_shard_maps_its_port() {
 fn a_fragmented_hairpin_datagram_reaches_the_peer_from_the_senders_mapping() {
     let mut w = Workers::new(|_| {});
     let (h1, h2) = w.hosts_on_both_shards();
-    let r = a("198.51.100.7");
-    let (_, out) = w
-        .deliver(0, Side::Inside, udp(h2, 6000, r, 3478), 0)
-        .unwrap();
-    let e2 = sport(&out);
-    let (_, out) = w
-        .deliver(0, Side::Inside, udp(h1, 5000, r, 3478), 0)
-        .unwrap();
-    let e1 = sport(&out);
+    let (e2, e1) = (w.mapping_of(h2, 6000), w.mapping_of(h1, 5000));
     for (at, ident) in [(0usize, 0x3333u16), (1, 0x4444)] {
-        let mut big = udp(h1, 5000, w.x, e2);
-        big[4..6].copy_from_slice(&ident.to_be_bytes());
-        big.extend_from_slice(&[0x55; 64]);
-        let total = big.len() as u16;
-        big[2..4].copy_from_slice(&total.to_be_bytes());
-        big[24..26].copy_from_slice(&(total - 20).to_be_bytes());
-        wire::ipv4::fill_checksum(&mut big);
-        big[26..28].copy_from_slice(&[0, 0]);
-        let sum = wire::checksum4(h1.into(), w.x.into(), 17, &big[20..]);
-        big[26..28].copy_from_slice(&sum.to_be_bytes());
+        let big = big_udp(h1, 5000, w.x, e2, ident);
         let (first, later) = fragments(&big, 24);
         let (_, f) = w.deliver(at, Side::Inside, first, 1).unwrap();
         assert_eq!(
