@@ -849,6 +849,25 @@ print(n * len(data), h.hexdigest())
 /// Sends one UDP datagram of each of `sizes` from `from` to a receiver in `to` at `to_addr`
 /// (IPv4 or IPv6, port 5002), 10 ms apart; returns the payload sizes the receiver got, in
 /// order. A datagram whose checksum the receiving kernel finds bad is not delivered.
+/// UDP datagrams of `sizes`, then 100 MiB of TCP, from `from` to `to_addr` on `to`: every
+/// datagram and every byte must arrive intact (`what` names the direction in a failure).
+pub fn assert_udp_and_tcp_intact(
+    from: &Netns,
+    to: &Netns,
+    to_addr: &str,
+    sizes: &[usize],
+    what: &str,
+) {
+    let got = udp_transfer(from, to, to_addr, sizes);
+    assert_eq!(got, sizes, "{what}: every datagram delivered intact");
+    let (sent, received) = tcp_transfer(from, to, to_addr, 100);
+    assert_eq!(
+        received, sent,
+        "{what}: bytes and sha256 received equal those sent"
+    );
+    assert!(sent.starts_with("104857600 "), "{what}: {sent}");
+}
+
 pub fn udp_transfer(from: &Netns, to: &Netns, to_addr: &str, sizes: &[usize]) -> Vec<usize> {
     let server = r#"
 import socket, sys

@@ -1245,13 +1245,6 @@ fn udp_of_six_sizes_and_100_mb_of_tcp_both_ways_through_the_nat_between_offloadi
         (&t.a, &t.b, B4, "A->B (SNAT)"),
         (&t.b, &t.a, X, "B->A (DNAT)"),
     ] {
-        let got = udp_transfer(from, to, addr, &sizes);
-        assert_eq!(got, sizes, "{what}: every datagram delivered intact");
-        let (sent, received) = tcp_transfer(from, to, addr, 100);
-        assert_eq!(
-            received, sent,
-            "{what}: bytes and sha256 received equal those sent"
-        );
-        assert!(sent.starts_with("104857600 "), "{sent}");
+        assert_udp_and_tcp_intact(from, to, addr, &sizes, what);
     }
 }

@@ -136,15 +136,7 @@ fn udp_and_100_mb_of_tcp_both_ways_over_ipv4_and_ipv6_between_offloading_hosts(p
     ];
     for (from, to, addr, what) in directions {
         let largest = if addr.contains(':') { 1452 } else { 1472 };
-        let sizes = [0, 1, 17, 200, 1000, largest];
-        let got = udp_transfer(from, to, addr, &sizes);
-        assert_eq!(got, sizes, "{what}: every datagram delivered intact");
-        let (sent, received) = tcp_transfer(from, to, addr, 100);
-        assert_eq!(
-            received, sent,
-            "{what}: bytes and sha256 received equal those sent"
-        );
-        assert!(sent.starts_with("104857600 "), "{sent}");
+        assert_udp_and_tcp_intact(from, to, addr, &[0, 1, 17, 200, 1000, largest], what);
     }
     let c = t.tern.ctl(&["show", "counters"]);
     let completed = c["events"]["checksum_completed"].as_u64().unwrap_or(0);
