@@ -192,7 +192,8 @@ pub struct BirdLoad {
 /// The intake anchor: the sender of [`tern_load`] (same config, same table) announces to a
 /// second BIRD in place of tern, over a veth with default offloads; the receiver imports
 /// everything and exports nowhere, so the time is reading, decoding and storing the
-/// UPDATEs, as tern's is.
+/// UPDATEs, as tern's is. The same 1 000 datagram/s flow runs meanwhile (between the two
+/// namespaces), so both runs share the machine with the same background load.
 pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
     let s = Netns::new("bs");
     let r = Netns::new("br");
@@ -215,6 +216,8 @@ pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
            passive; ipv6 { import all; export none; }; }\n",
     );
     wait_statics(&sender, t, timeout)?;
+    // The same background load as tern's run: a 1 000 datagram/s flow between the two.
+    let flow = Flow::start(&s, "192.0.2.2", &r)?;
     sender.cli("enable tern4");
     sender.cli("enable tern6");
     let start = Instant::now();
@@ -234,6 +237,7 @@ pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
         )
     })?;
     let done = Instant::now();
+    flow.stop()?;
     Ok(BirdLoad {
         established_to_imported: done.duration_since(first_up.unwrap_or(start)).as_secs_f64(),
         imported_v4: route_count(&receiver, "from4", "imported"),
@@ -275,7 +279,8 @@ struct Flow {
 }
 
 impl Flow {
-    fn start(net: &TwoHosts) -> Result<Flow, String> {
+    /// From a sender in `from` to a receiver in `to` listening on `to_addr`.
+    fn start(to: &Netns, to_addr: &str, from: &Netns) -> Result<Flow, String> {
         let receiver_py = format!(
             "import signal,socket,sys\nn=[0]\n\
              def done(*_):\n print(n[0],flush=True); sys.exit(0)\n\
@@ -288,10 +293,10 @@ impl Flow {
             "import signal,socket,time\nn=[0]; stop=[False]\n\
              signal.signal(signal.SIGTERM,lambda *_: stop.__setitem__(0,True))\n\
              s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             while not stop[0]:\n s.sendto(b'x'*64,('{A4}',{UDP_PORT})); n[0]+=1; time.sleep(0.001)\n\
+             while not stop[0]:\n s.sendto(b'x'*64,('{to_addr}',{UDP_PORT})); n[0]+=1; time.sleep(0.001)\n\
              print(n[0],flush=True)\n"
         );
-        let mut receiver = net.a.spawn(&["python3", "-c", &receiver_py]);
+        let mut receiver = to.spawn(&["python3", "-c", &receiver_py]);
         let mut ready = String::new();
         if let Some(out) = receiver.stdout.as_mut() {
             let _ = BufReader::new(out).read_line(&mut ready);
@@ -301,7 +306,7 @@ impl Flow {
             let _ = receiver.wait();
             return Err("the flow's receiver did not start".into());
         }
-        let sender = net.b.spawn(&["python3", "-c", &sender_py]);
+        let sender = from.spawn(&["python3", "-c", &sender_py]);
         Ok(Flow { receiver, sender })
     }
 
@@ -366,7 +371,7 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
     }
     let tern_pid = net.tern.pid().ok_or("tern is not running")?;
     let tern_rss_before_kib = rss_kib(tern_pid);
-    let flow = Flow::start(&net)?;
+    let flow = Flow::start(&net.a, A4, &net.b)?;
 
     let start = Instant::now();
     bird.cli("enable tern4");
