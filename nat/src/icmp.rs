@@ -21,10 +21,9 @@ impl Shard {
                     // From an inside host about a packet another inside host sent it: now
                     // addressed to that host's mapping, round to the shard that holds it.
                     let t = target(&s, h.reply);
-                    let owner = self.ports.owner(t.dst, Space::of(t.proto), t.dport);
                     return Pre::Recirculate {
                         session: h,
-                        owner: owner.unwrap_or(self.id),
+                        owner: self.mapping_owner(t.dst, Space::of(t.proto), t.dport),
                     };
                 }
                 Pre::Pass

@@ -164,6 +164,14 @@ pub struct Shard {
     rng: u64,
 }
 
+/// Whether a packet of session `h` (of `kind`, `None` when it is gone) that came in on
+/// `side` goes round (`Pre::Recirculate`): one from the inside in the original direction
+/// of a `Kind::Hairpin` session.
+#[inline(always)]
+fn goes_round(kind: Option<Kind>, h: Handle, side: Side) -> bool {
+    side == Side::Inside && !h.reply && kind == Some(Kind::Hairpin)
+}
+
 /// The flow a packet of direction `reply` leaves as.
 #[inline]
 pub(crate) fn target(s: &Session, reply: bool) -> Flow {
@@ -398,8 +406,12 @@ impl Shard {
         let verdict = match self.live(found, now) {
             Some(h) => {
                 self.refresh(h, &p, now);
-                self.translate_destination(ip, &p, h);
-                self.loop_back(ip, Some(p), h, side)
+                let kind = self.translate_destination(ip, &p, h);
+                if goes_round(kind, h, side) {
+                    self.recirculate(ip, Some(p), h)
+                } else {
+                    Pre::Session(h)
+                }
             }
             None => self.new_from_outside(ip, &p, side, tag, now),
         };
@@ -419,17 +431,12 @@ impl Shard {
         match self.frags.later(key, start, end, now, timeout) {
             Verdict::Overlap => Pre::Drop(Reason::FragmentOverlap),
             Verdict::Known(None) => Pre::Pass,
-            Verdict::Known(Some(h)) => {
-                let Some(s) = self.sessions.get(h) else {
-                    return Pre::Pass;
-                };
-                let side = match s.kind == Kind::Hairpin && !h.reply {
-                    true => Side::Inside,
-                    false => Side::Outside,
-                };
-                self.translate_destination(ip, p, h);
-                self.loop_back(ip, None, h, side)
-            }
+            // A later fragment of a hairpin's original direction came from the inside.
+            Verdict::Known(Some(h)) => match self.translate_destination(ip, p, h) {
+                None => Pre::Pass,
+                kind if goes_round(kind, h, Side::Inside) => self.recirculate(ip, None, h),
+                Some(_) => Pre::Session(h),
+            },
             Verdict::Hold => {
                 if self.frags.hold(key, (start, end), tag, ip, now, timeout) {
                     self.stats.fragments_held += 1;
@@ -441,23 +448,10 @@ impl Shard {
         }
     }
 
-    /// `Pre::Session(h)`, or for a packet from the inside of a `Kind::Hairpin` session,
-    /// its source half now and `Pre::Recirculate` to the shard that
-    /// holds the mapping it goes to. `read` is the packet's reading, as for `source_half`.
-    #[inline(always)]
-    fn loop_back(&mut self, ip: &mut [u8], read: Option<Parsed>, h: Handle, side: Side) -> Pre {
-        let loops = side == Side::Inside
-            && !h.reply
-            && self
-                .sessions
-                .get(h)
-                .is_some_and(|s| s.kind == Kind::Hairpin);
-        if !loops {
-            return Pre::Session(h);
-        }
-        self.recirculate(ip, read, h)
-    }
-
+    /// The source half of a packet that goes round (see `goes_round`), and
+    /// `Pre::Recirculate` to the shard that holds the mapping it goes to. `read` is the
+    /// packet's reading, as for `source_half`. Out of line: the established path only
+    /// tests `goes_round`.
     #[inline(never)]
     fn recirculate(&mut self, ip: &mut [u8], read: Option<Parsed>, h: Handle) -> Pre {
         let Some(s) = self.sessions.get(h) else {
@@ -470,15 +464,17 @@ impl Shard {
             Post::Drop(r) | Post::Refuse(r) => return Pre::Drop(r),
             Post::Pass => return Pre::Pass,
         }
-        match self.ports.owner(to.0, to.1, to.2) {
-            Some(owner) => Pre::Recirculate { session: h, owner },
-            // The mapping went since: the outside-side pre-routing of any shard drops it
-            // as unmapped.
-            None => Pre::Recirculate {
-                session: h,
-                owner: self.id,
-            },
+        Pre::Recirculate {
+            session: h,
+            owner: self.mapping_owner(to.0, to.1, to.2),
         }
+    }
+
+    /// The shard whose mapping holds an external port; this one when none does (the
+    /// mapping went since: the outside-side pre-routing of any shard drops it as
+    /// unmapped).
+    pub(crate) fn mapping_owner(&self, addr: u32, space: Space, port: u16) -> usize {
+        self.ports.owner(addr, space, port).unwrap_or(self.id)
     }
 
     /// The session found, unless it has expired: then it is reclaimed here.
@@ -516,20 +512,20 @@ impl Shard {
         }
     }
 
-    fn translate_destination(&self, ip: &mut [u8], p: &Parsed, h: Handle) {
-        let Some(s) = self.sessions.get(h) else {
-            return;
-        };
+    /// Gives the packet session `h`'s destination; returns the session's kind (`None`
+    /// when the session is gone).
+    fn translate_destination(&self, ip: &mut [u8], p: &Parsed, h: Handle) -> Option<Kind> {
+        let s = self.sessions.get(h)?;
         let t = target(s, h.reply);
-        if t.dst == p.flow.dst && t.dport == p.flow.dport {
-            return;
+        if t.dst != p.flow.dst || t.dport != p.flow.dport {
+            let to = Flow {
+                dst: t.dst,
+                dport: t.dport,
+                ..p.flow
+            };
+            rewrite(ip, p, &to);
         }
-        let to = Flow {
-            dst: t.dst,
-            dport: t.dport,
-            ..p.flow
-        };
-        rewrite(ip, p, &to);
+        Some(s.kind)
     }
 
     /// The source half of session `h`'s translation. `read` is the packet's reading, if
@@ -615,8 +611,9 @@ impl Shard {
             if mapped.is_none() {
                 return Pre::Pass;
             }
+            // The new session's remote is our own endpoint: a `Kind::Hairpin`, round.
             return match self.new_snat(p, flow.dst, now) {
-                Ok(h) => self.loop_back(ip, Some(*p), h, side),
+                Ok(h) => self.recirculate(ip, Some(*p), h),
                 Err(r) => Pre::Refuse(r),
             };
         }
@@ -628,38 +625,33 @@ impl Shard {
         let Some((mi, m)) = mapped.and_then(|mi| Some((mi, *self.mappings.get(mi)?))) else {
             return self.unmapped(ip, p, tag, now);
         };
-        match side {
-            Side::Inside => Pre::Pass,
-            Side::Outside => {
-                // From one of our own external endpoints: an inside host's packet gone
-                // round (`Pre::Recirculate`). Filtering is for the outside; between inside
-                // hosts it does not apply (RFC 4787 REQ-9).
-                let admitted = self.ports.is_external(flow.src)
-                    || match self.rules.filtering {
-                        Filtering::EndpointIndependent => true,
-                        Filtering::AddressDependent => self.mappings.has_sent_to(mi, flow.src),
-                        // An exact match would have been found as a session already.
-                        Filtering::AddressAndPortDependent => false,
-                    };
-                if !admitted {
-                    return self.unsolicited(ip, p, tag, now, Reason::Filtered);
-                }
-                let orig = Flow {
-                    proto: flow.proto,
-                    src: m.inside.addr,
-                    dst: flow.src,
-                    sport: m.inside.port,
-                    dport: flow.sport,
-                };
-                let sub = self.mappings.open_subscriber(orig.src);
-                match self.create(orig, flow, mi, Kind::Snat, Some(sub), p, now) {
-                    Ok(h) => {
-                        self.translate_destination(ip, p, h);
-                        Pre::Session(h)
-                    }
-                    Err(r) => Pre::Refuse(r),
-                }
+        // From one of our own external endpoints: an inside host's packet gone
+        // round (`Pre::Recirculate`). Filtering is for the outside; between inside
+        // hosts it does not apply (RFC 4787 REQ-9).
+        let admitted = self.ports.is_external(flow.src)
+            || match self.rules.filtering {
+                Filtering::EndpointIndependent => true,
+                Filtering::AddressDependent => self.mappings.has_sent_to(mi, flow.src),
+                // An exact match would have been found as a session already.
+                Filtering::AddressAndPortDependent => false,
+            };
+        if !admitted {
+            return self.unsolicited(ip, p, tag, now, Reason::Filtered);
+        }
+        let orig = Flow {
+            proto: flow.proto,
+            src: m.inside.addr,
+            dst: flow.src,
+            sport: m.inside.port,
+            dport: flow.sport,
+        };
+        let sub = self.mappings.open_subscriber(orig.src);
+        match self.create(orig, flow, mi, Kind::Snat, Some(sub), p, now) {
+            Ok(h) => {
+                self.translate_destination(ip, p, h);
+                Pre::Session(h)
             }
+            Err(r) => Pre::Refuse(r),
         }
     }
 

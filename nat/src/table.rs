@@ -56,7 +56,7 @@ pub enum Kind {
     /// An SNAT session whose remote is one of our own external endpoints: one inside
     /// host reaching another's mapping. A packet of its original direction gets its
     /// source half in pre-routing and goes round again, as if from the outside, to the
-    /// shard that holds the mapping it is sent to (shard.rs, `loop_back`).
+    /// shard that holds the mapping it is sent to (shard.rs, `goes_round`).
     Hairpin,
     /// An inside host's flow to a forward's external address ("NAT loopback"): both
     /// halves translated in this one session.
@@ -319,15 +319,20 @@ impl Sessions {
     /// another list; otherwise its place is corrected lazily, when it reaches its list's
     /// head (`expire` requeues a head used since it was queued), so a packet writes this
     /// session's line and nothing else.
-    #[inline]
+    #[inline(always)]
     pub fn touch(&mut self, index: u32, class: Class, now: u64) {
         let s = &mut self.slots[index as usize];
         s.last = now;
-        if s.class == class {
-            return;
+        if s.class != class {
+            self.change_class(index, class, now);
         }
-        let old = s.class;
-        s.class = class;
+    }
+
+    /// `touch`'s rare part, out of line so that a packet's path stays small: the session
+    /// moves to the tail of its new class's list.
+    #[inline(never)]
+    fn change_class(&mut self, index: u32, class: Class, now: u64) {
+        let old = std::mem::replace(&mut self.slots[index as usize].class, class);
         self.unlink(index, old);
         self.links[index as usize].listed = now;
         self.push_tail(index, class);
@@ -355,11 +360,7 @@ impl Sessions {
 
     /// Live sessions, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Session)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.live())
-            .map(|(i, s)| (i as u32, s))
+        self.slots(0..self.slots.len())
     }
 
     /// Live sessions in a range of slots, in slot order (a listing's page).

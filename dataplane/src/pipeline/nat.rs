@@ -13,8 +13,12 @@ use crate::counters::{Drop, Event, Local};
 use crate::pipeline::{Class, Meta, NatMark};
 use crate::wire::{eth, ipv4};
 
+/// A reading index no frame has: post-routing reads such a frame anew (one whose packet
+/// changed after its reading, by going round).
+const NO_READING: u16 = u16::MAX;
+
 /// Records pre-routing's verdict on a frame (`i` is its place in the burst, for the
-/// reading post-routing reuses).
+/// reading post-routing reuses, or `NO_READING`).
 fn mark(pre: Pre, ip: &[u8], m: &mut Meta, i: u16, stats: &mut Local) {
     match pre {
         // A translated ICMP error passes with a new destination too.
@@ -160,7 +164,6 @@ impl Stage {
         for (side, l) in ahead.iter().flatten() {
             self.shard.prefetch_session(l, *side, self.sole_masquerade);
         }
-        let mut went_round = Vec::new();
         for (i, ((frame, m), a)) in frames
             .iter_mut()
             .zip(meta.iter_mut())
@@ -172,6 +175,7 @@ impl Stage {
             };
             let ip = &mut frame.data_mut()[eth::LEN..];
             let mut pre = self.shard.prerouting_ahead(ip, l, *side, port, self.now);
+            let mut reading = i as u16;
             if let Pre::Recirculate { owner, .. } = pre {
                 // Source translated: in again by the outside, here or on the owner's worker.
                 frame.ingress = self.round_ingress;
@@ -181,15 +185,12 @@ impl Stage {
                     continue;
                 }
                 // The reading no longer matches the packet: post-routing reads it anew.
-                went_round.push(i);
+                reading = NO_READING;
                 let ip = &mut frame.data_mut()[eth::LEN..];
                 pre = self.shard.prerouting(ip, Side::Outside, port, self.now);
             }
             let ip = &frame.data()[eth::LEN..];
-            mark(pre, ip, m, i as u16, stats);
-        }
-        for i in went_round {
-            ahead[i] = None;
+            mark(pre, ip, m, reading, stats);
         }
         self.ahead = ahead;
     }
