@@ -215,14 +215,6 @@ where
         Ok(Some(removed))
     }
 
-    /// The winning route per prefix, in prefix order.
-    pub fn installed(&self) -> Vec<Installed<F::Net, F::Addr>> {
-        self.candidates
-            .keys()
-            .filter_map(|net| self.get(net))
-            .collect()
-    }
-
     /// The winning routes of the prefixes from `start` on, in prefix order: a listing
     /// resumes here page by page, so none is built whole.
     pub fn installed_from(
@@ -242,12 +234,6 @@ where
             route,
             next_hop: self.fib.get(net),
         })
-    }
-
-    /// `source`'s route for exactly `net`, winning or not.
-    pub fn route(&self, net: &F::Net, source: Source) -> Option<Route<F::Addr>> {
-        let list = self.candidates.get(net)?;
-        list.iter().find(|r| r.source == source).copied()
     }
 
     /// How many times a prefix's winning route changed (offers that changed nothing, such
@@ -442,7 +428,7 @@ mod tests {
             None,
             "gateway gone: route leaves the FIB"
         );
-        let shown = rib.installed();
+        let shown: Vec<_> = rib.installed_from(std::ops::Bound::Unbounded).collect();
         assert_eq!(shown.len(), 1);
         assert_eq!(shown[0].next_hop, None);
     }
