@@ -59,6 +59,10 @@ pub struct TernLoad {
     pub established_to_fib: f64,
     /// How the BGP RIB filled (`show bgp summary`), timed as BIRD's is.
     pub intake: Intake,
+    /// CPU seconds per tern thread (summed per name) and the sending BIRD's, from enable
+    /// to all installed.
+    pub tern_cpu: std::collections::BTreeMap<String, f64>,
+    pub sender_cpu: f64,
     /// Each session: Established → its last UPDATE read (tern's own measure; the later
     /// of the two sessions).
     pub established_to_last_update: f64,
@@ -244,6 +248,9 @@ pub fn kernel_anchor(t: &Table, timeout: Duration) -> Result<KernelLoad, String>
 pub struct BirdLoad {
     /// First session Established at the receiver → every route imported there.
     pub intake: Intake,
+    /// CPU seconds the receiving and the sending BIRD used from enable to all received.
+    pub receiver_cpu: f64,
+    pub sender_cpu: f64,
     pub imported_v4: u64,
     pub imported_v6: u64,
     pub receiver_rss_kib: u64,
@@ -280,14 +287,20 @@ pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
     let flow = Flow::start(&s, "192.0.2.2", &r)?;
     sender.cli("enable tern4");
     sender.cli("enable tern6");
+    let cpu = |b: &Bird| crate::thread_cpu(b.pid()).values().sum::<f64>();
+    let (receiver_before, sender_before) = (cpu(&receiver), cpu(&sender));
     // One `birdc` call per look: both protocols' states and import counts.
     let (_, intake) = follow(t.v4.len() + t.v6.len(), timeout, || {
         let out = receiver.cli("show protocols all \"from*\"");
         Ok((out.contains("Established"), routes_in(&out, "imported")))
     })?;
+    let receiver_cpu = cpu(&receiver) - receiver_before;
+    let sender_cpu = cpu(&sender) - sender_before;
     flow.stop()?;
     Ok(BirdLoad {
         intake,
+        receiver_cpu,
+        sender_cpu,
         imported_v4: route_count(&receiver, "from4", "imported"),
         imported_v6: route_count(&receiver, "from6", "imported"),
         receiver_rss_kib: rss_kib(receiver.pid()),
@@ -415,6 +428,8 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
     let tern_rss_before_kib = rss_kib(tern_pid);
     let flow = Flow::start(&net.a, A4, &net.b)?;
 
+    let tern_cpu_before = crate::thread_cpu(tern_pid);
+    let sender_cpu_before = crate::thread_cpu(bird.pid()).values().sum::<f64>();
     let start = Instant::now();
     bird.cli("enable tern4");
     bird.cli("enable tern6");
@@ -443,6 +458,12 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
         })
     });
     let done = Instant::now();
+    let mut tern_cpu = crate::thread_cpu(tern_pid);
+    for (name, seconds) in &mut tern_cpu {
+        *seconds -= tern_cpu_before.get(name).copied().unwrap_or(0.0);
+    }
+    tern_cpu.retain(|_, s| *s >= 0.01);
+    let sender_cpu = crate::thread_cpu(bird.pid()).values().sum::<f64>() - sender_cpu_before;
     let (flow_sent, flow_received) = flow.stop()?;
     let ((first_up, intake), ()) = followed.and_then(|f| Ok((f, installed?))).map_err(|e| {
         format!(
@@ -476,6 +497,8 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
         to_established: both_up.duration_since(start).as_secs_f64(),
         established_to_fib: done.duration_since(first_up).as_secs_f64(),
         intake,
+        tern_cpu,
+        sender_cpu,
         established_to_last_update,
         fib_v4,
         fib_v6,

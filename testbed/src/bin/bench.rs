@@ -373,7 +373,9 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
          Times from the first session Established, receivers polled every 20 ms. \
          tern / receiving BIRD: {:.2}× to 99.9 % received, {:.2}× to all received; \
          tern / kernel to all in a FIB: {:.2}×. Sessions up {:.2} s after enable. \
-         Unrelated flow B → A during the load: {} sent, {} received.\n",
+         Unrelated flow B → A during the load: {} sent, {} received.\n\n\
+         CPU seconds from enable (last round): receiving BIRD {:.2}, its sender {:.2}; \
+         tern {:.2} ({}), its sender {:.2}.\n",
         table.v4.len(),
         table.v6.len(),
         a.rounds,
@@ -395,6 +397,16 @@ fn bgp_load(a: BgpLoadArgs) -> Result<(), String> {
         median(tern.iter().map(|t| t.to_established).collect()),
         last_t.flow_sent,
         last_t.flow_received,
+        last_b.receiver_cpu,
+        last_b.sender_cpu,
+        last_t.tern_cpu.values().sum::<f64>(),
+        last_t
+            .tern_cpu
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        last_t.sender_cpu,
     );
     print!("{text}");
     std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
