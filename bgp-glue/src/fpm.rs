@@ -42,7 +42,7 @@ pub struct FpmConfig {
 pub enum RouteMsg {
     Add {
         prefix: IpNet,
-        next_hops: Vec<IpAddr>,
+        next_hops: crate::NextHops,
     },
     /// A delete, or a route tern cannot install (`why` says which).
     Delete {
@@ -143,7 +143,7 @@ fn decode_route(kind: u16, body: &[u8]) -> Result<Result<RouteMsg, &'static str>
     let rtm = body.get(..RTMSG).ok_or("truncated rtmsg")?;
     let (family, dst_len, mut table, rtm_type) = (rtm[0], rtm[1], u32::from(rtm[4]), rtm[7]);
     let mut dst: Option<&[u8]> = None;
-    let mut next_hops = Vec::new();
+    let mut next_hops = crate::NextHops::new();
     let mut object = false;
     for (kind, value) in attributes(&body[RTMSG..])? {
         match kind {
@@ -617,15 +617,15 @@ mod tests {
             vec![
                 RouteMsg::Add {
                     prefix: "198.18.5.0/24".parse().unwrap(),
-                    next_hops: vec![ip("192.0.2.2")]
+                    next_hops: smallvec::smallvec![ip("192.0.2.2")]
                 },
                 RouteMsg::Add {
                     prefix: "198.18.6.0/23".parse().unwrap(),
-                    next_hops: vec![ip("192.0.2.2"), ip("192.0.2.3")]
+                    next_hops: smallvec::smallvec![ip("192.0.2.2"), ip("192.0.2.3")]
                 },
                 RouteMsg::Add {
                     prefix: "2001:db8:5::/48".parse().unwrap(),
-                    next_hops: vec![ip("2001:db8:a::2")]
+                    next_hops: smallvec::smallvec![ip("2001:db8:a::2")]
                 },
                 RouteMsg::Delete {
                     prefix: "198.18.5.0/24".parse().unwrap(),

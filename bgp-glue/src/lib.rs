@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use config::{BgpConfig, Import, PeerConfig, PrefixRule};
-pub use rib::Change;
+pub use rib::{Change, NextHops};
 use speaker::{Input, Speaker};
 pub use wire::Family;
 

@@ -47,6 +47,11 @@ pub struct PeerFacts {
     pub address: IpAddr,
 }
 
+/// A route's next hops: one, or an ECMP set. Inline while there is one, so that a full
+/// feed's million changes allocate nothing on the heap (each would be freed on the control
+/// thread, another arena).
+pub type NextHops = SmallVec<[IpAddr; 1]>;
+
 /// A change for the FIB. The RIB does not remember what it last sent: a `Set` may repeat
 /// the next hops the FIB already has (the sink makes that a no-op), a `Remove` may name a
 /// prefix that was never installed, and a batch may name a prefix more than once (applied
@@ -56,12 +61,20 @@ pub enum Change {
     /// Install or replace `prefix` with these next hops (one, or an ECMP set).
     Set {
         prefix: IpNet,
-        next_hops: Vec<IpAddr>,
+        next_hops: NextHops,
         ebgp: bool,
     },
     Remove {
         prefix: IpNet,
     },
+}
+
+impl Change {
+    pub fn prefix(&self) -> IpNet {
+        match self {
+            Change::Set { prefix, .. } | Change::Remove { prefix } => *prefix,
+        }
+    }
 }
 
 /// The accepted paths for one prefix; nearly always one, kept inline.
@@ -337,10 +350,10 @@ fn select(
     paths: &[Path],
     peers: &[PeerFacts],
     multipath: usize,
-) -> Option<(Vec<IpAddr>, bool)> {
+) -> Option<(NextHops, bool)> {
     let best = paths.iter().min_by(|a, b| compare(a, b, peers))?;
     let ebgp = facts(peers, best.peer).ebgp;
-    let mut hops: Vec<IpAddr> = best.attributes.next_hop_for(prefix).into_iter().collect();
+    let mut hops: NextHops = best.attributes.next_hop_for(prefix).into_iter().collect();
     if multipath > 1 {
         let mut others: Vec<&Path> = paths
             .iter()
@@ -508,7 +521,7 @@ mod tests {
             rib.take_changes(&p),
             vec![Change::Set {
                 prefix: net,
-                next_hops: vec!["192.0.2.11".parse().unwrap()],
+                next_hops: smallvec::smallvec!["192.0.2.11".parse().unwrap()],
                 ebgp: true
             }]
         );
@@ -533,7 +546,7 @@ mod tests {
         rib.withdraw_peer(0, true, None);
         let refreshed = Change::Set {
             prefix: a,
-            next_hops: vec!["192.0.2.10".parse().unwrap()],
+            next_hops: smallvec::smallvec!["192.0.2.10".parse().unwrap()],
             ebgp: true,
         };
         assert_eq!(
