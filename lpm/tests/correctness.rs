@@ -1,5 +1,5 @@
 //! Answers of the FIB against a naive oracle and against the `prefix-trie` crate, on random
-//! tables with interleaved inserts and removes and on the real tables in `../shared/data`.
+//! tables with interleaved inserts and removes and on the real tables in `testbed/data`.
 
 mod common;
 

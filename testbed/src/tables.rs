@@ -1,4 +1,4 @@
-//! The real BGP tables in `../shared/data` (RIPE RIS rrc00, 2026-05-11), read for the
+//! The real BGP tables in `testbed/data` (RIPE RIS rrc00, 2026-05-11), read for the
 //! benchmarks and the tests that load a table into tern.
 
 use std::io::Read;
@@ -11,19 +11,18 @@ pub const RIS_V6: &str = "ris-rrc00-AS3333-20260511-ipv6-rib.txt.xz";
 pub const RIS_V4_UPDATES: &str = "ris-rrc00-AS3333-20260511-ipv4-updates.txt.xz";
 pub const RIS_V6_UPDATES: &str = "ris-rrc00-AS3333-20260511-ipv6-updates.txt.xz";
 
-/// `name` in the shared data directory beside the repository (found from the working
-/// directory or from this crate's source directory).
+/// `name` in `$TERN_DATA`, else in the repository's own copy (`testbed/data`).
 pub fn data_file(name: &str) -> Result<PathBuf, String> {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        PathBuf::from("../shared/data"),
-        PathBuf::from("../../shared/data"),
-        crate_dir.join("../../shared/data"),
-    ]
-    .into_iter()
-    .map(|d| d.join(name))
-    .find(|p| p.exists())
-    .ok_or_else(|| format!("{name} is not in ../shared/data"))
+    let dir = match std::env::var_os("TERN_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data"),
+    };
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing", path.display()))
+    }
 }
 
 /// The decompressed text of an `.xz` data file.

@@ -1,4 +1,4 @@
-//! Reading the real BGP tables in `../shared/data` (xz-compressed text, one prefix a line,
+//! Reading the real BGP tables in `testbed/data` (xz-compressed text, one prefix a line,
 //! update streams as "A prefix" / "W prefix"), and a seeded PRNG for test and bench keys.
 //! Shared by the lpm tests and the benches (included with `#[path]`).
 #![allow(dead_code)]
@@ -8,21 +8,12 @@ use std::path::PathBuf;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-/// `$TERN_DATA`, else `shared/data` beside the repository.
+/// `$TERN_DATA`, else the repository's own copy in `testbed/data`.
 pub fn data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TERN_DATA") {
-        return PathBuf::from(dir);
+    match std::env::var_os("TERN_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testbed/data"),
     }
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    while !dir.join("../shared/data").is_dir() {
-        if !dir.pop() {
-            panic!(
-                "../shared/data not found above {}; set TERN_DATA",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
-    dir.join("../shared/data")
 }
 
 pub fn lines(file: &str) -> Vec<String> {

@@ -83,7 +83,7 @@ struct RunArgs {
     /// Skip the saturation series.
     #[arg(long)]
     no_saturation: bool,
-    /// `ris`: the RIS 2026 IPv4 table (../shared/data) in every FIB, flows over all of it;
+    /// `ris`: the RIS 2026 IPv4 table (testbed/data) in every FIB, flows over all of it;
     /// or a file of prefixes.
     #[arg(long)]
     table: Option<String>,
