@@ -32,8 +32,12 @@ fn main() {
         "new" => (shard(1 << 17), (0..NEW).map(outbound).collect(), 1),
         other => panic!("nat_loop: unknown mode {other:?} (established or new)"),
     };
+    let mut translated = 0;
     for _ in 0..rounds {
         let n = translate_all(&mut shard, &packets, &mut bufs);
         assert_eq!(n, packets.len(), "nat_loop: a packet was not translated");
+        translated += n;
     }
+    // For scripts/instructions: the packets the collected instructions are divided by.
+    println!("packets {translated}");
 }

@@ -13,4 +13,6 @@ fn main() {
         bench.worker.poll_once();
     }
     bench.assert_no_drops("pipeline_loop");
+    // For scripts/instructions: the packets the collected instructions are divided by.
+    println!("packets {}", bench.event("forwarded"));
 }

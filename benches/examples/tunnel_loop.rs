@@ -16,5 +16,9 @@ fn main() {
     for _ in 0..20_000 {
         w.worker.poll_once();
     }
+    w.worker.flush_counters();
+    let packets = w.event("forwarded");
     all.assert_all_forwarded();
+    // For scripts/instructions: the packets the collected instructions are divided by.
+    println!("packets {packets}");
 }
