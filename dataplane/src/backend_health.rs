@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::BackendCheck;
-use crate::control::ControlMsg;
+use crate::control_msg::ControlMsg;
 
 /// What the checker knows of one backend.
 struct Backend {

@@ -711,8 +711,9 @@ fn parse_fpm(
     })
 }
 
-/// A prefix with its host bits clear, or what is wrong with the text.
-fn parse_prefix(text: &str) -> Result<IpNet, String> {
+/// A prefix with its host bits clear, or what is wrong with the text: the one prefix
+/// parser of the config file, `tern ctl route` and the listing queries.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let prefix: IpNet = text
         .parse()
         .map_err(|_| format!("{text:?} is not a prefix"))?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::control::ControlMsg;
+use crate::control_msg::ControlMsg;
 
 pub fn ask(control: &SyncSender<ControlMsg>, words: Vec<String>) -> Result<Value, String> {
     let (tx, rx) = mpsc::channel();

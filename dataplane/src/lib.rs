@@ -7,6 +7,7 @@ pub mod buf;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod control_msg;
 pub mod counters;
 pub mod ctl;
 pub mod handoff;

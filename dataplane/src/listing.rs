@@ -15,7 +15,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use lpm::rib::Source;
 use serde_json::Value;
 
-use crate::control::ControlMsg;
+use crate::control_msg::ControlMsg;
 
 /// Prefixes the control plane looks at for one page (matching or not): what bounds its
 /// time away from everything else (about a millisecond).
@@ -58,12 +58,8 @@ impl RouteQuery {
                     q.limit = Some(n.parse().map_err(|_| format!("{n:?} is not a number"))?);
                 }
                 _ if q.prefix.is_none() => {
-                    let net: IpNet = w
-                        .parse()
-                        .map_err(|_| format!("{w:?} is not a prefix, longer, source or limit"))?;
-                    if net.trunc() != net {
-                        return Err(format!("{w}: host bits set (did you mean {})", net.trunc()));
-                    }
+                    let net = crate::config::parse_prefix(w)
+                        .map_err(|e| format!("{e} (expected a prefix, longer, source or limit)"))?;
                     q.prefix = Some(net);
                 }
                 _ => return Err(format!("{w:?}: unexpected after the query")),

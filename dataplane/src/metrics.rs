@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::control::ControlMsg;
+use crate::control_msg::ControlMsg;
 use crate::ctl::Planes;
 
 pub struct Server {

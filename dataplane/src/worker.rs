@@ -15,7 +15,7 @@ use lpm::{Fib4Reader, Fib6Reader, QsbrThread, NO_ROUTE};
 use crate::adjacency::Adjacency;
 use crate::buf::{Frame, Pool};
 use crate::conntrack::NatRequest;
-use crate::control::ControlMsg;
+use crate::control_msg::ControlMsg;
 use crate::counters::{Drop, Event, Local, WorkerCounters};
 use crate::handoff::Handoff;
 use crate::idle::Idle;
