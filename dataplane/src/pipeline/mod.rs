@@ -7,7 +7,8 @@
 //!         checked, stripped, the inner packet validated            (tunnel.rs)
 //! nat     conntrack + DNAT, return half of SNAT (pre-routing)    (nat.rs)
 //! route   batched FIB lookup of every IP destination             → adjacency index
-//! then per frame, by adjacency:
+//! then per frame, by adjacency (the worker's stage methods, worker/forward.rs and
+//! worker/originate.rs, calling the functions here):
 //!   local     ARP, ICMP echo, NDP to us                          (local.rs)
 //!   forward   TTL / hop limit + RFC 1624 checksum                (ttl.rs)
 //!             egress MTU: ICMP too-big                            (mtu.rs)
@@ -16,7 +17,7 @@
 //!             into a tunnel: encapsulate in the headroom, route
 //!             the outer packet to the remote endpoint              (tunnel.rs)
 //!             MAC rewrite, queue on the egress port              (rewrite.rs)
-//!   punt      unresolved neighbour → control plane               (worker.rs)
+//!   punt      unresolved neighbour → control plane        (worker/forward.rs)
 //! ICMP errors are built in icmp.rs, rate-limited per worker.
 //! ```
 
