@@ -9,12 +9,18 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::buf::MAX_FRAME;
-
 mod bgp;
+mod interfaces;
 mod nat;
+mod routes;
+mod tunnel;
 use crate::wire::Mac;
 pub use nat::{masquerade_address, BackendCheck, NatConfig};
+
+/// How a section reports an error: at a span of the file, naming the field.
+type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError;
+/// How a section reads an integer field: (value, field, min, max, default).
+type Int<'a> = &'a dyn Fn(&Option<Spanned<i64>>, &str, i64, i64, i64) -> Result<i64, ConfigError>;
 
 /// The configuration `tern run` and `tern demo` use when given none: two TAP ports, one
 /// towards a client network and one towards a server network.
@@ -115,13 +121,13 @@ struct RawConfig {
     #[serde(default)]
     control: RawControl,
     #[serde(default)]
-    interface: Vec<RawInterface>,
+    interface: Vec<interfaces::RawInterface>,
     #[serde(default)]
-    route: Vec<RawRoute>,
+    route: Vec<routes::RawRoute>,
     #[serde(default)]
-    neighbor: Vec<RawNeighbor>,
+    neighbor: Vec<routes::RawNeighbor>,
     #[serde(default)]
-    tunnel: Vec<RawTunnel>,
+    tunnel: Vec<tunnel::RawTunnel>,
     nat: Option<nat::RawNat>,
     bgp: Option<bgp::RawBgp>,
     fpm: Option<RawFpm>,
@@ -160,54 +166,6 @@ struct RawControl {
     host_interfaces: Option<Spanned<bool>>,
     /// Where Prometheus scrapes `/metrics` (off when absent).
     metrics: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInterface {
-    name: Spanned<String>,
-    backend: Option<Spanned<String>>,
-    mac: Option<Spanned<String>>,
-    mtu: Option<Spanned<i64>>,
-    #[serde(default)]
-    addresses: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    prefix: Option<Spanned<String>>,
-    /// A file of prefixes, one per line, all with this route's `via` / `interface`.
-    file: Option<Spanned<String>>,
-    via: Option<Spanned<String>>,
-    interface: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTunnel {
-    name: Spanned<String>,
-    kind: Spanned<String>,
-    local: Spanned<String>,
-    remote: Spanned<String>,
-    key: Option<Spanned<i64>>,
-    #[serde(default)]
-    sequence: bool,
-    #[serde(default)]
-    checksum: bool,
-    /// "inherit" or 1..=255.
-    ttl: Option<Spanned<toml::Value>>,
-    /// "inherit" or 0..=63.
-    dscp: Option<Spanned<toml::Value>>,
-    mtu: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNeighbor {
-    interface: Spanned<String>,
-    address: Spanned<String>,
-    mac: Spanned<String>,
 }
 
 impl Config {
@@ -298,327 +256,10 @@ impl Config {
             300,
         )? as u64);
 
-        let mut interfaces: Vec<Interface> = Vec::new();
-        for (i, r) in raw.interface.iter().enumerate() {
-            let field = |f: &str| format!("interface[{i}].{f}");
-            let name = r.name.get_ref().clone();
-            if name.is_empty()
-                || name.len() > 15
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(at(
-                    r.name.span(),
-                    &field("name"),
-                    format!("{name:?} is not a Linux interface name (1-15 of A-Z a-z 0-9 - _ .)"),
-                ));
-            }
-            if interfaces.iter().any(|other| other.name == name) {
-                return Err(at(
-                    r.name.span(),
-                    &field("name"),
-                    format!("{name:?} is configured twice"),
-                ));
-            }
-            let backend = match r.backend.as_ref().map(|b| b.get_ref().as_str()) {
-                None | Some("tap") => Backend::Tap,
-                Some("memory") => Backend::Memory,
-                Some("afxdp") => Backend::AfXdp,
-                Some(other) => {
-                    let span = r.backend.as_ref().map(|b| b.span()).unwrap_or(0..0);
-                    return Err(at(
-                        span,
-                        &field("backend"),
-                        format!("{other:?} is not a backend (tap, afxdp, memory)"),
-                    ));
-                }
-            };
-            let mac = match &r.mac {
-                Some(m) => parse_mac(m.get_ref()).ok_or_else(|| {
-                    at(
-                        m.span(),
-                        &field("mac"),
-                        format!("{:?} is not a unicast MAC address", m.get_ref()),
-                    )
-                })?,
-                None => derived_mac(&name),
-            };
-            let max_mtu = (MAX_FRAME - crate::wire::eth::LEN) as i64;
-            let mtu = int(&r.mtu, &field("mtu"), 68, max_mtu, 1500)? as u16;
-            let (mut v4, mut v6) = (Vec::new(), Vec::new());
-            for (j, a) in r.addresses.iter().enumerate() {
-                match a.get_ref().parse::<IpNet>() {
-                    Ok(IpNet::V4(n)) => v4.push(n),
-                    Ok(IpNet::V6(n)) => {
-                        if mtu < 1280 {
-                            return Err(at(
-                                a.span(),
-                                &format!("interface[{i}].addresses[{j}]"),
-                                format!(
-                                    "IPv6 needs an MTU of at least 1280, the interface has {mtu}"
-                                ),
-                            ));
-                        }
-                        v6.push(n)
-                    }
-                    Err(_) => {
-                        return Err(at(
-                            a.span(),
-                            &format!("interface[{i}].addresses[{j}]"),
-                            format!(
-                                "{:?} is not an address with a prefix length (like 192.0.2.1/24)",
-                                a.get_ref()
-                            ),
-                        ))
-                    }
-                }
-            }
-            interfaces.push(Interface {
-                name,
-                backend,
-                mac,
-                mtu,
-                v4,
-                v6,
-            });
-        }
-        if interfaces.is_empty() {
-            return Err(ConfigError {
-                file: file.to_string(),
-                line: 1,
-                field: "interface".into(),
-                message: "no [[interface]] is configured".into(),
-            });
-        }
-        let find_interface = |s: &Spanned<String>, field: &str| {
-            interfaces
-                .iter()
-                .position(|i| &i.name == s.get_ref())
-                .ok_or_else(|| {
-                    at(
-                        s.span(),
-                        field,
-                        format!("no interface is named {:?}", s.get_ref()),
-                    )
-                })
-        };
-
-        let mut tunnels: Vec<tunnels::Spec> = Vec::new();
-        for (i, t) in raw.tunnel.iter().enumerate() {
-            let field = |f: &str| format!("tunnel[{i}].{f}");
-            let name = t.name.get_ref().clone();
-            if name.is_empty() || name.len() > 15 {
-                return Err(at(
-                    t.name.span(),
-                    &field("name"),
-                    format!("{name:?} is not 1-15 characters"),
-                ));
-            }
-            if interfaces.iter().any(|i| i.name == name) || tunnels.iter().any(|o| o.name == name) {
-                return Err(at(
-                    t.name.span(),
-                    &field("name"),
-                    format!("{name:?} is already an interface or tunnel name"),
-                ));
-            }
-            let kind = tunnels::Kind::parse(t.kind.get_ref()).ok_or_else(|| {
-                at(
-                    t.kind.span(),
-                    &field("kind"),
-                    format!(
-                        "{:?} is not a tunnel kind (ipip, gre, 6in4, gre6)",
-                        t.kind.get_ref()
-                    ),
-                )
-            })?;
-            let address = |s: &Spanned<String>, f: &str| -> Result<IpAddr, ConfigError> {
-                s.get_ref().parse().map_err(|_| {
-                    at(
-                        s.span(),
-                        &field(f),
-                        format!("{:?} is not an address", s.get_ref()),
-                    )
-                })
-            };
-            let local = address(&t.local, "local")?;
-            let remote = address(&t.remote, "remote")?;
-            let ours = interfaces.iter().any(|i| match local {
-                IpAddr::V4(a) => i.v4.iter().any(|n| n.addr() == a),
-                IpAddr::V6(a) => i.v6.iter().any(|n| n.addr() == a),
-            });
-            if !ours {
-                return Err(at(
-                    t.local.span(),
-                    &field("local"),
-                    format!("{local} is not an address of any interface"),
-                ));
-            }
-            let key = match &t.key {
-                None => None,
-                Some(k) => Some(u32::try_from(*k.get_ref()).map_err(|_| {
-                    at(
-                        k.span(),
-                        &field("key"),
-                        format!("{} is outside 0..=4294967295", k.get_ref()),
-                    )
-                })?),
-            };
-            let inherit_or = |v: &Option<Spanned<toml::Value>>,
-                              f: &str,
-                              max: i64,
-                              default: Option<u8>|
-             -> Result<Option<u8>, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(s) => match s.get_ref() {
-                        toml::Value::String(w) if w == "inherit" => Ok(None),
-                        toml::Value::Integer(n) if (0..=max).contains(n) => Ok(Some(*n as u8)),
-                        other => Err(at(
-                            s.span(),
-                            &field(f),
-                            format!("{other} is neither \"inherit\" nor a number in 0..={max}"),
-                        )),
-                    },
-                }
-            };
-            let ttl = match inherit_or(&t.ttl, "ttl", 255, Some(64))? {
-                None => tunnels::Ttl::Inherit,
-                Some(n) => tunnels::Ttl::Fixed(n),
-            };
-            let dscp = match inherit_or(&t.dscp, "dscp", 63, None)? {
-                None => tunnels::Dscp::Inherit,
-                Some(n) => tunnels::Dscp::Fixed(n),
-            };
-            let mut spec = tunnels::Spec {
-                name,
-                kind,
-                local,
-                remote,
-                key,
-                sequence: t.sequence,
-                checksum: t.checksum,
-                ttl,
-                dscp,
-                mtu: 0,
-            };
-            let default_mtu = 1500 - spec.overhead() as i64;
-            spec.mtu = int(&t.mtu, &field("mtu"), 68, 1500, default_mtu)? as u16;
-            spec.validate()
-                .map_err(|e| at(t.name.span(), &format!("tunnel[{i}]"), e))?;
-            tunnels.push(spec);
-        }
-        if let Err(e) = tunnels::TunnelTable::new(tunnels.clone()) {
-            return Err(ConfigError {
-                file: file.to_string(),
-                line: 1,
-                field: "tunnel".into(),
-                message: e,
-            });
-        }
-
-        let mut routes = Vec::new();
-        for (i, r) in raw.route.iter().enumerate() {
-            let (prefixes, span) = match (&r.prefix, &r.file) {
-                (Some(p), None) => {
-                    let prefix = parse_prefix(p.get_ref())
-                        .map_err(|message| at(p.span(), &format!("route[{i}].prefix"), message))?;
-                    (vec![prefix], p.span())
-                }
-                (None, Some(f)) => {
-                    let path = relative_to(file, f.get_ref());
-                    let prefixes = read_prefix_file(&path)?;
-                    (prefixes, f.span())
-                }
-                _ => {
-                    let span = r.via.as_ref().or(r.interface.as_ref()).map(|s| s.span());
-                    return Err(at(
-                        span.unwrap_or(0..0),
-                        &format!("route[{i}]"),
-                        "needs exactly one of `prefix` and `file`".into(),
-                    ));
-                }
-            };
-            let via = match &r.via {
-                None => None,
-                Some(v) => {
-                    let addr: IpAddr = v.get_ref().parse().map_err(|_| {
-                        at(
-                            v.span(),
-                            &format!("route[{i}].via"),
-                            format!("{:?} is not an address", v.get_ref()),
-                        )
-                    })?;
-                    if let Some(other) = prefixes
-                        .iter()
-                        .find(|p| p.addr().is_ipv4() != addr.is_ipv4())
-                    {
-                        return Err(at(
-                            v.span(),
-                            &format!("route[{i}].via"),
-                            format!("{addr} is not of the same family as {other}"),
-                        ));
-                    }
-                    Some(addr)
-                }
-            };
-            let tunnel = r
-                .interface
-                .as_ref()
-                .and_then(|s| tunnels.iter().position(|t| &t.name == s.get_ref()));
-            let interface = match tunnel {
-                Some(_) => None,
-                None => r
-                    .interface
-                    .as_ref()
-                    .map(|s| find_interface(s, &format!("route[{i}].interface")))
-                    .transpose()?,
-            };
-            if let (Some(t), Some(v)) = (tunnel, &r.via) {
-                return Err(at(
-                    v.span(),
-                    &format!("route[{i}].via"),
-                    format!("a route into tunnel {:?} has no gateway", tunnels[t].name),
-                ));
-            }
-            if via.is_none() && interface.is_none() && tunnel.is_none() {
-                return Err(at(
-                    span,
-                    &format!("route[{i}]"),
-                    "needs `via` (a gateway) or `interface` (on-link)".into(),
-                ));
-            }
-            routes.extend(prefixes.into_iter().map(|prefix| StaticRoute {
-                prefix,
-                via,
-                interface,
-                tunnel,
-            }));
-        }
-
-        let mut neighbors = Vec::new();
-        for (i, n) in raw.neighbor.iter().enumerate() {
-            let interface = find_interface(&n.interface, &format!("neighbor[{i}].interface"))?;
-            let address = n.address.get_ref().parse().map_err(|_| {
-                at(
-                    n.address.span(),
-                    &format!("neighbor[{i}].address"),
-                    format!("{:?} is not an address", n.address.get_ref()),
-                )
-            })?;
-            let mac = parse_mac(n.mac.get_ref()).ok_or_else(|| {
-                at(
-                    n.mac.span(),
-                    &format!("neighbor[{i}].mac"),
-                    format!("{:?} is not a unicast MAC address", n.mac.get_ref()),
-                )
-            })?;
-            neighbors.push(StaticNeighbor {
-                interface,
-                address,
-                mac,
-            });
-        }
+        let interfaces = interfaces::parse(&raw.interface, file, &at, &int)?;
+        let tunnels = tunnel::parse(&raw.tunnel, &interfaces, file, &at, &int)?;
+        let routes = routes::parse_routes(&raw.route, &interfaces, &tunnels, file, &at)?;
+        let neighbors = routes::parse_neighbors(&raw.neighbor, &interfaces, &at)?;
 
         let nat = match &raw.nat {
             None => None,
@@ -724,37 +365,6 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(prefix)
-}
-
-/// `path` as written in config file `config`: relative paths start at the config's folder.
-fn relative_to(config: &str, path: &str) -> std::path::PathBuf {
-    let p = Path::new(path);
-    match Path::new(config).parent() {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// A route file: one prefix per line; blank lines and `#` comments skipped. Errors name
-/// the route file and its line.
-fn read_prefix_file(path: &Path) -> Result<Vec<IpNet>, ConfigError> {
-    let name = path.display().to_string();
-    let error = |line: usize, message: String| ConfigError {
-        file: name.clone(),
-        line,
-        field: String::new(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| error(0, format!("cannot read: {e}")))?;
-    let mut prefixes = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        prefixes.push(parse_prefix(line).map_err(|m| error(n + 1, m))?);
-    }
-    Ok(prefixes)
 }
 
 /// An integer field: `default` when absent, an error naming the field when outside

@@ -21,14 +21,13 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::Range;
 use std::time::Duration;
 
 use bgp_glue::{BgpConfig, Family, Import, PeerConfig, PrefixRule};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{int_in as int, ConfigError};
+use super::{int_in as int, At, ConfigError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,8 +59,6 @@ struct RawPeer {
     stale_time: Option<Spanned<i64>>,
     next_hop_v6: Option<Spanned<String>>,
 }
-
-type At<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
 
 pub(super) fn parse(raw: &RawBgp, at: At) -> Result<BgpConfig, ConfigError> {
     let router_id: Ipv4Addr = raw.router_id.get_ref().parse().map_err(|_| {

@@ -22,12 +22,11 @@
 //! ```
 
 use std::net::Ipv4Addr;
-use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Interface};
+use super::{At, ConfigError, Interface};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,8 +92,6 @@ pub struct NatConfig {
     /// Frontends with health-checked backends.
     pub checks: Vec<BackendCheck>,
 }
-
-type At<'a> = &'a dyn Fn(Range<usize>, &str, String) -> ConfigError;
 
 pub(super) fn parse(
     raw: &RawNat,
