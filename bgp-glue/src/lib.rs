@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod fpm;
+mod input;
 pub mod loopback;
 pub mod mrt;
 pub mod rib;
@@ -28,8 +29,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use config::{BgpConfig, Import, PeerConfig, PrefixRule};
+use input::Input;
 pub use rib::{Change, NextHops};
-use speaker::{Input, Speaker};
+use speaker::Speaker;
 pub use wire::Family;
 
 /// Where the RIB's decisions go: the dataplane's FIB.

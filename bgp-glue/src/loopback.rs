@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Import, PeerConfig};
-use crate::session::{Command, Event, Session, Status};
-use crate::speaker::Input;
+use crate::input::Event;
+use crate::input::Input;
+use crate::session::{Command, Session, Status};
 use crate::wire::{self, Family, Notification, Open};
 
 /// How a fed session ended.

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::config::PeerConfig;
+use crate::input::{Event, Input};
 use crate::rib::PeerId;
-use crate::speaker::Input;
 use crate::wire::{self, err, Family, Notification, Open, Update};
 
 /// RFC 4271 §8: the hold time while waiting for the peer's OPEN ("a large value").
@@ -38,29 +38,6 @@ pub enum Command {
     Refresh,
     /// End the session (Cease: peer de-configured) and the thread.
     Stop,
-}
-
-/// From a session to the speaker.
-pub enum Event {
-    Up {
-        peer: PeerId,
-        open: Open,
-        families: Vec<Family>,
-    },
-    Update {
-        peer: PeerId,
-        update: Update,
-    },
-    /// The peer asked for our routes again (ROUTE-REFRESH).
-    RefreshRequested {
-        peer: PeerId,
-    },
-    /// The session left Established. `graceful`: it ended without a NOTIFICATION either
-    /// way (TCP failure, hold timer of a restarting peer), so a graceful restart is possible.
-    Down {
-        peer: PeerId,
-        graceful: bool,
-    },
 }
 
 /// What `show bgp neighbors` reports; written by the session, read by the speaker.

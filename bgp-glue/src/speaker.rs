@@ -16,22 +16,12 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use crate::config::{BgpConfig, Import, PeerConfig};
+use crate::input::{Event, Input};
 use crate::rib::{Path, PeerFacts, PeerId, Rib};
 use crate::seed::{self, Seed, SEED};
-use crate::session::{self, Command, Session, Status};
+use crate::session::{Command, Session, Status};
 use crate::wire::{err, Attributes, Family, Notification, Open, Update};
 use crate::RouteSink;
-
-/// Messages for the speaker thread.
-pub(crate) enum Input {
-    Session(session::Event),
-    Ctl {
-        words: Vec<String>,
-        reply: Sender<Result<Value, String>>,
-    },
-    Healthy(bool),
-    Stop,
-}
 
 /// Most session events taken before the decision process runs and the FIB hears of it.
 const BATCH: usize = 4096;
@@ -218,16 +208,16 @@ impl Speaker {
         }
     }
 
-    fn session_event(&mut self, e: session::Event) {
+    fn session_event(&mut self, e: Event) {
         match e {
-            session::Event::Up {
+            Event::Up {
                 peer,
                 open,
                 families,
             } => self.peer_up(peer, open, families),
-            session::Event::Update { peer, update } => self.update(peer, update),
-            session::Event::RefreshRequested { peer } => self.send_exports(peer, false),
-            session::Event::Down { peer, graceful } => self.peer_down(peer, graceful),
+            Event::Update { peer, update } => self.update(peer, update),
+            Event::RefreshRequested { peer } => self.send_exports(peer, false),
+            Event::Down { peer, graceful } => self.peer_down(peer, graceful),
         }
     }
 

@@ -2,48 +2,54 @@
 //! decapsulated here (tunnel.rs). Each malformation has its own drop reason. Ethernet
 //! padding is trimmed so it is never forwarded.
 
-use super::tunnel::Endpoint;
 use super::{Class, Meta, PortInfo};
 use crate::buf::Frame;
 use crate::counters::Drop;
 use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
-/// Classifies every frame of the burst; with a tunnel `endpoint`, a tunnel packet of ours
-/// is decapsulated on the spot and its inner packet classified instead. On a port that
-/// completes partial checksums (`wire::partial`), returns how many it completed.
-pub fn burst(
+/// A stage that takes each frame from parse's hands while its headers are still in L1:
+/// the tunnel endpoint (`tunnel::Endpoint`), which swaps a tunnel packet of ours for its
+/// inner packet and its class. Parse knows only this, not the tunnels.
+pub trait Receiver {
+    fn receive(&mut self, frame: &mut Frame, class: &mut Class, port: &PortInfo);
+}
+
+/// Classifies every frame of the burst; with an `endpoint`, each classified frame is
+/// offered to it on the spot. On a port that completes partial checksums
+/// (`wire::partial`), returns how many it completed.
+pub fn burst<R: Receiver>(
     frames: &mut [Frame],
     meta: &mut [Meta],
     port: &PortInfo,
-    mut endpoint: Option<&mut Endpoint>,
+    mut endpoint: Option<&mut R>,
 ) -> u64 {
     let mut completed = 0;
     // Two instances of the loop, so a port without partial checksums pays nothing.
     if port.completes_partial_checksums {
         for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
             let endpoint = endpoint.as_deref_mut();
-            classify_into::<true>(frame, port, endpoint, &mut m.class, &mut completed);
+            classify_into::<true, R>(frame, port, endpoint, &mut m.class, &mut completed);
             m.next_hop = lpm::NO_ROUTE;
         }
     } else {
         for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
             let endpoint = endpoint.as_deref_mut();
-            classify_into::<false>(frame, port, endpoint, &mut m.class, &mut completed);
+            classify_into::<false, R>(frame, port, endpoint, &mut m.class, &mut completed);
             m.next_hop = lpm::NO_ROUTE;
         }
     }
     completed
 }
 
-/// [`classify`] (then the tunnel endpoint), writing the class straight into the frame's
+/// [`classify`] (then the endpoint), writing the class straight into the frame's
 /// metadata. Returned by value, the 32-byte `Class` went through a stack slot that
 /// `classify` wrote with narrow stores and the caller at once re-read with 16-byte loads
 /// to copy it: a failed store-to-load forward, a stall on every packet.
 #[inline(always)]
-fn classify_into<const PARTIAL: bool>(
+fn classify_into<const PARTIAL: bool, R: Receiver>(
     frame: &mut Frame,
     port: &PortInfo,
-    endpoint: Option<&mut Endpoint>,
+    endpoint: Option<&mut R>,
     class: &mut Class,
     completed: &mut u64,
 ) {

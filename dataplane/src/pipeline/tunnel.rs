@@ -21,23 +21,12 @@ pub struct Endpoint<'a> {
     last: LastShape,
 }
 
-impl<'a> Endpoint<'a> {
-    /// The endpoint for one burst: a burst's tunnel packets mostly share a tunnel, so the
-    /// shape memo lives as long as the burst.
-    pub fn new(table: &'a TunnelTable, stats: &'a mut Local, first_tunnel: usize) -> Self {
-        Endpoint {
-            table,
-            stats,
-            first_tunnel,
-            last: LastShape::default(),
-        }
-    }
-
+impl parse::Receiver for Endpoint<'_> {
     /// Replaces `class` (what parse made of `frame`) with the inner packet's class, or the
     /// drop reason, when `frame` is a tunnel packet of ours; leaves it alone otherwise.
     /// In place: a pass-through packet (most of them) then costs no copy of the class.
     #[inline(always)]
-    pub fn receive(&mut self, frame: &mut Frame, class: &mut Class, port: &PortInfo) {
+    fn receive(&mut self, frame: &mut Frame, class: &mut Class, port: &PortInfo) {
         match *class {
             Class::V4 { dst } => self.receive_v4(frame, dst, class, port),
             Class::V6 { dst } => {
@@ -47,6 +36,19 @@ impl<'a> Endpoint<'a> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl<'a> Endpoint<'a> {
+    /// The endpoint for one burst: a burst's tunnel packets mostly share a tunnel, so the
+    /// shape memo lives as long as the burst.
+    pub fn new(table: &'a TunnelTable, stats: &'a mut Local, first_tunnel: usize) -> Self {
+        Endpoint {
+            table,
+            stats,
+            first_tunnel,
+            last: LastShape::default(),
         }
     }
 
@@ -282,6 +284,7 @@ mod tests {
     use super::*;
     use crate::buf::Pool;
     use crate::counters::Local;
+    use crate::pipeline::parse::Receiver;
 
     const MAC: crate::wire::Mac = [2, 0, 0, 0, 0, 1];
 
