@@ -13,18 +13,9 @@
 
 use crate::gre;
 use crate::table::{LastShape, Miss, TunnelTable};
+pub use crate::tunnel::Decap;
 use crate::tunnel::Kind;
 use crate::{ecn, PROTO_GRE, PROTO_IPIP, PROTO_IPV6};
-
-/// A decapsulated packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decap {
-    /// Index of the tunnel it came through.
-    pub tunnel: u16,
-    /// Offset of the inner IP header from the start of the outer one.
-    pub inner: usize,
-    pub inner_v6: bool,
-}
 
 /// Why a packet to a tunnel endpoint was dropped. Each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

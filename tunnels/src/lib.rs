@@ -15,12 +15,13 @@ pub mod encap;
 pub mod gre;
 pub mod icmp;
 pub mod table;
+pub mod template;
 pub mod tunnel;
 
-pub use decap::{decap, Decap, Error as DecapError};
+pub use decap::{decap, Error as DecapError};
 pub use encap::encap;
 pub use table::{LastShape, Tunnel, TunnelTable};
-pub use tunnel::{Dscp, Kind, Spec, Ttl};
+pub use tunnel::{Decap, Dscp, Kind, Spec, Ttl};
 
 /// IP protocol numbers of the encapsulations.
 pub const PROTO_IPIP: u8 = 4;

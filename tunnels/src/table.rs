@@ -9,9 +9,8 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::decap::Decap;
-use crate::encap::Template;
-use crate::tunnel::{Kind, Spec};
+use crate::template::Template;
+use crate::tunnel::{Decap, Kind, Spec};
 
 /// One tunnel and its state.
 #[derive(Debug)]

@@ -160,3 +160,13 @@ impl Spec {
         Ok(())
     }
 }
+
+/// A decapsulated packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decap {
+    /// Index of the tunnel it came through.
+    pub tunnel: u16,
+    /// Offset of the inner IP header from the start of the outer one.
+    pub inner: usize,
+    pub inner_v6: bool,
+}
