@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::wire::Family;
+use crate::codec::Family;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BgpConfig {

@@ -6,8 +6,8 @@ use std::sync::mpsc::Sender;
 
 use serde_json::Value;
 
+use crate::codec::{Family, Open, Update};
 use crate::rib::PeerId;
-use crate::wire::{Family, Open, Update};
 
 /// Messages for the speaker thread.
 pub(crate) enum Input {

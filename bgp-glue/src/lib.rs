@@ -10,6 +10,7 @@
 //! Sessions run over the kernel's TCP: tern's dataplane hands the kernel the traffic for
 //! its own addresses through host interfaces (`dataplane::io::host`).
 
+pub mod codec;
 pub mod config;
 pub mod fpm;
 mod input;
@@ -19,7 +20,6 @@ pub mod rib;
 mod seed;
 pub mod session;
 mod speaker;
-pub mod wire;
 
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
@@ -28,11 +28,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use codec::Family;
 pub use config::{BgpConfig, Import, PeerConfig, PrefixRule};
 use input::Input;
 pub use rib::{Change, NextHops};
 use speaker::Speaker;
-pub use wire::Family;
 
 /// Where the RIB's decisions go: the dataplane's FIB.
 pub trait RouteSink: Send + 'static {

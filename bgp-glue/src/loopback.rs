@@ -12,11 +12,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::codec::{self, Family, Notification, Open};
 use crate::config::{Import, PeerConfig};
 use crate::input::Event;
 use crate::input::Input;
 use crate::session::{Command, Session, Status};
-use crate::wire::{self, Family, Notification, Open};
 
 /// How a fed session ended.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ fn drive(
     peer.set_read_timeout(Some(STEP))
         .map_err(|e| e.to_string())?;
     let (kind, _) = read_message(&mut peer)?.ok_or("tern closed before its OPEN")?;
-    if kind != wire::OPEN {
+    if kind != codec::OPEN {
         return Err(format!("tern's first message is type {kind}, not OPEN"));
     }
     let open = Open {
@@ -84,7 +84,7 @@ fn drive(
         graceful_restart: None,
     };
     send(&mut peer, &open.encode())?;
-    send(&mut peer, &wire::keepalive())?;
+    send(&mut peer, &codec::keepalive())?;
     match events.recv_timeout(STEP) {
         Ok(Input::Session(Event::Up { .. })) => {}
         _ => return Err("the session did not reach Established".into()),
@@ -95,7 +95,7 @@ fn drive(
     let mut notification = None;
     loop {
         match read_message(&mut peer) {
-            Ok(Some((wire::NOTIFICATION, body))) => {
+            Ok(Some((codec::NOTIFICATION, body))) => {
                 notification = Some(Notification::decode(&body))
             }
             Ok(Some(_)) => {}
@@ -140,13 +140,13 @@ fn send(peer: &mut TcpStream, message: &[u8]) -> Result<(), String> {
 
 /// The next message from tern, `None` when it closed.
 fn read_message(peer: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
-    let mut header = [0u8; wire::HEADER_LEN];
+    let mut header = [0u8; codec::HEADER_LEN];
     if !read_full(peer, &mut header)? {
         return Ok(None);
     }
     let (kind, len) =
-        wire::check_header(&header).map_err(|n| format!("tern sent a bad header: {n}"))?;
-    let mut body = vec![0; len - wire::HEADER_LEN];
+        codec::check_header(&header).map_err(|n| format!("tern sent a bad header: {n}"))?;
+    let mut body = vec![0; len - codec::HEADER_LEN];
     if !read_full(peer, &mut body)? {
         return Err("tern closed inside a message".into());
     }

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::wire::{self, Attributes, Context, Family, Update};
+use crate::codec::{self, Attributes, Context, Family, Update};
 
 const TABLE_DUMP_V2: u16 = 13;
 const PEER_INDEX_TABLE: u16 = 1;
@@ -165,7 +165,7 @@ impl<R: Read> TableDump<R> {
         let len = r.u8().ok_or_else(|| bad("prefix length"))?;
         let octets = usize::from(len).div_ceil(8);
         r.take(octets).ok_or_else(|| bad("prefix"))?;
-        let prefix = wire::prefixes(&nlri[..1 + octets], family)
+        let prefix = codec::prefixes(&nlri[..1 + octets], family)
             .and_then(|p| p.first().copied())
             .ok_or_else(|| bad("prefix length"))?;
         let count = r.u16().ok_or_else(|| bad("entry count"))?;
@@ -277,10 +277,10 @@ fn as_update(prefix: &IpNet, attrs: &[u8]) -> Option<Vec<u8>> {
             }
         };
         let mut mp = family.afi().to_be_bytes().to_vec();
-        mp.push(wire::SAFI_UNICAST);
+        mp.push(codec::SAFI_UNICAST);
         mp.extend_from_slice(next_hop);
         mp.push(0);
-        wire::push_prefix(&mut mp, prefix);
+        codec::push_prefix(&mut mp, prefix);
         push_attribute(&mut out_attrs, flags, kind, &mp);
         nlri_in_mp = true;
     }
@@ -292,7 +292,7 @@ fn as_update(prefix: &IpNet, attrs: &[u8]) -> Option<Vec<u8>> {
     body.extend_from_slice(&u16::try_from(out_attrs.len()).ok()?.to_be_bytes());
     body.extend_from_slice(&out_attrs);
     if !nlri_in_mp {
-        wire::push_prefix(&mut body, prefix);
+        codec::push_prefix(&mut body, prefix);
     }
     Some(body)
 }

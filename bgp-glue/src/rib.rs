@@ -23,7 +23,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use smallvec::SmallVec;
 
-use crate::wire::{Attributes, Family};
+use crate::codec::{Attributes, Family};
 
 /// Index of a peer in the speaker's table.
 pub type PeerId = u16;
@@ -423,7 +423,7 @@ pub fn compare(a: &Path, b: &Path, peers: &[PeerFacts]) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Segment;
+    use crate::codec::Segment;
 
     fn peers() -> Vec<PeerFacts> {
         (0..4)

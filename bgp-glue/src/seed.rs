@@ -14,9 +14,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
+use crate::codec::Attributes;
 use crate::mrt::TableDump;
 use crate::rib::{Path, PeerId, Rib};
-use crate::wire::Attributes;
 
 /// The seeded paths' peer id (never a session's: those count up from 0).
 pub(crate) const SEED: PeerId = PeerId::MAX;

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use crate::codec::{self, err, Family, Notification, Open, Update};
 use crate::config::PeerConfig;
 use crate::input::{Event, Input};
 use crate::rib::PeerId;
-use crate::wire::{self, err, Family, Notification, Open, Update};
 
 /// RFC 4271 §8: the hold time while waiting for the peer's OPEN ("a large value").
 const OPEN_HOLD: Duration = Duration::from_secs(240);
@@ -136,17 +136,17 @@ impl Conn {
     /// send (framing errors) or `None` in it when the connection failed.
     fn next(&mut self) -> Result<Read_, Option<Notification>> {
         loop {
-            if self.end - self.start >= wire::HEADER_LEN {
-                let mut h = [0u8; wire::HEADER_LEN];
-                h.copy_from_slice(&self.buf[self.start..self.start + wire::HEADER_LEN]);
-                let (kind, len) = wire::check_header(&h).map_err(Some)?;
+            if self.end - self.start >= codec::HEADER_LEN {
+                let mut h = [0u8; codec::HEADER_LEN];
+                h.copy_from_slice(&self.buf[self.start..self.start + codec::HEADER_LEN]);
+                let (kind, len) = codec::check_header(&h).map_err(Some)?;
                 if self.end - self.start >= len {
-                    let body = self.buf[self.start + wire::HEADER_LEN..self.start + len].to_vec();
+                    let body = self.buf[self.start + codec::HEADER_LEN..self.start + len].to_vec();
                     self.start += len;
                     return Ok(Read_::Message(kind, body));
                 }
             }
-            if self.start > 0 && self.buf.len() - self.end < wire::MAX_LEN {
+            if self.start > 0 && self.buf.len() - self.end < codec::MAX_LEN {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
@@ -302,7 +302,7 @@ impl Session {
         let mut peer_open: Option<Open> = None;
         let mut established = false;
         let mut pending_incoming: Option<TcpStream> = None;
-        let mut ctx = wire::Context { asn4: false, ebgp };
+        let mut ctx = codec::Context { asn4: false, ebgp };
         let id = self.id;
         let end = loop {
             // Commands first: they are few, and a Stop must not wait behind a table.
@@ -322,7 +322,7 @@ impl Session {
                     }
                     Command::Withdraw(nets) if established => {
                         for f in [Family::Ipv4, Family::Ipv6] {
-                            for m in wire::withdraw(&of_family(&nets, f)) {
+                            for m in codec::withdraw(&of_family(&nets, f)) {
                                 conn.send(&m);
                                 self.with_status(|s| s.messages_out += 1);
                             }
@@ -330,7 +330,7 @@ impl Session {
                     }
                     Command::Refresh if established => {
                         for f in &self.config.families {
-                            conn.send(&wire::route_refresh(*f));
+                            conn.send(&codec::route_refresh(*f));
                         }
                     }
                     Command::Close(n) => {
@@ -356,7 +356,7 @@ impl Session {
                 break End::Retry;
             }
             if established && now.duration_since(last_out) >= keepalive {
-                if !conn.send(&wire::keepalive()) {
+                if !conn.send(&codec::keepalive()) {
                     self.with_status(|s| s.last_error = Some("connection lost".into()));
                     return self.ended(true, true, End::Retry);
                 }
@@ -382,7 +382,7 @@ impl Session {
             last_in = Instant::now();
             self.with_status(|s| s.messages_in += 1);
             match (kind, established, peer_open.is_some()) {
-                (wire::NOTIFICATION, _, _) => {
+                (codec::NOTIFICATION, _, _) => {
                     let n = Notification::decode(&body);
                     self.with_status(|s| {
                         s.notifications_in += 1;
@@ -390,7 +390,7 @@ impl Session {
                     });
                     break End::Retry;
                 }
-                (wire::OPEN, false, false) => {
+                (codec::OPEN, false, false) => {
                     let open =
                         match Open::decode(&body).and_then(|o| self.check_open(&o).map(|_| o)) {
                             Ok(o) => o,
@@ -416,11 +416,11 @@ impl Session {
                         s.hold_time = negotiated;
                     });
                     peer_open = Some(open);
-                    conn.send(&wire::keepalive());
+                    conn.send(&codec::keepalive());
                     last_out = Instant::now();
                     self.set_state("OpenConfirm");
                 }
-                (wire::KEEPALIVE, false, true) => {
+                (codec::KEEPALIVE, false, true) => {
                     established = true;
                     self.set_state("Established");
                     self.with_status(|s| {
@@ -450,8 +450,8 @@ impl Session {
                         return End::Stop;
                     }
                 }
-                (wire::KEEPALIVE, true, _) => self.with_status(|s| s.keepalives_in += 1),
-                (wire::UPDATE, true, _) => match Update::decode(&body, ctx) {
+                (codec::KEEPALIVE, true, _) => self.with_status(|s| s.keepalives_in += 1),
+                (codec::UPDATE, true, _) => match Update::decode(&body, ctx) {
                     Ok(update) => {
                         self.with_status(|s| {
                             s.updates_in += 1;
@@ -472,7 +472,7 @@ impl Session {
                         break End::Retry;
                     }
                 },
-                (wire::ROUTE_REFRESH, true, _) => {
+                (codec::ROUTE_REFRESH, true, _) => {
                     let _ = self
                         .events
                         .send(Input::Session(Event::RefreshRequested { peer: id }));
@@ -568,19 +568,19 @@ impl Session {
                 (Family::Ipv4, Some(IpAddr::V4(a)), _) => IpAddr::V4(a),
                 _ => continue,
             };
-            let a = wire::Announce {
+            let a = codec::Announce {
                 local_as: self.local_as,
                 ebgp,
                 asn4,
                 next_hop,
             };
-            for m in wire::announce(&of, &a) {
+            for m in codec::announce(&of, &a) {
                 conn.send(&m);
                 self.with_status(|s| s.messages_out += 1);
             }
         }
         for f in eor {
-            conn.send(&wire::end_of_rib(*f));
+            conn.send(&codec::end_of_rib(*f));
         }
     }
 }

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
+use crate::codec::{err, Attributes, Family, Notification, Open, Update};
 use crate::config::{BgpConfig, Import, PeerConfig};
 use crate::input::{Event, Input};
 use crate::rib::{Path, PeerFacts, PeerId, Rib};
 use crate::seed::{self, Seed, SEED};
 use crate::session::{Command, Session, Status};
-use crate::wire::{err, Attributes, Family, Notification, Open, Update};
 use crate::RouteSink;
 
 /// Most session events taken before the decision process runs and the FIB hears of it.

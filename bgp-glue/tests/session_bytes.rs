@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use bgp_glue::codec::{self as wire, Announce};
 use bgp_glue::loopback::feed_established_session;
-use bgp_glue::wire::{self, Announce};
 use ipnet::IpNet;
 
 fn update() -> Vec<u8> {

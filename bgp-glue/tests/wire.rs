@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use bgp_glue::wire::{self, Announce, Context, Family, Open, Update};
+use bgp_glue::codec::{self as wire, Announce, Context, Family, Open, Update};
 use ipnet::IpNet;
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
 use netgauze_bgp_pkt::BgpMessage;

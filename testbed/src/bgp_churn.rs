@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bgp_glue::wire::{self, Announce, Family};
+use bgp_glue::codec::{self, Announce, Family};
 use ipnet::IpNet;
 
 use crate::bgp_load::{ebgp_routes, wait_until, Table};
@@ -92,9 +92,9 @@ fn encode(pack: &[IpNet], announce: bool, second: bool) -> Result<Vec<Vec<u8>>, 
             asn4: true,
             next_hop: next_hop(first, second)?,
         };
-        wire::announce(pack, &a)
+        codec::announce(pack, &a)
     } else {
-        wire::withdraw(pack)
+        codec::withdraw(pack)
     })
 }
 
@@ -173,8 +173,8 @@ pub fn replay(table: &Table, updates: &[Update], timeout: Duration) -> Result<Ch
     let v6: Vec<IpNet> = table.v6.iter().map(|&n| IpNet::V6(n)).collect();
     let mut load = encode(&v4, true, false)?;
     load.extend(encode(&v6, true, false)?);
-    load.push(wire::end_of_rib(Family::Ipv4));
-    load.push(wire::end_of_rib(Family::Ipv6));
+    load.push(codec::end_of_rib(Family::Ipv4));
+    load.push(codec::end_of_rib(Family::Ipv6));
     peer.send(&load)?;
     wait_until(timeout, "the table in tern's FIB", || {
         let (n4, n6) = ebgp_routes(&net.tern)?;

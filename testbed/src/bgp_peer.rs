@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bgp_glue::wire::{self, Family, Notification, Open};
+use bgp_glue::codec::{self, Family, Notification, Open};
 
 use crate::Netns;
 
@@ -45,7 +45,7 @@ fn read_message(stream: &mut TcpStream) -> Result<(u8, Vec<u8>), String> {
     stream
         .read_exact(&mut header)
         .map_err(|e| format!("read: {e}"))?;
-    let (kind, len) = wire::check_header(&header).map_err(|n| format!("bad header: {n}"))?;
+    let (kind, len) = codec::check_header(&header).map_err(|n| format!("bad header: {n}"))?;
     let mut message = header.to_vec();
     message.resize(len, 0);
     stream
@@ -94,7 +94,7 @@ impl Peer {
         let theirs = Open::decode(&message[19..]).map_err(|n| format!("their OPEN: {n}"))?;
         let hold_time = hold_time.min(theirs.hold_time);
         stream
-            .write_all(&wire::keepalive())
+            .write_all(&codec::keepalive())
             .map_err(|e| e.to_string())?;
         let (kind, message) = read_message(&mut stream)?;
         if kind != KEEPALIVE {
@@ -234,7 +234,7 @@ fn spawn_keepalives(
             if Instant::now() >= next {
                 next += every;
                 if let Ok(mut w) = writer.lock() {
-                    let _ = w.write_all(&wire::keepalive());
+                    let _ = w.write_all(&codec::keepalive());
                 }
             }
         }

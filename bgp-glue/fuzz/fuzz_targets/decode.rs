@@ -4,7 +4,7 @@
 //! it (next hops, AS-path checks).
 #![no_main]
 
-use bgp_glue::wire::{self, Context, Notification, Open, Update};
+use bgp_glue::codec::{self, Context, Notification, Open, Update};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,9 +12,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(header) =
-        <[u8; wire::HEADER_LEN]>::try_from(body.get(..wire::HEADER_LEN).unwrap_or(&[]))
+        <[u8; codec::HEADER_LEN]>::try_from(body.get(..codec::HEADER_LEN).unwrap_or(&[]))
     {
-        let _ = wire::check_header(&header);
+        let _ = codec::check_header(&header);
     }
     let _ = Open::decode(body);
     let _ = Notification::decode(body).to_string();
