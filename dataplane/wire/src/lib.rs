@@ -444,25 +444,10 @@ pub fn checksum4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> u16
     fold(sum_words(payload, acc))
 }
 
-/// Marsaglia's xorshift64: repeatable pseudo-random input for tests, fuzz-style loops and
-/// benchmark fixtures, the same sequence on every run for a given seed. Not for anything an
-/// outsider could aim at (hash seeds come from ahash's runtime RNG).
-#[derive(Debug, Clone)]
-pub struct XorShift64(u64);
-
-impl XorShift64 {
-    /// A generator starting from `seed` (not zero: zero stays zero).
-    pub fn new(seed: u64) -> XorShift64 {
-        XorShift64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub use testing::XorShift64;
 
 #[cfg(test)]
 mod tests {
