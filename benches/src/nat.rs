@@ -2,7 +2,6 @@
 //! `examples/nat_loop.rs` (callgrind): a shard with a 32-address pool, inside endpoints
 //! numbered 0.., and UDP packets from them to one remote.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use nat::{PortMap, Post, Pre, Rules, Shard, Side};
@@ -15,25 +14,9 @@ pub const REMOTE: u32 = 0xc633_6407;
 
 /// A 48-byte UDP packet with valid checksums.
 pub fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
-    let mut p = vec![0u8; 48];
-    let total = p.len() as u16;
-    wire::ipv4::write(
-        &mut p,
-        0,
-        total,
-        1,
-        0,
-        64,
-        17,
-        Ipv4Addr::from(src),
-        Ipv4Addr::from(dst),
-    );
-    p[20..22].copy_from_slice(&sport.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[24..26].copy_from_slice(&28u16.to_be_bytes());
-    let sum = wire::checksum4(src.into(), dst.into(), 17, &p[20..]);
-    p[26..28].copy_from_slice(&sum.to_be_bytes());
-    p
+    wire::testing::Udp4::new(src, sport, dst, dport)
+        .payload(&[0; 20])
+        .build()
 }
 
 /// Inside endpoint number `i`: 4096 hosts in 10.0.0.0/8 with 256 ports each.

@@ -95,27 +95,9 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let payload = b"hello, nat";
-        let mut p = vec![0u8; 20 + 8 + payload.len()];
-        let total = p.len() as u16;
-        wire::ipv4::write(
-            &mut p,
-            0,
-            total,
-            1,
-            0,
-            64,
-            UDP,
-            Ipv4Addr::from(src),
-            Ipv4Addr::from(dst),
-        );
-        put16(&mut p, 20, sport);
-        put16(&mut p, 22, dport);
-        put16(&mut p, 24, 8 + payload.len() as u16);
-        p[28..].copy_from_slice(payload);
-        let sum = wire::checksum4(Ipv4Addr::from(src), Ipv4Addr::from(dst), UDP, &p[20..]);
-        put16(&mut p, 26, sum);
-        p
+        wire::testing::Udp4::new(src, sport, dst, dport)
+            .payload(b"hello, nat")
+            .build()
     }
 
     #[test]

@@ -20,15 +20,10 @@ fn l4_sum(p: &mut [u8], at: usize) {
 }
 
 pub fn udp(src: u32, sport: u16, dst: u32, dport: u16) -> Vec<u8> {
-    let payload = b"tern nat test payload";
-    let mut p = vec![0u8; 28 + payload.len()];
-    ip_header(&mut p, 17, src, dst);
-    p[20..22].copy_from_slice(&sport.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[24..26].copy_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    p[28..].copy_from_slice(payload);
-    l4_sum(&mut p, 6);
-    p
+    wire::testing::Udp4::new(src, sport, dst, dport)
+        .ident(0x1234)
+        .payload(b"tern nat test payload")
+        .build()
 }
 
 /// A UDP datagram with 64 more bytes of payload than `udp`'s, IP identification `ident`
