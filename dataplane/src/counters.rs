@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// Why a frame was dropped. `name()` is the stable external name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Drop {
+pub enum DropReason {
     /// Shorter than an Ethernet header.
     Runt,
     /// Ethertype tern does not handle (VLAN tags, LLDP, …).
@@ -116,141 +116,141 @@ pub enum Drop {
     NatFragmentTimeout,
 }
 
-impl Drop {
+impl DropReason {
     /// The drop reason of a NAT verdict.
-    pub fn nat(r: nat::Reason) -> Drop {
+    pub fn nat(r: nat::Reason) -> DropReason {
         use nat::Reason as R;
         match r {
-            R::Truncated => Drop::NatTruncated,
-            R::NoMapping => Drop::NatNoMapping,
-            R::Filtered => Drop::NatFiltered,
-            R::NoBackend => Drop::NatNoBackend,
-            R::TableFull => Drop::NatTableFull,
-            R::PortsExhausted => Drop::NatPortsExhausted,
-            R::SessionQuota => Drop::NatSessionQuota,
-            R::PortQuota => Drop::NatPortQuota,
-            R::IcmpBadChecksum => Drop::NatIcmpBadChecksum,
-            R::IcmpNoFlow => Drop::NatIcmpNoFlow,
-            R::FragmentOverlap => Drop::NatFragmentOverlap,
-            R::FragmentHoldFull => Drop::NatFragmentHoldFull,
-            R::SynNotHeld => Drop::NatSynNotHeld,
+            R::Truncated => DropReason::NatTruncated,
+            R::NoMapping => DropReason::NatNoMapping,
+            R::Filtered => DropReason::NatFiltered,
+            R::NoBackend => DropReason::NatNoBackend,
+            R::TableFull => DropReason::NatTableFull,
+            R::PortsExhausted => DropReason::NatPortsExhausted,
+            R::SessionQuota => DropReason::NatSessionQuota,
+            R::PortQuota => DropReason::NatPortQuota,
+            R::IcmpBadChecksum => DropReason::NatIcmpBadChecksum,
+            R::IcmpNoFlow => DropReason::NatIcmpNoFlow,
+            R::FragmentOverlap => DropReason::NatFragmentOverlap,
+            R::FragmentHoldFull => DropReason::NatFragmentHoldFull,
+            R::SynNotHeld => DropReason::NatSynNotHeld,
         }
     }
 
-    pub const ALL: [Drop; 52] = [
-        Drop::Runt,
-        Drop::UnsupportedEthertype,
-        Drop::NotForUs,
-        Drop::ArpMalformed,
-        Drop::Ipv4Truncated,
-        Drop::Ipv4BadVersion,
-        Drop::Ipv4BadIhl,
-        Drop::Ipv4BadTotalLength,
-        Drop::Ipv4BadChecksum,
-        Drop::Ipv4BadSource,
-        Drop::Ipv4NotForwardable,
-        Drop::Ipv6Truncated,
-        Drop::Ipv6BadVersion,
-        Drop::Ipv6BadPayloadLength,
-        Drop::Ipv6BadSource,
-        Drop::Ipv6NotForwardable,
-        Drop::TtlExceeded,
-        Drop::NoRoute,
-        Drop::TooBig,
-        Drop::NeighborUnresolved,
-        Drop::LocalUnhandled,
-        Drop::IcmpMalformed,
-        Drop::NoBuffer,
-        Drop::HandoffFull,
-        Drop::TxError,
-        Drop::BadAdjacency,
-        Drop::TunnelTruncated,
-        Drop::TunnelOuterFragment,
-        Drop::TunnelUnknownRemote,
-        Drop::TunnelKeyMismatch,
-        Drop::GreChecksumMismatch,
-        Drop::GreBadChecksum,
-        Drop::GreBadSequence,
-        Drop::GreBadVersion,
-        Drop::GreBadFlags,
-        Drop::TunnelBadPayload,
-        Drop::TunnelEcnDrop,
-        Drop::TunnelLoop,
-        Drop::NatTruncated,
-        Drop::NatNoMapping,
-        Drop::NatFiltered,
-        Drop::NatNoBackend,
-        Drop::NatTableFull,
-        Drop::NatPortsExhausted,
-        Drop::NatSessionQuota,
-        Drop::NatPortQuota,
-        Drop::NatIcmpBadChecksum,
-        Drop::NatIcmpNoFlow,
-        Drop::NatFragmentOverlap,
-        Drop::NatFragmentHoldFull,
-        Drop::NatSynNotHeld,
-        Drop::NatFragmentTimeout,
+    pub const ALL: [DropReason; 52] = [
+        DropReason::Runt,
+        DropReason::UnsupportedEthertype,
+        DropReason::NotForUs,
+        DropReason::ArpMalformed,
+        DropReason::Ipv4Truncated,
+        DropReason::Ipv4BadVersion,
+        DropReason::Ipv4BadIhl,
+        DropReason::Ipv4BadTotalLength,
+        DropReason::Ipv4BadChecksum,
+        DropReason::Ipv4BadSource,
+        DropReason::Ipv4NotForwardable,
+        DropReason::Ipv6Truncated,
+        DropReason::Ipv6BadVersion,
+        DropReason::Ipv6BadPayloadLength,
+        DropReason::Ipv6BadSource,
+        DropReason::Ipv6NotForwardable,
+        DropReason::TtlExceeded,
+        DropReason::NoRoute,
+        DropReason::TooBig,
+        DropReason::NeighborUnresolved,
+        DropReason::LocalUnhandled,
+        DropReason::IcmpMalformed,
+        DropReason::NoBuffer,
+        DropReason::HandoffFull,
+        DropReason::TxError,
+        DropReason::BadAdjacency,
+        DropReason::TunnelTruncated,
+        DropReason::TunnelOuterFragment,
+        DropReason::TunnelUnknownRemote,
+        DropReason::TunnelKeyMismatch,
+        DropReason::GreChecksumMismatch,
+        DropReason::GreBadChecksum,
+        DropReason::GreBadSequence,
+        DropReason::GreBadVersion,
+        DropReason::GreBadFlags,
+        DropReason::TunnelBadPayload,
+        DropReason::TunnelEcnDrop,
+        DropReason::TunnelLoop,
+        DropReason::NatTruncated,
+        DropReason::NatNoMapping,
+        DropReason::NatFiltered,
+        DropReason::NatNoBackend,
+        DropReason::NatTableFull,
+        DropReason::NatPortsExhausted,
+        DropReason::NatSessionQuota,
+        DropReason::NatPortQuota,
+        DropReason::NatIcmpBadChecksum,
+        DropReason::NatIcmpNoFlow,
+        DropReason::NatFragmentOverlap,
+        DropReason::NatFragmentHoldFull,
+        DropReason::NatSynNotHeld,
+        DropReason::NatFragmentTimeout,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Drop::Runt => "runt",
-            Drop::UnsupportedEthertype => "unsupported_ethertype",
-            Drop::NotForUs => "not_for_us",
-            Drop::ArpMalformed => "arp_malformed",
-            Drop::Ipv4Truncated => "ipv4_truncated",
-            Drop::Ipv4BadVersion => "ipv4_bad_version",
-            Drop::Ipv4BadIhl => "ipv4_bad_ihl",
-            Drop::Ipv4BadTotalLength => "ipv4_bad_total_length",
-            Drop::Ipv4BadChecksum => "ipv4_bad_checksum",
-            Drop::Ipv4BadSource => "ipv4_bad_source",
-            Drop::Ipv4NotForwardable => "ipv4_not_forwardable",
-            Drop::Ipv6Truncated => "ipv6_truncated",
-            Drop::Ipv6BadVersion => "ipv6_bad_version",
-            Drop::Ipv6BadPayloadLength => "ipv6_bad_payload_length",
-            Drop::Ipv6BadSource => "ipv6_bad_source",
-            Drop::Ipv6NotForwardable => "ipv6_not_forwardable",
-            Drop::TtlExceeded => "ttl_exceeded",
-            Drop::NoRoute => "no_route",
-            Drop::TooBig => "too_big",
-            Drop::NeighborUnresolved => "neighbor_unresolved",
-            Drop::LocalUnhandled => "local_unhandled",
-            Drop::IcmpMalformed => "icmp_malformed",
-            Drop::NoBuffer => "no_buffer",
-            Drop::HandoffFull => "handoff_full",
-            Drop::TxError => "tx_error",
-            Drop::BadAdjacency => "bad_adjacency",
-            Drop::TunnelTruncated => "tunnel_truncated",
-            Drop::TunnelOuterFragment => "tunnel_outer_fragment",
-            Drop::TunnelUnknownRemote => "tunnel_unknown_remote",
-            Drop::TunnelKeyMismatch => "tunnel_key_mismatch",
-            Drop::GreChecksumMismatch => "gre_checksum_mismatch",
-            Drop::GreBadChecksum => "gre_bad_checksum",
-            Drop::GreBadSequence => "gre_bad_sequence",
-            Drop::GreBadVersion => "gre_bad_version",
-            Drop::GreBadFlags => "gre_bad_flags",
-            Drop::TunnelBadPayload => "tunnel_bad_payload",
-            Drop::TunnelEcnDrop => "tunnel_ecn_drop",
-            Drop::TunnelLoop => "tunnel_loop",
-            Drop::NatTruncated => "nat_truncated",
-            Drop::NatNoMapping => "nat_no_mapping",
-            Drop::NatFiltered => "nat_filtered",
-            Drop::NatNoBackend => "nat_no_backend",
-            Drop::NatTableFull => "nat_table_full",
-            Drop::NatPortsExhausted => "nat_ports_exhausted",
-            Drop::NatSessionQuota => "nat_session_quota",
-            Drop::NatPortQuota => "nat_port_quota",
-            Drop::NatIcmpBadChecksum => "nat_icmp_bad_checksum",
-            Drop::NatIcmpNoFlow => "nat_icmp_no_flow",
-            Drop::NatFragmentOverlap => "nat_fragment_overlap",
-            Drop::NatFragmentHoldFull => "nat_fragment_hold_full",
-            Drop::NatSynNotHeld => "nat_syn_not_held",
-            Drop::NatFragmentTimeout => "nat_fragment_timeout",
+            DropReason::Runt => "runt",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::Ipv4Truncated => "ipv4_truncated",
+            DropReason::Ipv4BadVersion => "ipv4_bad_version",
+            DropReason::Ipv4BadIhl => "ipv4_bad_ihl",
+            DropReason::Ipv4BadTotalLength => "ipv4_bad_total_length",
+            DropReason::Ipv4BadChecksum => "ipv4_bad_checksum",
+            DropReason::Ipv4BadSource => "ipv4_bad_source",
+            DropReason::Ipv4NotForwardable => "ipv4_not_forwardable",
+            DropReason::Ipv6Truncated => "ipv6_truncated",
+            DropReason::Ipv6BadVersion => "ipv6_bad_version",
+            DropReason::Ipv6BadPayloadLength => "ipv6_bad_payload_length",
+            DropReason::Ipv6BadSource => "ipv6_bad_source",
+            DropReason::Ipv6NotForwardable => "ipv6_not_forwardable",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NoRoute => "no_route",
+            DropReason::TooBig => "too_big",
+            DropReason::NeighborUnresolved => "neighbor_unresolved",
+            DropReason::LocalUnhandled => "local_unhandled",
+            DropReason::IcmpMalformed => "icmp_malformed",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::HandoffFull => "handoff_full",
+            DropReason::TxError => "tx_error",
+            DropReason::BadAdjacency => "bad_adjacency",
+            DropReason::TunnelTruncated => "tunnel_truncated",
+            DropReason::TunnelOuterFragment => "tunnel_outer_fragment",
+            DropReason::TunnelUnknownRemote => "tunnel_unknown_remote",
+            DropReason::TunnelKeyMismatch => "tunnel_key_mismatch",
+            DropReason::GreChecksumMismatch => "gre_checksum_mismatch",
+            DropReason::GreBadChecksum => "gre_bad_checksum",
+            DropReason::GreBadSequence => "gre_bad_sequence",
+            DropReason::GreBadVersion => "gre_bad_version",
+            DropReason::GreBadFlags => "gre_bad_flags",
+            DropReason::TunnelBadPayload => "tunnel_bad_payload",
+            DropReason::TunnelEcnDrop => "tunnel_ecn_drop",
+            DropReason::TunnelLoop => "tunnel_loop",
+            DropReason::NatTruncated => "nat_truncated",
+            DropReason::NatNoMapping => "nat_no_mapping",
+            DropReason::NatFiltered => "nat_filtered",
+            DropReason::NatNoBackend => "nat_no_backend",
+            DropReason::NatTableFull => "nat_table_full",
+            DropReason::NatPortsExhausted => "nat_ports_exhausted",
+            DropReason::NatSessionQuota => "nat_session_quota",
+            DropReason::NatPortQuota => "nat_port_quota",
+            DropReason::NatIcmpBadChecksum => "nat_icmp_bad_checksum",
+            DropReason::NatIcmpNoFlow => "nat_icmp_no_flow",
+            DropReason::NatFragmentOverlap => "nat_fragment_overlap",
+            DropReason::NatFragmentHoldFull => "nat_fragment_hold_full",
+            DropReason::NatSynNotHeld => "nat_syn_not_held",
+            DropReason::NatFragmentTimeout => "nat_fragment_timeout",
         }
     }
 }
 
-pub const DROP_REASONS: usize = Drop::ALL.len();
+pub const DROP_REASONS: usize = DropReason::ALL.len();
 
 /// Events counted besides drops.
 #[derive(Debug, Clone, Copy)]
@@ -387,7 +387,7 @@ impl PortCounts {
     }
 }
 
-/// Drop counts by reason for one interface (or for tern's own frames).
+/// DropReason counts by reason for one interface (or for tern's own frames).
 pub type DropRow = [u64; DROP_REASONS];
 
 /// What a worker accumulates during one burst.
@@ -418,12 +418,12 @@ impl Local {
     }
     /// Counts a drop of a frame received on `port` (or of tern's own: [`Local::origin`]).
     #[inline(always)]
-    pub fn drop(&mut self, port: u16, reason: Drop) {
+    pub fn drop(&mut self, port: u16, reason: DropReason) {
         self.drop_many(port, reason, 1);
     }
     /// Counts `n` drops of one reason on `port` (or of tern's own).
     #[inline(always)]
-    pub fn drop_many(&mut self, port: u16, reason: Drop, n: u64) {
+    pub fn drop_many(&mut self, port: u16, reason: DropReason, n: u64) {
         let row = (port as usize).min(self.ports.len());
         self.drops[row][reason as usize] += n;
         self.dirty |= 1 << row.min(63);
@@ -515,7 +515,7 @@ impl Totals {
     /// The non-zero drop reasons of row `row` (an interface, or the last: tern's own).
     pub fn reasons(&self, row: usize) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let row = self.drop_rows.get(row);
-        Drop::ALL.iter().filter_map(move |d| {
+        DropReason::ALL.iter().filter_map(move |d| {
             let n = row.map_or(0, |r| r[*d as usize]);
             (n != 0).then(|| (d.name(), n))
         })
@@ -524,7 +524,7 @@ impl Totals {
 
 pub fn sum(workers: &[std::sync::Arc<WorkerCounters>], interfaces: usize) -> Totals {
     let mut t = Totals {
-        drops: Drop::ALL.iter().map(|d| (d.name(), 0)).collect(),
+        drops: DropReason::ALL.iter().map(|d| (d.name(), 0)).collect(),
         events: Event::ALL.iter().map(|e| (e.name(), 0)).collect(),
         ports: vec![PortCounts::default(); interfaces],
         drop_rows: vec![[0; DROP_REASONS]; interfaces + 1],
@@ -549,6 +549,6 @@ pub fn sum(workers: &[std::sync::Arc<WorkerCounters>], interfaces: usize) -> Tot
             total.1 += v;
         }
     }
-    t.drops[Drop::TxError as usize].1 += t.ports.iter().map(|p| p.tx_errors).sum::<u64>();
+    t.drops[DropReason::TxError as usize].1 += t.ports.iter().map(|p| p.tx_errors).sum::<u64>();
     t
 }

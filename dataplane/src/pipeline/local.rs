@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::PortInfo;
 use crate::buf::Frame;
-use crate::counters::Drop;
+use crate::counters::DropReason;
 use crate::wire::{self, arp, eth, icmp4, icmp6, ipv4, ipv6, Mac};
 
 /// What handling a local packet produced.
@@ -23,7 +23,7 @@ pub enum Outcome {
     },
     /// Nothing to send.
     Consumed,
-    Drop(Drop),
+    Drop(DropReason),
 }
 
 /// A neighbour the packet taught us (ARP sender, NDP link-layer option).
@@ -32,7 +32,7 @@ pub type Learned = Option<(IpAddr, Mac)>;
 /// ARP: answer requests for our addresses, learn from replies and requests.
 pub fn arp(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
     let Some(a) = arp::parse(&frame.data()[eth::LEN..]) else {
-        return (Outcome::Drop(Drop::ArpMalformed), None);
+        return (Outcome::Drop(DropReason::ArpMalformed), None);
     };
     let on_link = port.v4.iter().any(|n| n.contains(&a.sender_ip)) && !a.sender_ip.is_unspecified();
     let learned = on_link.then_some((IpAddr::V4(a.sender_ip), a.sender_mac));
@@ -62,11 +62,11 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
     let fragment = ipv4::is_fragment(ip);
     match ipv4::proto(ip) {
         // We do not reassemble: a fragmented ping to the router is not answered.
-        _ if fragment => Outcome::Drop(Drop::LocalUnhandled),
+        _ if fragment => Outcome::Drop(DropReason::LocalUnhandled),
         ipv4::PROTO_ICMP => {
             let msg = &ip[ihl..total];
             if msg.len() < 8 || wire::checksum(msg) != 0 {
-                return Outcome::Drop(Drop::IcmpMalformed);
+                return Outcome::Drop(DropReason::IcmpMalformed);
             }
             if msg[0] != icmp4::ECHO_REQUEST {
                 // Errors about the kernel's own connections (PMTU, unreachable) are its.
@@ -86,7 +86,7 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
         }
         ipv4::PROTO_UDP => Outcome::ToHost { unreachable: true },
         ipv4::PROTO_TCP => Outcome::ToHost { unreachable: false },
-        _ => Outcome::Drop(Drop::LocalUnhandled),
+        _ => Outcome::Drop(DropReason::LocalUnhandled),
     }
 }
 
@@ -104,11 +104,11 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
         // UDP to us: a traceroute probe wants its port unreachable.
         17 if !dst.is_multicast() => return (Outcome::ToHost { unreachable: true }, None),
         6 if !dst.is_multicast() => return (Outcome::ToHost { unreachable: false }, None),
-        _ => return (Outcome::Drop(Drop::LocalUnhandled), None),
+        _ => return (Outcome::Drop(DropReason::LocalUnhandled), None),
     }
     let msg = &ip[ipv6::LEN..total];
     if msg.len() < 8 || wire::checksum6(src, dst, ipv6::NEXT_ICMP, msg) != 0 {
-        return (Outcome::Drop(Drop::IcmpMalformed), None);
+        return (Outcome::Drop(DropReason::IcmpMalformed), None);
     }
     match msg[0] {
         icmp6::ECHO_REQUEST => {
@@ -137,7 +137,7 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
         icmp6::NEIGHBOR_ADVERT => {
             // RFC 4861 §7.1.2: hop limit 255, 24+ bytes; learn target from its option.
             if ip[7] != 255 || msg.len() < 24 {
-                return (Outcome::Drop(Drop::IcmpMalformed), None);
+                return (Outcome::Drop(DropReason::IcmpMalformed), None);
             }
             let mut t = [0u8; 16];
             t.copy_from_slice(&msg[8..24]);
@@ -162,7 +162,7 @@ fn neighbor_solicit(
     let ip = &mut f[eth::LEN..];
     let msg = &ip[ipv6::LEN..total];
     if ip[7] != 255 || msg.len() < 24 {
-        return (Outcome::Drop(Drop::IcmpMalformed), None);
+        return (Outcome::Drop(DropReason::IcmpMalformed), None);
     }
     let mut t = [0u8; 16];
     t.copy_from_slice(&msg[8..24]);
@@ -190,7 +190,7 @@ fn neighbor_solicit(
     let bytes_needed = eth::LEN + ipv6::LEN + len;
     let f = frame.rx_space();
     if f.len() < bytes_needed {
-        return (Outcome::Drop(Drop::NoBuffer), learned);
+        return (Outcome::Drop(DropReason::NoBuffer), learned);
     }
     eth::write(f, &dst_mac, &port.mac, eth::TYPE_IPV6);
     ipv6::write(

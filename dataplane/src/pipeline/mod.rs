@@ -33,12 +33,12 @@ pub mod tunnel;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::counters::Drop;
+use crate::counters::DropReason;
 
 /// What parsing decided about a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    Drop(Drop),
+    Drop(DropReason),
     Arp,
     /// IPv4 with its destination (host order) and header offset.
     V4 {
@@ -52,7 +52,7 @@ pub enum Class {
     /// Kept by a stage (the NAT holds a copy): the frame is freed, not counted as a drop.
     Absorbed,
     /// The NAT could not create a session: drop with this reason and answer ICMP 3/13.
-    Refused(Drop),
+    Refused(DropReason),
     /// Its NAT session belongs to another worker: hand it over (handoff.rs).
     Elsewhere(u16),
 }
@@ -83,7 +83,7 @@ pub enum NatMark {
 impl Default for Meta {
     fn default() -> Self {
         Meta {
-            class: Class::Drop(Drop::Runt),
+            class: Class::Drop(DropReason::Runt),
             next_hop: lpm::NO_ROUTE,
             nat: NatMark::Unseen,
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use nat::{Lookahead, Post, Pre, Shard, Side};
 
 use crate::buf::Frame;
-use crate::counters::{Drop, Event, Local};
+use crate::counters::{DropReason, Event, Local};
 use crate::pipeline::{Class, Meta, NatMark};
 use crate::wire::{eth, ipv4};
 
@@ -35,14 +35,14 @@ fn mark(pre: Pre, ip: &[u8], m: &mut Meta, i: u16, stats: &mut Local) {
             };
             stats.event(Event::NatTranslated);
         }
-        Pre::Drop(r) => m.class = Class::Drop(Drop::nat(r)),
+        Pre::Drop(r) => m.class = Class::Drop(DropReason::nat(r)),
         Pre::Held => {
             m.class = Class::Absorbed;
             stats.event(Event::NatHeld);
         }
-        Pre::Refuse(r) => m.class = Class::Refused(Drop::nat(r)),
+        Pre::Refuse(r) => m.class = Class::Refused(DropReason::nat(r)),
         // Going round twice would be a loop: a packet from the outside never loops.
-        Pre::Recirculate { .. } => m.class = Class::Drop(Drop::nat(nat::Reason::NoMapping)),
+        Pre::Recirculate { .. } => m.class = Class::Drop(DropReason::nat(nat::Reason::NoMapping)),
     }
 }
 
@@ -204,7 +204,7 @@ impl Stage {
         mark: NatMark,
         ingress: usize,
         egress: usize,
-    ) -> Result<bool, (Drop, bool)> {
+    ) -> Result<bool, (DropReason, bool)> {
         let (handle, reading) = match mark {
             NatMark::Session(h, i) => (Some(h), Some(i)),
             NatMark::Passed(i) => (None, Some(i)),
@@ -227,8 +227,8 @@ impl Stage {
         match post {
             Post::Pass => Ok(false),
             Post::Translated => Ok(true),
-            Post::Drop(r) => Err((Drop::nat(r), false)),
-            Post::Refuse(r) => Err((Drop::nat(r), true)),
+            Post::Drop(r) => Err((DropReason::nat(r), false)),
+            Post::Refuse(r) => Err((DropReason::nat(r), true)),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::{Class, Meta, PortInfo};
 use crate::buf::Frame;
-use crate::counters::Drop;
+use crate::counters::DropReason;
 use crate::wire::{eth, ipv4, ipv6, BROADCAST};
 
 /// A stage that takes each frame from parse's hands while its headers are still in L1:
@@ -76,22 +76,22 @@ fn classify_received<const PARTIAL: bool>(
 ) -> Class {
     let f = frame.data();
     if f.len() < eth::LEN {
-        return Class::Drop(Drop::Runt);
+        return Class::Drop(DropReason::Runt);
     }
     let dst_mac = &f[0..6];
     let multicast = dst_mac[0] & 1 != 0;
     if !multicast && dst_mac != port.mac {
-        return Class::Drop(Drop::NotForUs);
+        return Class::Drop(DropReason::NotForUs);
     }
     match eth::ethertype(f) {
         eth::TYPE_IPV4 => {
             if multicast && dst_mac != BROADCAST {
-                return Class::Drop(Drop::Ipv4NotForwardable);
+                return Class::Drop(DropReason::Ipv4NotForwardable);
             }
             let class = ipv4_received::<PARTIAL>(frame, completed);
             if multicast && !matches!(class, Class::Drop(_)) {
                 // Link broadcast: nothing we answer (no DHCP, no RIP) and never forwarded.
-                return Class::Drop(Drop::Ipv4NotForwardable);
+                return Class::Drop(DropReason::Ipv4NotForwardable);
             }
             class
         }
@@ -105,7 +105,7 @@ fn classify_received<const PARTIAL: bool>(
             class
         }
         eth::TYPE_ARP => Class::Arp,
-        _ => Class::Drop(Drop::UnsupportedEthertype),
+        _ => Class::Drop(DropReason::UnsupportedEthertype),
     }
 }
 
@@ -154,20 +154,20 @@ pub fn ipv6_packet(frame: &mut Frame, port: &PortInfo) -> Class {
 /// Checks an IPv4 header; returns the destination, the total length and, with
 /// `PARTIAL`, whether the packet may carry a partial checksum (`wire::partial`).
 #[inline(always)]
-fn ipv4_header<const PARTIAL: bool>(h: &[u8]) -> Result<(u32, usize, bool), Drop> {
+fn ipv4_header<const PARTIAL: bool>(h: &[u8]) -> Result<(u32, usize, bool), DropReason> {
     // The fixed part as an array: its fields are read without bounds checks.
     let Some(fixed) = h.first_chunk::<{ ipv4::MIN_LEN }>() else {
-        return Err(Drop::Ipv4Truncated);
+        return Err(DropReason::Ipv4Truncated);
     };
     let total = ipv4::total_len(fixed);
     if fixed[0] == 0x45 {
         // Version 4 without options, nearly every packet: one compare for both fields,
         // and the header is the 20 bytes `fixed` holds.
         if total < ipv4::MIN_LEN || total > h.len() {
-            return Err(Drop::Ipv4BadTotalLength);
+            return Err(DropReason::Ipv4BadTotalLength);
         }
         if !crate::wire::ipv4_20_verifies(fixed) {
-            return Err(Drop::Ipv4BadChecksum);
+            return Err(DropReason::Ipv4BadChecksum);
         }
     } else {
         header_with_options(h, total)?;
@@ -187,19 +187,19 @@ fn ipv4_header<const PARTIAL: bool>(h: &[u8]) -> Result<(u32, usize, bool), Drop
 /// The checks of `ipv4_header` on a header that is not 0x45 at its first byte: another
 /// version, a bad length, or options (summed in full).
 #[inline(never)]
-fn header_with_options(h: &[u8], total: usize) -> Result<(), Drop> {
+fn header_with_options(h: &[u8], total: usize) -> Result<(), DropReason> {
     if ipv4::version(h) != 4 {
-        return Err(Drop::Ipv4BadVersion);
+        return Err(DropReason::Ipv4BadVersion);
     }
     let ihl = ipv4::header_len(h);
     if ihl < ipv4::MIN_LEN || ihl > h.len() {
-        return Err(Drop::Ipv4BadIhl);
+        return Err(DropReason::Ipv4BadIhl);
     }
     if total < ihl || total > h.len() {
-        return Err(Drop::Ipv4BadTotalLength);
+        return Err(DropReason::Ipv4BadTotalLength);
     }
     if crate::wire::checksum(&h[..ihl]) != 0 {
-        return Err(Drop::Ipv4BadChecksum);
+        return Err(DropReason::Ipv4BadChecksum);
     }
     Ok(())
 }
@@ -216,26 +216,26 @@ fn martian_first_octet(first_octet: u8) -> bool {
 
 /// Why `ipv4_header` refuses addresses: the source first, then the destination.
 #[cold]
-fn address_refusal(src: u32, dst: u32) -> Drop {
+fn address_refusal(src: u32, dst: u32) -> DropReason {
     if martian_first_octet((src >> 24) as u8) {
-        Drop::Ipv4BadSource
+        DropReason::Ipv4BadSource
     } else {
         debug_assert!(martian_first_octet((dst >> 24) as u8));
-        Drop::Ipv4NotForwardable
+        DropReason::Ipv4NotForwardable
     }
 }
 
 /// Checks an IPv6 header; returns the class and the total length.
-fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
+fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), DropReason> {
     if h.len() < ipv6::LEN {
-        return Err(Drop::Ipv6Truncated);
+        return Err(DropReason::Ipv6Truncated);
     }
     if ipv6::version(h) != 6 {
-        return Err(Drop::Ipv6BadVersion);
+        return Err(DropReason::Ipv6BadVersion);
     }
     let total = ipv6::LEN + ipv6::payload_len(h);
     if total > h.len() {
-        return Err(Drop::Ipv6BadPayloadLength);
+        return Err(DropReason::Ipv6BadPayloadLength);
     }
     let src = ipv6::src(h);
     let dst = ipv6::dst(h);
@@ -246,7 +246,7 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
         || src.to_ipv4_mapped().is_some()
         || (src.is_unspecified() && !dst.is_multicast())
     {
-        return Err(Drop::Ipv6BadSource);
+        return Err(DropReason::Ipv6BadSource);
     }
     if dst.is_multicast() {
         let ours = dst == std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)
@@ -258,17 +258,17 @@ fn ipv6_header(h: &[u8], port: &PortInfo) -> Result<(Class, usize), Drop> {
         return if ours {
             Ok((Class::V6Multicast, total))
         } else {
-            Err(Drop::Ipv6NotForwardable)
+            Err(DropReason::Ipv6NotForwardable)
         };
     }
     if dst.is_loopback() || dst.is_unspecified() || dst.to_ipv4_mapped().is_some() {
-        return Err(Drop::Ipv6NotForwardable);
+        return Err(DropReason::Ipv6NotForwardable);
     }
     if dst.is_unicast_link_local() {
         return if dst == port.link_local {
             Ok((Class::V6Multicast, total))
         } else {
-            Err(Drop::Ipv6NotForwardable)
+            Err(DropReason::Ipv6NotForwardable)
         };
     }
     Ok((Class::V6 { dst: dst.to_bits() }, total))
@@ -334,9 +334,9 @@ mod tests {
         for src in samples.map(|s| s.parse::<Ipv4Addr>().expect("address")) {
             for dst in samples.map(|s| s.parse::<Ipv4Addr>().expect("address")) {
                 let expected = if odd(src) {
-                    Class::Drop(Drop::Ipv4BadSource)
+                    Class::Drop(DropReason::Ipv4BadSource)
                 } else if odd(dst) {
-                    Class::Drop(Drop::Ipv4NotForwardable)
+                    Class::Drop(DropReason::Ipv4NotForwardable)
                 } else {
                     Class::V4 { dst: dst.to_bits() }
                 };
@@ -358,8 +358,8 @@ mod tests {
     /// (duplicate address detection), IPv4-mapped addresses on neither side.
     #[test]
     fn ipv6_martians_are_refused_with_their_reason() {
-        let bad_source = Class::Drop(Drop::Ipv6BadSource);
-        let not_forwardable = Class::Drop(Drop::Ipv6NotForwardable);
+        let bad_source = Class::Drop(DropReason::Ipv6BadSource);
+        let not_forwardable = Class::Drop(DropReason::Ipv6NotForwardable);
         assert_eq!(classify_v6("::", "2001:db8::1"), bad_source);
         assert_eq!(classify_v6("::1", "2001:db8::1"), bad_source);
         assert_eq!(classify_v6("ff02::1", "2001:db8::1"), bad_source);

@@ -7,7 +7,7 @@ use tunnels::{DecapError, LastShape, TunnelTable};
 
 use super::{parse, Class, PortInfo};
 use crate::buf::Frame;
-use crate::counters::{Drop, Event, Local};
+use crate::counters::{DropReason, Event, Local};
 use crate::wire::{eth, ipv4, ipv6};
 
 /// The tunnel endpoint as the parse stage meets it: every frame parse classified as IP
@@ -124,12 +124,12 @@ impl<'a> Endpoint<'a> {
 #[inline(always)]
 fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
     let Some(&macs) = frame.data().first_chunk::<12>() else {
-        return Class::Drop(Drop::Runt);
+        return Class::Drop(DropReason::Runt);
     };
     // The inner packet takes the place of the outer headers; the Ethernet header is
     // rewritten just in front of it (the bytes of the outer header it overwrites are spent).
     if !frame.advance(d.inner) {
-        return Class::Drop(Drop::TunnelTruncated);
+        return Class::Drop(DropReason::TunnelTruncated);
     }
     let ethertype = if d.inner_v6 {
         eth::TYPE_IPV6
@@ -138,7 +138,7 @@ fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
     };
     let Some(header) = frame.data_mut().first_chunk_mut::<{ eth::LEN }>() else {
         // The inner packet would start past the end of the outer one.
-        return Class::Drop(Drop::TunnelTruncated);
+        return Class::Drop(DropReason::TunnelTruncated);
     };
     header[..12].copy_from_slice(&macs);
     header[12..].copy_from_slice(&ethertype.to_be_bytes());
@@ -155,28 +155,28 @@ fn strip_outer(frame: &mut Frame, d: tunnels::Decap, port: &PortInfo) -> Class {
 /// header, or not of the family the outer headers say, is the tunnel's refusal (as
 /// `tunnels::decap_general` gives them); the rest are the inner header's own.
 #[cold]
-fn payload_refusal(reason: Drop) -> Drop {
+fn payload_refusal(reason: DropReason) -> DropReason {
     match reason {
-        Drop::Ipv4Truncated | Drop::Ipv6Truncated => Drop::TunnelTruncated,
-        Drop::Ipv4BadVersion | Drop::Ipv6BadVersion => Drop::TunnelBadPayload,
+        DropReason::Ipv4Truncated | DropReason::Ipv6Truncated => DropReason::TunnelTruncated,
+        DropReason::Ipv4BadVersion | DropReason::Ipv6BadVersion => DropReason::TunnelBadPayload,
         other => other,
     }
 }
 
 /// The drop counter for each decapsulation refusal.
-pub fn drop_reason(e: DecapError) -> Drop {
+pub fn drop_reason(e: DecapError) -> DropReason {
     match e {
-        DecapError::Truncated => Drop::TunnelTruncated,
-        DecapError::OuterFragment => Drop::TunnelOuterFragment,
-        DecapError::UnknownRemote => Drop::TunnelUnknownRemote,
-        DecapError::KeyMismatch => Drop::TunnelKeyMismatch,
-        DecapError::ChecksumMismatch => Drop::GreChecksumMismatch,
-        DecapError::BadChecksum => Drop::GreBadChecksum,
-        DecapError::BadSequence => Drop::GreBadSequence,
-        DecapError::BadVersion => Drop::GreBadVersion,
-        DecapError::BadFlags => Drop::GreBadFlags,
-        DecapError::BadPayload => Drop::TunnelBadPayload,
-        DecapError::EcnDrop => Drop::TunnelEcnDrop,
+        DecapError::Truncated => DropReason::TunnelTruncated,
+        DecapError::OuterFragment => DropReason::TunnelOuterFragment,
+        DecapError::UnknownRemote => DropReason::TunnelUnknownRemote,
+        DecapError::KeyMismatch => DropReason::TunnelKeyMismatch,
+        DecapError::ChecksumMismatch => DropReason::GreChecksumMismatch,
+        DecapError::BadChecksum => DropReason::GreBadChecksum,
+        DecapError::BadSequence => DropReason::GreBadSequence,
+        DecapError::BadVersion => DropReason::GreBadVersion,
+        DecapError::BadFlags => DropReason::GreBadFlags,
+        DecapError::BadPayload => DropReason::TunnelBadPayload,
+        DecapError::EcnDrop => DropReason::TunnelEcnDrop,
     }
 }
 
@@ -185,14 +185,14 @@ pub fn drop_reason(e: DecapError) -> Drop {
 /// with the outer ethertype goes in front. Where the outer packet goes is the tunnel
 /// adjacency's business (it carries the remote's next hop).
 #[inline(always)]
-pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<(), Drop> {
+pub fn encap(frame: &mut Frame, tunnel: &tunnels::Tunnel) -> Result<(), DropReason> {
     let overhead = tunnel.template().overhead();
     if !frame.prepend(overhead) {
-        return Err(Drop::NoBuffer);
+        return Err(DropReason::NoBuffer);
     }
     if !tunnels::encap(tunnel, &mut frame.data_mut()[eth::LEN..]) {
         frame.advance(overhead);
-        return Err(Drop::TunnelBadPayload);
+        return Err(DropReason::TunnelBadPayload);
     }
     let ethertype = if tunnel.spec.kind.outer_v6() {
         eth::TYPE_IPV6
@@ -411,22 +411,22 @@ mod tests {
         let mut p = encapsulated(ipip, &inner_packet(false, 0, 8));
         p[1] |= 0b11;
         ipv4::fill_checksum(&mut p);
-        assert_eq!(class(&p), Some(Class::Drop(Drop::TunnelEcnDrop)));
+        assert_eq!(class(&p), Some(Class::Drop(DropReason::TunnelEcnDrop)));
 
         // IPIP carrying IPv6, 6in4 carrying IPv4: not the family the protocol says.
         let mut p = encapsulated(ipip, &inner_packet(false, 0, 28));
         p[20] = 0x60;
-        assert_eq!(class(&p), Some(Class::Drop(Drop::TunnelBadPayload)));
+        assert_eq!(class(&p), Some(Class::Drop(DropReason::TunnelBadPayload)));
         let mut p = encapsulated(sit, &inner_packet(true, 0, 8));
         p[20] = 0x45;
-        assert_eq!(class(&p), Some(Class::Drop(Drop::TunnelBadPayload)));
+        assert_eq!(class(&p), Some(Class::Drop(DropReason::TunnelBadPayload)));
 
         // An inner header cut short by the outer length.
         let mut p = encapsulated(ipip, &inner_packet(false, 0, 8));
         p.truncate(20 + 12);
         p[2..4].copy_from_slice(&32u16.to_be_bytes());
         ipv4::fill_checksum(&mut p);
-        assert_eq!(class(&p), Some(Class::Drop(Drop::TunnelTruncated)));
+        assert_eq!(class(&p), Some(Class::Drop(DropReason::TunnelTruncated)));
     }
 
     /// The shaped path (`receive`) and the general one (`unshaped`) give the same class,
@@ -480,11 +480,11 @@ mod tests {
         }
         assert!(shaped > 5_000, "the shortcut was taken: {shaped}");
         for c in [
-            Drop::TunnelEcnDrop,
-            Drop::TunnelBadPayload,
-            Drop::TunnelTruncated,
-            Drop::TunnelKeyMismatch,
-            Drop::Ipv4BadChecksum,
+            DropReason::TunnelEcnDrop,
+            DropReason::TunnelBadPayload,
+            DropReason::TunnelTruncated,
+            DropReason::TunnelKeyMismatch,
+            DropReason::Ipv4BadChecksum,
         ] {
             assert!(seen.contains(&Class::Drop(c)), "{c:?} not met: {seen:?}");
         }

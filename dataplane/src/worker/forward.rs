@@ -9,7 +9,7 @@ use lpm::NO_ROUTE;
 use crate::adjacency::Adjacency;
 use crate::buf::Frame;
 use crate::control_msg::ControlMsg;
-use crate::counters::{Drop, Event};
+use crate::counters::{DropReason, Event};
 use crate::pipeline::{mtu, rewrite, ttl, tunnel, NatMark};
 use crate::wire::{eth, icmp4, icmp6, ipv4, ipv6, Mac};
 
@@ -164,7 +164,7 @@ impl Worker {
             } else {
                 self.icmp_error(&frame, icmp6::TIME_EXCEEDED, 0, [0; 4]);
             }
-            return self.drop(frame, Drop::TtlExceeded);
+            return self.drop(frame, DropReason::TtlExceeded);
         }
         let (mtu, slot) = match egress {
             Egress::Port { port, .. } => (
@@ -192,7 +192,7 @@ impl Worker {
             } else {
                 self.icmp_error(&frame, icmp6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes());
             }
-            return self.drop(frame, Drop::TooBig);
+            return self.drop(frame, DropReason::TooBig);
         }
         if v4 {
             if let Some(stage) = &mut self.nat {
@@ -215,7 +215,7 @@ impl Worker {
             let mut fragments = std::mem::take(&mut self.fragments);
             let Some(count) = mtu::fragment_v4(&frame, mtu, &mut self.pool, &mut fragments) else {
                 self.fragments = fragments;
-                return self.drop(frame, Drop::NoBuffer);
+                return self.drop(frame, DropReason::NoBuffer);
             };
             self.stats.event(Event::Fragmented);
             self.stats.events[Event::FragmentsSent as usize] += count as u64;
@@ -249,7 +249,7 @@ impl Worker {
     #[inline(never)]
     pub(super) fn encapsulate(&mut self, mut frame: Frame, t: u16, via: u32) {
         let Some(tunnel) = self.tunnels.get(t) else {
-            return self.drop(frame, Drop::BadAdjacency);
+            return self.drop(frame, DropReason::BadAdjacency);
         };
         let inner_bytes = frame.len() - eth::LEN;
         if let Err(reason) = tunnel::encap(&mut frame, tunnel) {
@@ -265,7 +265,7 @@ impl Worker {
             },
         };
         if !self.outer_fits(&frame, t, underlay.mtu) {
-            return self.drop(frame, Drop::TooBig);
+            return self.drop(frame, DropReason::TooBig);
         }
         self.count_encapsulated(t, inner_bytes);
         frame.data_mut()[..12].copy_from_slice(&underlay.macs);
@@ -308,17 +308,17 @@ impl Worker {
         inner_bytes: usize,
     ) {
         if via == NO_ROUTE {
-            return self.drop(frame, Drop::NoRoute);
+            return self.drop(frame, DropReason::NoRoute);
         }
         let (port, ip) = match hop {
             Hop::Resolve { port, ip } => (port, ip),
-            Hop::Tunnel { .. } => return self.drop(frame, Drop::TunnelLoop),
-            Hop::Local | Hop::Broadcast => return self.drop(frame, Drop::LocalUnhandled),
-            Hop::Send { .. } | Hop::Missing => return self.drop(frame, Drop::BadAdjacency),
+            Hop::Tunnel { .. } => return self.drop(frame, DropReason::TunnelLoop),
+            Hop::Local | Hop::Broadcast => return self.drop(frame, DropReason::LocalUnhandled),
+            Hop::Send { .. } | Hop::Missing => return self.drop(frame, DropReason::BadAdjacency),
         };
         let port_mtu = self.ports.get(port as usize).map_or(0, |p| p.mtu);
         if !self.outer_fits(&frame, t, port_mtu) {
-            return self.drop(frame, Drop::TooBig);
+            return self.drop(frame, DropReason::TooBig);
         }
         self.count_encapsulated(t, inner_bytes);
         self.emit(frame, port, Err(ip));
@@ -358,7 +358,7 @@ impl Worker {
     #[inline]
     pub(super) fn emit(&mut self, mut frame: Frame, out: u16, target: Result<Mac, Option<IpAddr>>) {
         let Some(port) = self.ports.get(out as usize) else {
-            return self.drop(frame, Drop::BadAdjacency);
+            return self.drop(frame, DropReason::BadAdjacency);
         };
         match target {
             Ok(mac) => {
@@ -377,7 +377,7 @@ impl Worker {
     #[cold]
     pub(super) fn punt_unresolved(&mut self, mut frame: Frame, out: u16, ip: Option<IpAddr>) {
         let Some(mac) = self.ports.get(out as usize).map(|p| p.mac) else {
-            return self.drop(frame, Drop::BadAdjacency);
+            return self.drop(frame, DropReason::BadAdjacency);
         };
         let ip = ip.unwrap_or_else(|| destination(frame.data()));
         frame.data_mut()[6..12].copy_from_slice(&mac);
@@ -393,7 +393,7 @@ impl Worker {
             }
             self.pool.free(frame);
         } else {
-            self.drop(frame, Drop::NeighborUnresolved);
+            self.drop(frame, DropReason::NeighborUnresolved);
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::adjacency::Adjacency;
 use crate::buf::{Frame, Pool};
 use crate::conntrack::NatRequest;
 use crate::control_msg::ControlMsg;
-use crate::counters::{Drop, Event, Local, WorkerCounters};
+use crate::counters::{DropReason, Event, Local, WorkerCounters};
 use crate::handoff::Handoff;
 use crate::idle::Idle;
 use crate::io::host::HostInterfaces;
@@ -271,7 +271,7 @@ impl Worker {
         let burst = self.burst;
         let n = handoff.recv(burst, |port, ingress, bytes| {
             let Some(mut frame) = self.pool.alloc() else {
-                self.stats.drop(port, Drop::NoBuffer);
+                self.stats.drop(port, DropReason::NoBuffer);
                 return;
             };
             if !frame.fill(bytes) {
@@ -405,8 +405,8 @@ impl Worker {
                         self.local_outcome(frame, outcome);
                     }
                     Hop::Local => self.local_v6(frame),
-                    Hop::Broadcast => self.drop(frame, Drop::Ipv4NotForwardable),
-                    Hop::Missing => self.drop(frame, Drop::BadAdjacency),
+                    Hop::Broadcast => self.drop(frame, DropReason::Ipv4NotForwardable),
+                    Hop::Missing => self.drop(frame, DropReason::BadAdjacency),
                     Hop::Send { port, mac } => {
                         let target = Ok(mac);
                         self.forward(frame, Egress::Port { port, target }, meta.nat)
@@ -433,11 +433,11 @@ impl Worker {
             self.stats.event(Event::HandedOff);
             self.pool.free(frame);
         } else {
-            self.drop(frame, Drop::HandoffFull);
+            self.drop(frame, DropReason::HandoffFull);
         }
     }
 
-    fn drop(&mut self, frame: Frame, reason: Drop) {
+    fn drop(&mut self, frame: Frame, reason: DropReason) {
         let row = if self.originating {
             self.stats.origin()
         } else {

@@ -1,7 +1,7 @@
 //! NAT chores of the worker: expiring sessions, answering the control plane's mailbox,
 //! and reinjecting what a translation hands back.
 
-use crate::counters::{Drop, Event};
+use crate::counters::{DropReason, Event};
 use crate::wire::{eth, icmp4};
 
 use super::Worker;
@@ -22,7 +22,7 @@ impl Worker {
         // Held fragments were counted as taken when they arrived: their end is tern's.
         let origin = self.stats.origin();
         self.stats
-            .drop_many(origin, Drop::NatFragmentTimeout, timed_out);
+            .drop_many(origin, DropReason::NatFragmentTimeout, timed_out);
         for (port, packet) in due {
             self.stats.event(Event::NatSynAnswered);
             let code = icmp4::CODE_PORT_UNREACHABLE;
@@ -47,7 +47,7 @@ impl Worker {
         };
         let origin = self.stats.origin();
         let Some(mut frame) = self.pool.alloc() else {
-            self.stats.drop(origin, Drop::NoBuffer);
+            self.stats.drop(origin, DropReason::NoBuffer);
             return;
         };
         let mut bytes = [0u8; crate::buf::MAX_FRAME];

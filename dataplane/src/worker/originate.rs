@@ -4,7 +4,7 @@
 
 use crate::buf::Frame;
 use crate::control_msg::ControlMsg;
-use crate::counters::{Drop, Event};
+use crate::counters::{DropReason, Event};
 use crate::pipeline::icmp::{self};
 use crate::pipeline::local::{self, Outcome};
 use crate::pipeline::tunnel;
@@ -90,7 +90,7 @@ impl Worker {
                     return;
                 }
                 if !unreachable {
-                    self.drop(frame, Drop::LocalUnhandled);
+                    self.drop(frame, DropReason::LocalUnhandled);
                     return;
                 }
                 if eth::ethertype(frame.data()) == eth::TYPE_IPV4 {
@@ -131,7 +131,7 @@ impl Worker {
                 [0; 4],
             );
         }
-        self.drop(frame, Drop::NoRoute);
+        self.drop(frame, DropReason::NoRoute);
     }
 
     /// Sends an ICMP error about `about` (rate limit and RFC rules permitting), sourced from
@@ -186,7 +186,7 @@ impl Worker {
             }
             None => {
                 let origin = self.stats.origin();
-                self.stats.drop(origin, Drop::NoBuffer)
+                self.stats.drop(origin, DropReason::NoBuffer)
             }
         }
     }
@@ -212,14 +212,14 @@ impl Worker {
             self.fib6.lookup(ipv6::dst(&data[eth::LEN..]))
         };
         let Some(next_hop) = next_hop else {
-            return self.drop(frame, Drop::NoRoute);
+            return self.drop(frame, DropReason::NoRoute);
         };
         match self.hop(next_hop, &frame) {
             Hop::Send { port, mac } => self.emit(frame, port, Ok(mac)),
             Hop::Resolve { port, ip } => self.emit(frame, port, Err(ip)),
             Hop::Tunnel { tunnel, via } => self.encapsulate(frame, tunnel, via),
             // A reply to ourselves or to a broadcast address: nothing to send.
-            _ => self.drop(frame, Drop::LocalUnhandled),
+            _ => self.drop(frame, DropReason::LocalUnhandled),
         }
     }
 
