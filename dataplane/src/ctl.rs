@@ -106,7 +106,7 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
         Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
             Ok(words) => {
                 let routes = crate::listing::route_listing(&words);
-                let sessions = crate::conntrack::session_listing(&words);
+                let sessions = crate::nat_mailbox::session_listing(&words);
                 match (routes, sessions, bgp_listing(&words)) {
                     (Some(Ok(query)), ..) => return stream_routes(&stream, control, &query),
                     (_, Some(Ok(query)), _) if planes.nat.is_some() => {
@@ -193,7 +193,7 @@ fn bgp_listing(words: &[String]) -> Option<&[String]> {
 
 /// `show conntrack …`, streamed from the workers' shards; the last line has each
 /// shard's counters.
-fn stream_sessions(stream: &UnixStream, planes: &Planes, query: &crate::conntrack::SessionQuery) {
+fn stream_sessions(stream: &UnixStream, planes: &Planes, query: &crate::nat_mailbox::SessionQuery) {
     let Some(shards) = &planes.nat else { return };
     stream_listing(stream, "sessions", |emit| {
         let count = shards.each_page(query, emit)?;
@@ -242,7 +242,7 @@ pub struct Planes {
     pub bgp: Option<Arc<bgp_glue::Bgp>>,
     pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
     /// The NAT shards, which stream `show conntrack` straight from the workers.
-    pub nat: Option<crate::conntrack::Shards>,
+    pub nat: Option<crate::nat_mailbox::Shards>,
 }
 
 /// Answers one request from whichever part owns it.

@@ -9,7 +9,6 @@ use lpm::Qsbr;
 
 use crate::buf::Pool;
 use crate::config::{masquerade_address, Backend, Config};
-use crate::conntrack::{NatControl, NatRequest};
 use crate::control::Control;
 use crate::control_msg::{ControlMsg, Feed};
 use crate::counters::WorkerCounters;
@@ -17,6 +16,7 @@ use crate::handoff::Handoff;
 use crate::io::host::HostInterfaces;
 use crate::io::memory::MemoryPort;
 use crate::io::{tap, xdp, PortQueue, PortTx};
+use crate::nat_mailbox::{NatControl, NatRequest};
 use crate::pipeline::PortInfo;
 use crate::worker::{Worker, WorkerSetup};
 

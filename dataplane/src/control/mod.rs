@@ -55,7 +55,7 @@ pub struct Control {
     pool: Pool,
     stats: ControlStats,
     /// The NAT rules and the workers' shard mailboxes, when NAT is configured.
-    pub nat: Option<crate::conntrack::NatControl>,
+    pub nat: Option<crate::nat_mailbox::NatControl>,
     /// The next-hop groups fed routes (BGP, zebra) share, keyed by their (normalised)
     /// next-hop set, and the set again by what a route in the RIB points at. Nothing is
     /// kept per prefix here: the RIB's own route for the prefix says which group it holds a

@@ -19,13 +19,13 @@ use lpm::{Fib4Reader, Fib6Reader, QsbrThread, NO_ROUTE};
 
 use crate::adjacency::Adjacency;
 use crate::buf::{Frame, Pool};
-use crate::conntrack::NatRequest;
 use crate::control_msg::ControlMsg;
 use crate::counters::{DropReason, Event, Local, WorkerCounters};
 use crate::handoff::Handoff;
 use crate::idle::Idle;
 use crate::io::host::HostInterfaces;
 use crate::io::PortQueue;
+use crate::nat_mailbox::NatRequest;
 use crate::pipeline::icmp::Limiter;
 use crate::pipeline::local::{self};
 use crate::pipeline::{nat, parse, route, tunnel, Class, Meta, PortInfo};

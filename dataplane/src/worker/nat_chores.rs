@@ -34,7 +34,7 @@ impl Worker {
         }
         if let (Some(rx), Some(stage)) = (&self.nat_requests, &mut self.nat) {
             while let Ok(req) = rx.try_recv() {
-                crate::conntrack::serve(stage, req);
+                crate::nat_mailbox::serve(stage, req);
             }
         }
     }
