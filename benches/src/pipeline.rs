@@ -89,18 +89,9 @@ pub fn ipv4_frame(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, flags: u16, payload: 
 /// A 64-byte UDP frame from 192.0.2.2 to `dst` (60 bytes of packet, 4 of padding), with
 /// a complete UDP checksum (what an AF_XDP port checks for a partial one).
 pub fn frame_to(dst: u32) -> Vec<u8> {
-    let mut udp = [0u8; 26];
-    udp[0..2].copy_from_slice(&1234u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&80u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&26u16.to_be_bytes());
-    let src = Ipv4Addr::new(192, 0, 2, 2);
-    let dst = Ipv4Addr::from_bits(dst);
-    let sum = match dataplane::wire::checksum4(src, dst, ipv4::PROTO_UDP, &udp) {
-        0 => 0xffff,
-        sum => sum,
-    };
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    let mut f = ipv4_frame(ipv4::PROTO_UDP, src, dst, 0, &udp);
+    let mut f = wire::testing::Udp4::new(Ipv4Addr::new(192, 0, 2, 2), 1234, dst, 80)
+        .payload(&[0; 18])
+        .frame(&[2, 0, 0, 0, 0, 1], &[2, 0, 0, 0, 0, 0x10]);
     f.resize(64, 0);
     f
 }

@@ -78,6 +78,15 @@ impl<'a> Udp4<'a> {
         udp[6..8].copy_from_slice(&sum.to_be_bytes());
         p
     }
+
+    /// The packet in an Ethernet frame from `src_mac` to `dst_mac`.
+    pub fn frame(&self, dst_mac: &crate::Mac, src_mac: &crate::Mac) -> Vec<u8> {
+        let packet = self.build();
+        let mut f = vec![0u8; crate::eth::LEN];
+        crate::eth::write(&mut f, dst_mac, src_mac, crate::eth::TYPE_IPV4);
+        f.extend_from_slice(&packet);
+        f
+    }
 }
 
 /// An IPv4 header without options.
