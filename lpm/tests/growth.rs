@@ -10,7 +10,7 @@ use lpm::{Fib4, Fib6, FibError, Qsbr};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The fixed pool sizes the FIB once had: a table past these used to be refused.
+/// Group counts a fixed pool of the usual size would hold; the tables here need more.
 const OLD_V4_POOL: usize = 1 << 16;
 const OLD_V6_POOL: usize = 1 << 18;
 

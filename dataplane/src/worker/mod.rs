@@ -115,7 +115,7 @@ pub struct Worker {
 /// Empty polls between the chores an idle worker still does (see `poll_once`).
 const IDLE_CHORES: u32 = 64;
 /// Polls with frames between counter flushes: a flush walks every counter (~600
-/// instructions), which per 32-frame burst was 18 instructions per packet.
+/// instructions, 18 per packet of a 32-frame burst if it ran every poll).
 const BUSY_FLUSH: u32 = 8;
 /// Longest sleep, so a stop request is seen promptly.
 const SLEEP: Duration = Duration::from_millis(20);
