@@ -141,11 +141,17 @@ impl PortMap {
         }
     }
 
-    /// Gives a port back; it may be taken again after `hold_ms`.
+    /// Gives a port back; it may be taken again after `hold_ms`, at once when that is 0.
+    /// A hold is kept in whole seconds (rounded up), so "no hold" must not become one: a
+    /// host flooding new flows releases thousands of never-answered ports a second, and
+    /// each held for up to a second would leave nothing for anybody else.
     pub fn release(&self, addr: u32, space: Space, port: u16, now_ms: u64, hold_ms: u64) {
         if let Some(word) = self.word(addr, space, port) {
-            let until = secs24(now_ms + hold_ms + 999);
-            word.store(until << 8 | HOLD_TAG, Ordering::Release);
+            let value = match hold_ms {
+                0 => 0,
+                hold => secs24(now_ms + hold + 999) << 8 | HOLD_TAG,
+            };
+            word.store(value, Ordering::Release);
         }
     }
 
@@ -289,6 +295,16 @@ mod tests {
         assert!(!m.try_take(0xcb007101, Space::Udp, 4000, 1, 100_000));
         assert!(m.try_take(0xcb007101, Space::Udp, 4000, 1, 123_000));
         assert_eq!(m.owner(0xcb007101, Space::Udp, 4000), Some(1));
+    }
+
+    #[test]
+    fn a_port_released_without_hold_is_free_at_once() {
+        let m = PortMap::new(vec![0xcb007101]);
+        assert!(m.try_take(0xcb007101, Space::Tcp, 5000, 0, 1_500));
+        m.release(0xcb007101, Space::Tcp, 5000, 1_500, 0);
+        assert_eq!(m.owner(0xcb007101, Space::Tcp, 5000), None);
+        assert!(m.try_take(0xcb007101, Space::Tcp, 5000, 1, 1_500));
+        assert_eq!(m.owner(0xcb007101, Space::Tcp, 5000), Some(1));
     }
 
     #[test]
