@@ -287,7 +287,7 @@ pub fn bird_anchor(t: &Table, timeout: Duration) -> Result<BirdLoad, String> {
     let flow = Flow::start(&s, "192.0.2.2", &r)?;
     sender.cli("enable tern4");
     sender.cli("enable tern6");
-    let cpu = |b: &Bird| crate::thread_cpu(b.pid()).values().sum::<f64>();
+    let cpu = |b: &Bird| crate::thread_cpu_ns(b.pid()).values().sum::<u64>() as f64 / 1e9;
     let (receiver_before, sender_before) = (cpu(&receiver), cpu(&sender));
     // One `birdc` call per look: both protocols' states and import counts.
     let (_, intake) = follow(t.v4.len() + t.v6.len(), timeout, || {
@@ -428,8 +428,13 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
     let tern_rss_before_kib = rss_kib(tern_pid);
     let flow = Flow::start(&net.a, A4, &net.b)?;
 
-    let tern_cpu_before = crate::thread_cpu(tern_pid);
-    let sender_cpu_before = crate::thread_cpu(bird.pid()).values().sum::<f64>();
+    let cpu_s = |pid| {
+        crate::thread_cpu_ns(pid)
+            .into_iter()
+            .map(|(n, ns)| (n, ns as f64 / 1e9))
+    };
+    let tern_cpu_before: std::collections::BTreeMap<String, f64> = cpu_s(tern_pid).collect();
+    let sender_cpu_before: f64 = cpu_s(bird.pid()).map(|(_, s)| s).sum();
     let start = Instant::now();
     bird.cli("enable tern4");
     bird.cli("enable tern6");
@@ -458,12 +463,12 @@ pub fn tern_load(t: &Table, timeout: Duration) -> Result<TernLoad, String> {
         })
     });
     let done = Instant::now();
-    let mut tern_cpu = crate::thread_cpu(tern_pid);
+    let mut tern_cpu: std::collections::BTreeMap<String, f64> = cpu_s(tern_pid).collect();
     for (name, seconds) in &mut tern_cpu {
         *seconds -= tern_cpu_before.get(name).copied().unwrap_or(0.0);
     }
     tern_cpu.retain(|_, s| *s >= 0.01);
-    let sender_cpu = crate::thread_cpu(bird.pid()).values().sum::<f64>() - sender_cpu_before;
+    let sender_cpu = cpu_s(bird.pid()).map(|(_, s)| s).sum::<f64>() - sender_cpu_before;
     let (flow_sent, flow_received) = flow.stop()?;
     let ((first_up, intake), ()) = followed.and_then(|f| Ok((f, installed?))).map_err(|e| {
         format!(

@@ -181,33 +181,21 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system, seconds) each thread of `pid` has used, summed per thread name.
-pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+/// Nanoseconds on CPU (`/proc/<tid>/schedstat`) of every thread of `pid`, summed per
+/// thread name (for a kernel thread, of `pid` itself).
+pub fn thread_cpu_ns(pid: u32) -> std::collections::BTreeMap<String, u64> {
     let mut by_name = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // "tid (name) state ppid ...": utime and stime are fields 14 and 15, counted from
-        // 1; the name may hold spaces, so split after its closing parenthesis.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let time = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        *by_name
-            .entry(stat[open + 1..close].to_string())
-            .or_insert(0.0) += (time(11) + time(12)) / ticks;
+    for task in tasks.flatten().map(|t| t.path()) {
+        let ns = std::fs::read_to_string(task.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if let Some(ns) = ns {
+            *by_name.entry(name.trim().to_string()).or_insert(0) += ns;
+        }
     }
     by_name
 }

@@ -311,14 +311,7 @@ fn pin(pid: u32, core: usize) {
 
 /// Nanoseconds on CPU of every thread of `pid` (and of `pid` alone for a kernel thread).
 fn cpu_ns(pid: u32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    tasks
-        .iter()
-        .filter_map(|t| std::fs::read_to_string(t.join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    crate::thread_cpu_ns(pid).values().sum()
 }
 
 /// A running device under test.
