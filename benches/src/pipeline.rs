@@ -81,7 +81,13 @@ pub fn ipv4_frame(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, flags: u16, payload: 
         eth::TYPE_IPV4,
     );
     let total = (20 + payload.len()) as u16;
-    ipv4::write(&mut f[eth::LEN..], 0, total, 1, flags, 64, proto, src, dst);
+    ipv4::Header {
+        total_len: total,
+        ident: 1,
+        flags_frag: flags,
+        ..ipv4::Header::new(proto, src, dst)
+    }
+    .emit(&mut f[eth::LEN..]);
     f[eth::LEN + 20..].copy_from_slice(payload);
     f
 }

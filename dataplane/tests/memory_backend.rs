@@ -90,18 +90,13 @@ fn arp_reply_forwarding_and_runt_on_memory_ports() {
     assert_eq!(eth::dst(&reply), HOST);
 
     // A UDP packet through to the static neighbour.
-    let mut pkt = vec![0u8; eth::LEN + 28];
-    eth::write(&mut pkt, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
-    ipv4::write(
-        &mut pkt[eth::LEN..],
-        0,
-        28,
+    let mut pkt = udp_frame(
+        [2, 0, 0, 0, 0, 1],
+        [192, 0, 2, 2],
         7,
-        0,
-        64,
-        ipv4::PROTO_UDP,
-        "192.0.2.2".parse().expect("ip"),
-        "203.0.113.2".parse().expect("ip"),
+        [203, 0, 113, 2],
+        9,
+        b"",
     );
     pkt.extend_from_slice(&[0; 4]); // Ethernet padding: must not be forwarded
     p0.inject(&pkt);
@@ -300,18 +295,13 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         router.memory[0].clone().expect("memory"),
         router.memory[1].clone().expect("memory"),
     );
-    let mut good = vec![0u8; eth::LEN + 28];
-    eth::write(&mut good, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
-    ipv4::write(
-        &mut good[eth::LEN..],
-        0,
-        28,
+    let good = udp_frame(
+        [2, 0, 0, 0, 0, 1],
+        [192, 0, 2, 2],
         7,
-        0,
-        64,
-        ipv4::PROTO_UDP,
-        "192.0.2.2".parse().expect("ip"),
-        "203.0.113.2".parse().expect("ip"),
+        [203, 0, 113, 2],
+        9,
+        b"",
     );
     let mut rng = wire::XorShift64::new(0x9e3779b97f4a7c15u64);
     let mut next = move || rng.next_u64();
@@ -321,18 +311,20 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         let inner = &good[eth::LEN..];
         let mut f = vec![0u8; eth::LEN + 28 + inner.len()];
         eth::write(&mut f, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
-        ipv4::write(
-            &mut f[eth::LEN..],
-            0,
-            (28 + inner.len()) as u16,
-            0,
-            ipv4::FLAG_DF,
-            64,
-            47,
-            "192.0.2.2".parse().expect("ip"),
-            "192.0.2.1".parse().expect("ip"),
-        );
-        f[eth::LEN + 20..eth::LEN + 28].copy_from_slice(&[0x20, 0, 8, 0, 0, 0, 0, 5]);
+        ipv4::Header {
+            total_len: (28 + inner.len()) as u16,
+            flags_frag: ipv4::FLAG_DF,
+            ..ipv4::Header::new(47, [192, 0, 2, 2].into(), [192, 0, 2, 1].into())
+        }
+        .emit(&mut f[eth::LEN..]);
+        let key = wire::gre::Header {
+            flags: 0,
+            protocol: wire::gre::TYPE_IPV4,
+            key: Some(5),
+            sequence: None,
+            len: 8,
+        };
+        key.write(&mut f[eth::LEN + 20..]);
         f[eth::LEN + 28..].copy_from_slice(inner);
         f
     };
@@ -344,23 +336,23 @@ fn random_and_mutated_frames(text: String, nat: bool) {
         ip[12..16].copy_from_slice(&[203, 0, 113, 2]);
         ip[16..20].copy_from_slice(&[203, 0, 113, 1]);
         ipv4::fill_checksum(ip);
-        ip[20..24].copy_from_slice(&[0, 53, 0, 53]);
+        let udp = &mut ip[20..];
+        wire::udp::write(udp, 53, 53, wire::udp::length(udp));
         f
     };
     let icmp_error = {
         let mut f = vec![0u8; eth::LEN + 28 + 28];
         eth::write(&mut f, &[2, 0, 0, 0, 0, 1], &HOST, eth::TYPE_IPV4);
-        ipv4::write(
-            &mut f[eth::LEN..],
-            0,
-            56,
-            1,
-            0,
-            64,
-            ipv4::PROTO_ICMP,
-            "203.0.113.2".parse().expect("ip"),
-            "203.0.113.1".parse().expect("ip"),
-        );
+        ipv4::Header {
+            total_len: 56,
+            ident: 1,
+            ..ipv4::Header::new(
+                ipv4::PROTO_ICMP,
+                [203, 0, 113, 2].into(),
+                [203, 0, 113, 1].into(),
+            )
+        }
+        .emit(&mut f[eth::LEN..]);
         f[eth::LEN + 20] = 3;
         f[eth::LEN + 21] = 3;
         f[eth::LEN + 28..].copy_from_slice(&inbound[eth::LEN..eth::LEN + 28]);
@@ -463,30 +455,20 @@ fn random_and_mutated_frames(text: String, nat: bool) {
     router.stop();
 }
 
-/// A UDP frame `src:sport → dst:dport` with valid checksums, as a host with MAC `HOST`
-/// sends it to tern's port with MAC `to`.
-fn udp_frame(to: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; eth::LEN + 28 + 4];
-    eth::write(&mut f, &to, &HOST, eth::TYPE_IPV4);
-    let ip = &mut f[eth::LEN..];
-    ipv4::write(
-        ip,
-        0,
-        32,
-        sport,
-        0,
-        64,
-        ipv4::PROTO_UDP,
-        src.into(),
-        dst.into(),
-    );
-    ip[20..22].copy_from_slice(&sport.to_be_bytes());
-    ip[22..24].copy_from_slice(&dport.to_be_bytes());
-    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
-    ip[28..32].copy_from_slice(b"tern");
-    let sum = wire::checksum4(src.into(), dst.into(), ipv4::PROTO_UDP, &ip[20..32]);
-    ip[26..28].copy_from_slice(&sum.to_be_bytes());
-    f
+/// A UDP frame `src:sport → dst:dport` carrying `payload`, with valid checksums, as a
+/// host with MAC `HOST` sends it to tern's port with MAC `to` (identification `sport`).
+fn udp_frame(
+    to: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    wire::testing::Udp4::new(src, sport, dst, dport)
+        .ident(sport)
+        .payload(payload)
+        .frame(&to, &HOST)
 }
 
 /// (src, sport, dst, dport) of a UDP frame.
@@ -546,7 +528,7 @@ fn nat_on_two_workers_meets_every_flows_session_whichever_worker_receives_it() {
         .flat_map(|h| (0..PORTS).map(move |p| ([192, 0, 2, 10 + h], 20_000 + p)))
         .collect();
     for &(host, port) in &flows {
-        p0.inject(&udp_frame(m0, host, port, remote, 53));
+        p0.inject(&udp_frame(m0, host, port, remote, 53, b"tern"));
     }
     let out = collect_udp(&p1, flows.len());
     assert_eq!(
@@ -564,7 +546,7 @@ fn nat_on_two_workers_meets_every_flows_session_whichever_worker_receives_it() {
         );
     }
     for &port in &external {
-        p1.inject(&udp_frame(m1, remote, 53, [203, 0, 113, 1], port));
+        p1.inject(&udp_frame(m1, remote, 53, [203, 0, 113, 1], port, b"tern"));
     }
     let back = collect_udp(&p0, flows.len());
     let mut returned: Vec<([u8; 4], u16)> = back

@@ -2,7 +2,7 @@
 //! fields), where the transport header is, and whether the packet is a fragment. The
 //! dataplane has validated the IPv4 header already; everything past it is checked here.
 
-use wire::ipv4;
+use wire::{get16, get32, icmp, ipv4, tcp, udp};
 
 /// Protocol numbers the NAT knows by name.
 pub const TCP: u8 = ipv4::PROTO_TCP;
@@ -10,10 +10,7 @@ pub const UDP: u8 = ipv4::PROTO_UDP;
 pub const ICMP: u8 = ipv4::PROTO_ICMP;
 
 /// TCP flag bits.
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const ACK: u8 = 0x10;
+pub use wire::tcp::{ACK, FIN, RST, SYN};
 
 /// One direction of a flow. For an ICMP echo request the identifier is in `sport` and
 /// `dport` is 0; for an echo reply it is in `dport` and `sport` is 0, so that a request and
@@ -143,19 +140,18 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, ParseError> {
     let Some(h) = ip.first_chunk::<20>() else {
         return Err(ParseError::Truncated);
     };
-    let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-    let ihl = ((h[0] & 0x0f) as usize) * 4;
-    let total = (be16(h, 2) as usize).min(ip.len());
-    let ff = be16(h, 6);
+    let ihl = ipv4::header_len(h);
+    let total = (get16(h, ipv4::TOTAL_LEN) as usize).min(ip.len());
+    let ff = get16(h, ipv4::FLAGS_FRAG);
     let fragment = match (ff & ipv4::OFFSET_MASK, ff & ipv4::FLAG_MF != 0) {
         (0, false) => Fragment::Whole,
         (0, true) => Fragment::First,
         _ => Fragment::Later,
     };
     let mut flow = Flow {
-        proto: h[9],
-        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        proto: h[ipv4::PROTO],
+        src: get32(h, ipv4::SRC),
+        dst: get32(h, ipv4::DST),
         sport: 0,
         dport: 0,
     };
@@ -170,26 +166,34 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, ParseError> {
         let t = ip.get(ihl..total).unwrap_or_default();
         match flow.proto {
             TCP => {
-                let t = t.first_chunk::<20>().ok_or(ParseError::Truncated)?;
-                flow.sport = be16(t, 0);
-                flow.dport = be16(t, 2);
-                L4::Tcp { flags: t[13] }
+                let t = t
+                    .first_chunk::<{ tcp::MIN_LEN }>()
+                    .ok_or(ParseError::Truncated)?;
+                flow.sport = tcp::src_port(t);
+                flow.dport = tcp::dst_port(t);
+                L4::Tcp {
+                    flags: tcp::flags(t),
+                }
             }
             UDP => {
-                let t = t.first_chunk::<8>().ok_or(ParseError::Truncated)?;
-                flow.sport = be16(t, 0);
-                flow.dport = be16(t, 2);
+                let t = t
+                    .first_chunk::<{ udp::LEN }>()
+                    .ok_or(ParseError::Truncated)?;
+                flow.sport = udp::src_port(t);
+                flow.dport = udp::dst_port(t);
                 L4::Udp
             }
             ICMP => {
-                let t = t.first_chunk::<8>().ok_or(ParseError::Truncated)?;
-                match t[0] {
+                let t = t
+                    .first_chunk::<{ icmp::LEN }>()
+                    .ok_or(ParseError::Truncated)?;
+                match icmp::kind(t) {
                     wire::icmp4::ECHO_REQUEST => {
-                        flow.sport = be16(t, 4);
+                        flow.sport = icmp::echo_ident(t);
                         L4::IcmpQuery { request: true }
                     }
                     wire::icmp4::ECHO_REPLY => {
-                        flow.dport = be16(t, 4);
+                        flow.dport = icmp::echo_ident(t);
                         L4::IcmpQuery { request: false }
                     }
                     ty if wire::icmp4::is_error(ty) => L4::IcmpError,
@@ -204,7 +208,7 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, ParseError> {
         l4,
         l4_offset: ihl,
         fragment,
-        ident: be16(h, 4),
+        ident: get16(h, ipv4::IDENT),
     })
 }
 
@@ -223,21 +227,21 @@ pub fn parse_quoted(q: &[u8]) -> Option<(Flow, usize)> {
         return None;
     }
     let l4 = &q[ihl..];
-    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
     let proto = ipv4::proto(q);
+    // The first 8 bytes of a TCP header have its ports where UDP has them.
     let (sport, dport) = match proto {
-        TCP | UDP => (port(0), port(2)),
-        ICMP => match l4[0] {
-            wire::icmp4::ECHO_REQUEST => (port(4), 0),
-            wire::icmp4::ECHO_REPLY => (0, port(4)),
+        TCP | UDP => (udp::src_port(l4), udp::dst_port(l4)),
+        ICMP => match icmp::kind(l4) {
+            wire::icmp4::ECHO_REQUEST => (icmp::echo_ident(l4), 0),
+            wire::icmp4::ECHO_REPLY => (0, icmp::echo_ident(l4)),
             _ => return None,
         },
         _ => (0, 0),
     };
     let flow = Flow {
         proto,
-        src: u32::from_be_bytes([q[12], q[13], q[14], q[15]]),
-        dst: u32::from_be_bytes([q[16], q[17], q[18], q[19]]),
+        src: get32(q, ipv4::SRC),
+        dst: get32(q, ipv4::DST),
         sport,
         dport,
     };

@@ -89,10 +89,7 @@ impl Shard {
             ident: 0,
         };
         rewrite(q, &qp, &restored);
-        let icmp = &mut ip[o..end];
-        icmp[2..4].copy_from_slice(&[0, 0]);
-        let sum = wire::checksum(icmp);
-        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        wire::icmp::fill_checksum4(&mut ip[o..end]);
         // The outer header travels like a packet of the error's direction. Its source is
         // translated when that direction's source is (an inside router's error leaves
         // with the external address too).

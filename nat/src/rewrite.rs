@@ -3,26 +3,16 @@
 //! checksum for an echo identifier. A later fragment has no transport header; its part of
 //! the transport checksum was fixed in the first fragment, which covers the whole datagram.
 
-use wire::{checksum_adjust, checksum_delta32};
+use wire::{checksum_adjust, checksum_delta32, get16, icmp, ipv4, put16, tcp, udp};
 
 use crate::flow::{Flow, Fragment, Parsed, ICMP, L4, TCP, UDP};
-
-#[inline]
-fn get16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
 
 /// Where the transport checksum lives, and whether a zero there means "none" (UDP).
 fn l4_checksum(proto: u8, l4: &L4) -> Option<(usize, bool)> {
     match (proto, l4) {
-        (TCP, _) => Some((16, false)),
-        (UDP, _) => Some((6, true)),
-        (ICMP, L4::IcmpQuery { .. }) => Some((2, false)),
+        (TCP, _) => Some((tcp::CHECKSUM, false)),
+        (UDP, _) => Some((udp::CHECKSUM, true)),
+        (ICMP, L4::IcmpQuery { .. }) => Some((icmp::CHECKSUM, false)),
         _ => None,
     }
 }
@@ -36,10 +26,10 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     let Some(h) = ip.first_chunk_mut::<20>() else {
         return;
     };
-    let ip_sum = checksum_adjust(get16(h, 10), addresses);
-    put16(h, 10, ip_sum);
-    h[12..16].copy_from_slice(&to.src.to_be_bytes());
-    h[16..20].copy_from_slice(&to.dst.to_be_bytes());
+    let ip_sum = checksum_adjust(get16(h, ipv4::CHECKSUM), addresses);
+    put16(h, ipv4::CHECKSUM, ip_sum);
+    wire::put32(h, ipv4::SRC, to.src);
+    wire::put32(h, ipv4::DST, to.dst);
     if p.fragment == Fragment::Later {
         return;
     }
@@ -56,12 +46,12 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
             } else {
                 (from.dport, to.dport)
             };
-            put16(t, 4, new);
+            icmp::set_echo_ident(t, new);
             checksum_delta32(old as u32, new as u32)
         }
         L4::Tcp { .. } | L4::Udp => {
-            put16(t, 0, to.sport);
-            put16(t, 2, to.dport);
+            put16(t, udp::SRC_PORT, to.sport);
+            put16(t, udp::DST_PORT, to.dport);
             checksum_delta32(
                 (from.sport as u32) << 16 | from.dport as u32,
                 (to.sport as u32) << 16 | to.dport as u32,
@@ -82,8 +72,8 @@ pub fn rewrite(ip: &mut [u8], p: &Parsed, to: &Flow) {
     // TCP and UDP checksums cover the addresses too (the pseudo-header); ICMP's does not.
     let pseudo = if from.proto == ICMP { 0 } else { addresses };
     let mut sum = checksum_adjust(old_sum, ports + pseudo);
-    if zero_means_none && sum == 0 {
-        sum = 0xffff;
+    if zero_means_none {
+        sum = udp::sendable_checksum(sum);
     }
     put16(t, at, sum);
 }

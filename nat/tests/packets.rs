@@ -9,7 +9,12 @@ pub fn a(s: &str) -> u32 {
 
 fn ip_header(p: &mut [u8], proto: u8, src: u32, dst: u32) {
     let total = p.len() as u16;
-    wire::ipv4::write(p, 0, total, 0x1234, 0, 64, proto, src.into(), dst.into());
+    wire::ipv4::Header {
+        total_len: total,
+        ident: 0x1234,
+        ..wire::ipv4::Header::new(proto, src.into(), dst.into())
+    }
+    .emit(p);
 }
 
 fn l4_sum(p: &mut [u8], at: usize) {

@@ -11,11 +11,11 @@
 //! RFC 6040 ECN combination is not the drop case. The inner ECN field is then rewritten
 //! as RFC 6040 says (with the IPv4 header checksum updated incrementally).
 
-use crate::gre;
 use crate::table::{LastShape, Miss, TunnelTable};
 pub use crate::tunnel::Decap;
 use crate::tunnel::Kind;
 use crate::{ecn, PROTO_GRE, PROTO_IPIP, PROTO_IPV6};
+use wire::gre;
 
 /// Why a packet to a tunnel endpoint was dropped. Each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@
 //! * ECN: RFC 6040 normal mode (copy the inner field). DSCP and TTL: as configured.
 
 use crate::ecn;
-use crate::gre;
 use crate::table::Tunnel;
+use wire::gre;
 
 /// Fills `packet[..overhead]` with the outer headers for the inner IP packet at
 /// `packet[overhead..]`, where `overhead == tunnel.spec.overhead()`. Returns `false` (and

@@ -11,10 +11,10 @@
 
 use std::net::IpAddr;
 
-use crate::gre;
 use crate::table::TunnelTable;
 use crate::tunnel::Kind;
 use crate::{PROTO_GRE, PROTO_IPIP, PROTO_IPV6};
+use wire::gre;
 
 /// What to tell the inner source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

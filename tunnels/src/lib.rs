@@ -12,7 +12,6 @@
 pub mod decap;
 pub mod ecn;
 pub mod encap;
-pub mod gre;
 pub mod icmp;
 pub mod table;
 pub mod template;

@@ -185,9 +185,9 @@ impl Shape4 {
         let shape = |inner_v6: bool| {
             // GRE flags (only K, or none), the protocol type of the family, then the key.
             let protocol = if inner_v6 {
-                crate::gre::TYPE_IPV6
+                wire::gre::TYPE_IPV6
             } else {
-                crate::gre::TYPE_IPV4
+                wire::gre::TYPE_IPV4
             };
             let [p0, p1] = protocol.to_be_bytes();
             let (after, mask, gre_len) = match (spec.kind.is_gre(), spec.key) {
@@ -198,7 +198,7 @@ impl Shape4 {
                     4,
                 ),
                 (true, Some(k)) => {
-                    let [a, b] = crate::gre::FLAG_KEY.to_be_bytes();
+                    let [a, b] = wire::gre::FLAG_KEY.to_be_bytes();
                     let [k0, k1, k2, k3] = k.to_be_bytes();
                     ([a, b, p0, p1, k0, k1, k2, k3], [0xff; 8], 8)
                 }

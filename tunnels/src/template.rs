@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use crate::gre;
 use crate::tunnel::{Dscp, Spec, Ttl};
+use wire::gre;
 
 /// The outer headers of a tunnel with every per-packet field zero, the ones'-complement
 /// sum of its IPv4 header, and the spec's per-packet choices reduced to masks and offsets:
@@ -44,7 +44,12 @@ impl Template {
         let ip_len = match (spec.local, spec.remote) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let df = wire::ipv4::FLAG_DF;
-                wire::ipv4::write(&mut bytes, 0, 0, 0, df, 0, protocol, src, dst);
+                wire::ipv4::Header {
+                    flags_frag: df,
+                    ttl: 0,
+                    ..wire::ipv4::Header::new(protocol, src, dst)
+                }
+                .emit(&mut bytes);
                 bytes[10..12].fill(0);
                 20
             }

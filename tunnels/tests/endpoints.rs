@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use tunnels::decap::{decap_general, Decap, Error};
 use tunnels::icmp::{outer_error, Relay};
-use tunnels::{encap, gre, Dscp, Kind, LastShape, Spec, Ttl, TunnelTable};
+use tunnels::{encap, Dscp, Kind, LastShape, Spec, Ttl, TunnelTable};
 
 /// Decapsulation of one packet, with no memo of earlier ones.
 fn decap(rx: &TunnelTable, p: &mut [u8]) -> Result<Decap, Error> {
@@ -47,17 +47,15 @@ fn mirror(s: &Spec) -> Spec {
 
 fn inner_v4(tos: u8, payload: usize) -> Vec<u8> {
     let mut p = vec![0u8; 20 + payload];
-    wire::ipv4::write(
-        &mut p,
+    wire::ipv4::Header {
         tos,
-        (20 + payload) as u16,
-        0x1234,
-        wire::ipv4::FLAG_DF,
-        63,
-        17,
-        "192.0.2.2".parse().unwrap(),
-        "203.0.113.2".parse().unwrap(),
-    );
+        total_len: (20 + payload) as u16,
+        ident: 0x1234,
+        flags_frag: wire::ipv4::FLAG_DF,
+        ttl: 63,
+        ..wire::ipv4::Header::new(17, [192, 0, 2, 2].into(), [203, 0, 113, 2].into())
+    }
+    .emit(&mut p);
     for (i, b) in p[20..].iter_mut().enumerate() {
         *b = i as u8;
     }
@@ -384,7 +382,7 @@ fn arbitrary_bytes_never_panic() {
             accepted += 1;
         }
         let _ = outer_error(tx, &p, Some((rand() % 2000) as u32));
-        let _ = gre::Header::parse(&p);
+        let _ = wire::gre::Header::parse(&p);
     }
     assert!(
         accepted > 0,

@@ -21,7 +21,7 @@ use lpm::rib::Source;
 
 use crate::adjacency::Adjacency;
 use crate::pipeline::icmp;
-use crate::wire::{self, arp, eth, icmp4, icmp6, ipv4, ipv6, Mac, BROADCAST};
+use crate::wire::{arp, eth, icmp4, icmp6, ipv4, ipv6, ndp, Mac, BROADCAST};
 
 use super::Control;
 
@@ -499,46 +499,27 @@ pub(super) fn ns_frame(
             ipv6::multicast_mac(ipv6::solicited_node(target)),
         ),
     };
-    let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
-    eth::write(&mut f, &dst_mac, &port_mac, eth::TYPE_IPV6);
-    ipv6::write(&mut f[eth::LEN..], 32, ipv6::NEXT_ICMP, 255, src, dst);
-    let m = &mut f[eth::LEN + ipv6::LEN..];
-    m[0] = icmp6::NEIGHBOR_SOLICIT;
-    m[8..24].copy_from_slice(&target.octets());
-    m[24] = icmp6::OPT_SOURCE_LL;
-    m[25] = 1;
-    m[26..32].copy_from_slice(&port_mac);
-    let c = wire::checksum6(src, dst, ipv6::NEXT_ICMP, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0u8; ndp::FRAME_LEN];
+    let m = ndp::Message {
+        kind: icmp6::NEIGHBOR_SOLICIT,
+        flags: 0,
+        target,
+        mac: port_mac,
+    };
+    ndp::write_frame(&mut f, &dst_mac, src, dst, &m);
     f
 }
 
 /// Unsolicited neighbour advertisement of `addr` to all nodes (Router + Override).
 pub(super) fn na_frame(port_mac: Mac, addr: Ipv6Addr) -> Vec<u8> {
     let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-    let mut f = vec![0u8; eth::LEN + ipv6::LEN + 32];
-    eth::write(
-        &mut f,
-        &ipv6::multicast_mac(all_nodes),
-        &port_mac,
-        eth::TYPE_IPV6,
-    );
-    ipv6::write(
-        &mut f[eth::LEN..],
-        32,
-        ipv6::NEXT_ICMP,
-        255,
-        addr,
-        all_nodes,
-    );
-    let m = &mut f[eth::LEN + ipv6::LEN..];
-    m[0] = icmp6::NEIGHBOR_ADVERT;
-    m[4] = 0xa0;
-    m[8..24].copy_from_slice(&addr.octets());
-    m[24] = icmp6::OPT_TARGET_LL;
-    m[25] = 1;
-    m[26..32].copy_from_slice(&port_mac);
-    let c = wire::checksum6(addr, all_nodes, ipv6::NEXT_ICMP, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0u8; ndp::FRAME_LEN];
+    let m = ndp::Message {
+        kind: icmp6::NEIGHBOR_ADVERT,
+        flags: ndp::FLAG_ROUTER | ndp::FLAG_OVERRIDE,
+        target: addr,
+        mac: port_mac,
+    };
+    ndp::write_frame(&mut f, &ipv6::multicast_mac(all_nodes), addr, all_nodes, &m);
     f
 }

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use crate::buf::{Frame, Pool};
-use crate::wire::{self, eth, icmp4, icmp6, ipv4, ipv6};
+use crate::wire::{eth, icmp, icmp4, icmp6, ipv4, ipv6};
 
 /// Token bucket: `rate` errors per second, bursts up to `burst`.
 pub struct Limiter {
@@ -90,24 +90,16 @@ pub fn error_v4(
     let mut bytes = [0u8; eth::LEN + MAX_IP];
     let f = &mut bytes[..eth::LEN + total];
     f[12..14].copy_from_slice(&eth::TYPE_IPV4.to_be_bytes());
-    ipv4::write(
-        &mut f[eth::LEN..],
-        0xc0,
-        total as u16,
-        0,
-        0,
-        64,
-        ipv4::PROTO_ICMP,
-        src,
-        ipv4::src(ip),
-    );
+    // TOS 0xc0: network control (RFC 791 precedence 6), as Linux marks its ICMP errors.
+    ipv4::Header {
+        tos: 0xc0,
+        total_len: total as u16,
+        ..ipv4::Header::new(ipv4::PROTO_ICMP, src, ipv4::src(ip))
+    }
+    .emit(&mut f[eth::LEN..]);
     let m = &mut f[eth::LEN + 20..];
-    m[0] = kind;
-    m[1] = code;
-    m[4..8].copy_from_slice(&rest);
-    m[8..8 + quoted].copy_from_slice(&ip[..quoted]);
-    let c = wire::checksum(m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    icmp::write_error(m, kind, code, rest, &ip[..quoted]);
+    icmp::fill_checksum4(m);
     frame.fill(f);
     Some(frame)
 }
@@ -138,12 +130,8 @@ pub fn error_v6(
         dst,
     );
     let m = &mut f[eth::LEN + 40..];
-    m[0] = kind;
-    m[1] = code;
-    m[4..8].copy_from_slice(&rest);
-    m[8..8 + quoted].copy_from_slice(&ip[..quoted]);
-    let c = wire::checksum6(src, dst, ipv6::NEXT_ICMP, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    icmp::write_error(m, kind, code, rest, &ip[..quoted]);
+    icmp::fill_checksum6(m, src, dst);
     frame.fill(f);
     Some(frame)
 }

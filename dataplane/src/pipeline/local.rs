@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use super::PortInfo;
 use crate::buf::Frame;
 use crate::counters::DropReason;
-use crate::wire::{self, arp, eth, icmp4, icmp6, ipv4, ipv6, Mac};
+use crate::wire::{self, arp, eth, icmp, icmp4, icmp6, ipv4, ipv6, ndp, Mac};
 
 /// What handling a local packet produced.
 pub enum Outcome {
@@ -73,15 +73,13 @@ pub fn ipv4(frame: &mut Frame) -> Outcome {
                 return Outcome::ToHost { unreachable: false };
             }
             let (src, dst) = (ipv4::src(ip), ipv4::dst(ip));
-            ip[12..16].copy_from_slice(&dst.octets());
-            ip[16..20].copy_from_slice(&src.octets());
-            ip[8] = 64;
+            ip[ipv4::SRC..ipv4::SRC + 4].copy_from_slice(&dst.octets());
+            ip[ipv4::DST..ipv4::DST + 4].copy_from_slice(&src.octets());
+            ip[ipv4::TTL] = 64;
             ipv4::fill_checksum(ip);
             let msg = &mut ip[ihl..total];
-            msg[0] = icmp4::ECHO_REPLY;
-            msg[2..4].copy_from_slice(&[0, 0]);
-            let c = wire::checksum(msg);
-            msg[2..4].copy_from_slice(&c.to_be_bytes());
+            msg[icmp::TYPE] = icmp4::ECHO_REPLY;
+            icmp::fill_checksum4(msg);
             Outcome::ReplyRouted
         }
         ipv4::PROTO_UDP => Outcome::ToHost { unreachable: true },
@@ -127,10 +125,8 @@ pub fn ipv6(frame: &mut Frame, port: &PortInfo) -> (Outcome, Learned) {
                 src,
             );
             let msg = &mut ip[ipv6::LEN..total];
-            msg[0] = icmp6::ECHO_REPLY;
-            msg[2..4].copy_from_slice(&[0, 0]);
-            let c = wire::checksum6(from, src, ipv6::NEXT_ICMP, msg);
-            msg[2..4].copy_from_slice(&c.to_be_bytes());
+            msg[icmp::TYPE] = icmp6::ECHO_REPLY;
+            icmp::fill_checksum6(msg, from, src);
             (Outcome::ReplyRouted, None)
         }
         icmp6::NEIGHBOR_SOLICIT => neighbor_solicit(frame, port, src, eth_src, total),
@@ -176,41 +172,25 @@ fn neighbor_solicit(
         return (Outcome::Consumed, learned);
     }
     // Neighbor Advertisement: Router + Solicited (unless DAD) + Override, target LL option.
-    let (dst, flags) = if src.is_unspecified() {
-        (ALL_NODES, 0xa0u8)
+    let (dst, dst_mac, flags) = if src.is_unspecified() {
+        let all = ndp::FLAG_ROUTER | ndp::FLAG_OVERRIDE;
+        (ALL_NODES, ipv6::multicast_mac(ALL_NODES), all)
     } else {
-        (src, 0xe0u8)
+        let solicited = ndp::FLAG_ROUTER | ndp::FLAG_SOLICITED | ndp::FLAG_OVERRIDE;
+        (src, source_ll.unwrap_or(eth_src), solicited)
     };
-    let dst_mac = if src.is_unspecified() {
-        ipv6::multicast_mac(ALL_NODES)
-    } else {
-        source_ll.unwrap_or(eth_src)
-    };
-    let len = 32;
-    let bytes_needed = eth::LEN + ipv6::LEN + len;
+    let bytes_needed = ndp::FRAME_LEN;
     let f = frame.rx_space();
     if f.len() < bytes_needed {
         return (Outcome::Drop(DropReason::NoBuffer), learned);
     }
-    eth::write(f, &dst_mac, &port.mac, eth::TYPE_IPV6);
-    ipv6::write(
-        &mut f[eth::LEN..],
-        len as u16,
-        ipv6::NEXT_ICMP,
-        255,
+    let m = ndp::Message {
+        kind: icmp6::NEIGHBOR_ADVERT,
+        flags,
         target,
-        dst,
-    );
-    let m = &mut f[eth::LEN + ipv6::LEN..bytes_needed];
-    m.fill(0);
-    m[0] = icmp6::NEIGHBOR_ADVERT;
-    m[4] = flags;
-    m[8..24].copy_from_slice(&target.octets());
-    m[24] = icmp6::OPT_TARGET_LL;
-    m[25] = 1;
-    m[26..32].copy_from_slice(&port.mac);
-    let c = wire::checksum6(target, dst, ipv6::NEXT_ICMP, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+        mac: port.mac,
+    };
+    ndp::write_frame(f, &dst_mac, target, dst, &m);
     frame.set_len(bytes_needed);
     (Outcome::ReplyOnPort, learned)
 }

@@ -297,7 +297,11 @@ mod tests {
         let port = PortInfo::bare(MAC);
         let mut bytes = [0u8; eth::LEN + 28];
         eth::write(&mut bytes, &MAC, &[2, 0, 0, 0, 0, 2], eth::TYPE_IPV4);
-        ipv4::write(&mut bytes[eth::LEN..], 0, 28, 0, 0, 64, 17, src, dst);
+        ipv4::Header {
+            total_len: 28,
+            ..ipv4::Header::new(17, src, dst)
+        }
+        .emit(&mut bytes[eth::LEN..]);
         classify_bytes(&bytes, &port)
     }
 

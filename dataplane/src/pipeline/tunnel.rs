@@ -337,17 +337,14 @@ mod tests {
             p
         } else {
             let mut p = vec![0u8; 20 + payload];
-            ipv4::write(
-                &mut p,
-                ecn,
-                (20 + payload) as u16,
-                0x1234,
-                0,
-                63,
-                17,
-                "192.0.2.2".parse().expect("addr"),
-                "203.0.113.2".parse().expect("addr"),
-            );
+            ipv4::Header {
+                tos: ecn,
+                total_len: (20 + payload) as u16,
+                ident: 0x1234,
+                ttl: 63,
+                ..ipv4::Header::new(17, [192, 0, 2, 2].into(), [203, 0, 113, 2].into())
+            }
+            .emit(&mut p);
             p
         }
     }

@@ -1,6 +1,6 @@
-//! Byte-level views of the headers tern reads and writes: Ethernet, ARP, IPv4, IPv6, ICMP,
-//! and the TCP/UDP checksum fields (`partial`: finishing the partial sums of offloading
-//! senders).
+//! Byte-level views of the headers tern reads and writes: Ethernet, ARP, IPv4, IPv6, the
+//! ICMP header and its type numbers, UDP, TCP, GRE, and the TCP/UDP checksum fields
+//! (`partial`: finishing the partial sums of offloading senders).
 //!
 //! Plain offsets into `&[u8]`, checked once by the parse stage; everything after it indexes
 //! headers it has validated. Internet checksums (RFC 1071) and the incremental update of
@@ -8,7 +8,15 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+pub mod fields;
+pub mod gre;
+pub mod icmp;
+pub mod ndp;
 pub mod partial;
+pub mod tcp;
+pub mod udp;
+
+pub use fields::{get16, get32, put16, put32};
 
 pub type Mac = [u8; 6];
 pub const BROADCAST: Mac = [0xff; 6];
@@ -106,6 +114,17 @@ pub mod ipv4 {
     pub const FLAG_MF: u16 = 0x2000;
     pub const OFFSET_MASK: u16 = 0x1fff;
 
+    /// Field offsets from the start of the header.
+    pub const TOS: usize = 1;
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTO: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+
     #[inline(always)]
     pub fn version(h: &[u8]) -> u8 {
         h[0] >> 4
@@ -172,31 +191,52 @@ pub mod ipv4 {
         h[10..12].copy_from_slice(&super::checksum_update(sum, old, new).to_be_bytes());
     }
 
-    /// Writes a 20-byte header (no options) with a fresh checksum.
-    #[allow(clippy::too_many_arguments)]
-    pub fn write(
-        h: &mut [u8],
-        tos: u8,
-        total: u16,
-        ident: u16,
-        flags_frag: u16,
-        ttl: u8,
-        proto: u8,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-    ) {
-        h[0] = 0x45;
-        h[1] = tos;
-        h[2..4].copy_from_slice(&total.to_be_bytes());
-        h[4..6].copy_from_slice(&ident.to_be_bytes());
-        h[6..8].copy_from_slice(&flags_frag.to_be_bytes());
-        h[8] = ttl;
-        h[9] = proto;
-        h[10..12].copy_from_slice(&[0, 0]);
-        h[12..16].copy_from_slice(&src.octets());
-        h[16..20].copy_from_slice(&dst.octets());
-        let c = super::checksum(&h[..20]);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+    /// The fields of a header without options, as tern writes one.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Header {
+        pub tos: u8,
+        pub total_len: u16,
+        pub ident: u16,
+        pub flags_frag: u16,
+        pub ttl: u8,
+        pub proto: u8,
+        pub src: Ipv4Addr,
+        pub dst: Ipv4Addr,
+    }
+
+    impl Header {
+        /// A header for `proto` from `src` to `dst`: TOS 0, identification 0, no flags,
+        /// TTL 64, total length 0 (a caller sets it, or leaves it to a later pass).
+        #[inline(always)]
+        pub fn new(proto: u8, src: Ipv4Addr, dst: Ipv4Addr) -> Header {
+            Header {
+                tos: 0,
+                total_len: 0,
+                ident: 0,
+                flags_frag: 0,
+                ttl: 64,
+                proto,
+                src,
+                dst,
+            }
+        }
+
+        /// Writes the header into `h[..20]` with a fresh checksum.
+        #[inline(always)]
+        pub fn emit(&self, h: &mut [u8]) {
+            h[0] = 0x45;
+            h[1] = self.tos;
+            h[2..4].copy_from_slice(&self.total_len.to_be_bytes());
+            h[4..6].copy_from_slice(&self.ident.to_be_bytes());
+            h[6..8].copy_from_slice(&self.flags_frag.to_be_bytes());
+            h[8] = self.ttl;
+            h[9] = self.proto;
+            h[10..12].copy_from_slice(&[0, 0]);
+            h[12..16].copy_from_slice(&self.src.octets());
+            h[16..20].copy_from_slice(&self.dst.octets());
+            let c = super::checksum(&h[..20]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
     }
 
     /// Recomputes the header checksum over `header_len` bytes.

@@ -12,12 +12,8 @@
 //! the full sum: a packet that verifies as it is is never touched; one that does not gets
 //! the checksum the device would have written.
 
-use super::{fold, ipv4, multiple_of_65535, sum_words};
+use super::{fold, get16, ipv4, multiple_of_65535, put16, sum_words, tcp, udp};
 
-/// Where TCP keeps its checksum, from the start of its header.
-pub const TCP_CHECKSUM: usize = 16;
-/// Where UDP keeps its checksum.
-pub const UDP_CHECKSUM: usize = 6;
 /// IPv6's next-header values for TCP and UDP (the same numbers as IPv4's protocols).
 const TCP: u8 = ipv4::PROTO_TCP;
 const UDP: u8 = ipv4::PROTO_UDP;
@@ -37,8 +33,8 @@ const NATIVE_SCALE: u64 = if cfg!(target_endian = "little") {
 #[inline(always)]
 fn checksum_at(proto: u8) -> Option<usize> {
     match proto {
-        TCP => Some(TCP_CHECKSUM),
-        UDP => Some(UDP_CHECKSUM),
+        TCP => Some(tcp::CHECKSUM),
+        UDP => Some(udp::CHECKSUM),
         _ => None,
     }
 }
@@ -85,8 +81,8 @@ pub fn candidate_v4_20(fixed: &[u8; ipv4::MIN_LEN], ip: &[u8]) -> bool {
 /// options, or 0 for a protocol without one here.
 const FIELD_AFTER_20: [u8; 256] = {
     let mut t = [0u8; 256];
-    t[TCP as usize] = (ipv4::MIN_LEN + TCP_CHECKSUM) as u8;
-    t[UDP as usize] = (ipv4::MIN_LEN + UDP_CHECKSUM) as u8;
+    t[TCP as usize] = (ipv4::MIN_LEN + tcp::CHECKSUM) as u8;
+    t[UDP as usize] = (ipv4::MIN_LEN + udp::CHECKSUM) as u8;
     t
 };
 
@@ -162,19 +158,18 @@ fn complete_v6_slow(ip: &mut [u8], next: u8, at: usize) -> bool {
 /// IP header's) as it is; otherwise its field holds the pseudo-header sum, so the sum of
 /// the segment as it lies is pseudo-header plus data, and its complement is the checksum.
 fn complete(l4: &mut [u8], pseudo: u64, at: usize, udp: bool) -> bool {
-    let field = u16::from_be_bytes([l4[at], l4[at + 1]]);
-    if udp && (field == 0 || u16::from_be_bytes([l4[4], l4[5]]) as usize != l4.len()) {
+    let field = get16(l4, at);
+    if udp && (field == 0 || udp::length(l4) as usize != l4.len()) {
         return false;
     }
     if fold(sum_words(l4, pseudo)) == 0 {
         return false;
     }
     let mut sum = fold(sum_words(l4, 0));
-    if udp && sum == 0 {
-        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
-        sum = 0xffff;
+    if udp {
+        sum = udp::sendable_checksum(sum);
     }
-    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    put16(l4, at, sum);
     true
 }
 
@@ -196,7 +191,12 @@ mod tests {
         let src = Ipv4Addr::from_bits(rng.next_u64() as u32);
         let dst = Ipv4Addr::from_bits(rng.next_u64() as u32);
         let total = p.len() as u16;
-        ipv4::write(&mut p, 0, total, 1, 0, 64, proto, src, dst);
+        ipv4::Header {
+            total_len: total,
+            ident: 1,
+            ..ipv4::Header::new(proto, src, dst)
+        }
+        .emit(&mut p);
         for b in &mut p[20..] {
             *b = rng.next_u64() as u8;
         }

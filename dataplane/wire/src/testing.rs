@@ -64,18 +64,22 @@ impl<'a> Udp4<'a> {
         let mut p = vec![0u8; IPV4_HEADER + udp_len];
         let total = p.len() as u16;
         let (src, dst) = (self.src, self.dst);
-        crate::ipv4::write(&mut p, 0, total, self.ident, 0, self.ttl, 17, src, dst);
+        crate::ipv4::Header {
+            total_len: total,
+            ident: self.ident,
+            ttl: self.ttl,
+            ..crate::ipv4::Header::new(crate::ipv4::PROTO_UDP, src, dst)
+        }
+        .emit(&mut p);
         let udp = &mut p[IPV4_HEADER..];
-        udp[0..2].copy_from_slice(&self.sport.to_be_bytes());
-        udp[2..4].copy_from_slice(&self.dport.to_be_bytes());
-        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        udp[8..].copy_from_slice(self.payload);
-        // A computed zero is sent as all ones (RFC 768): zero means "no checksum".
-        let sum = match crate::checksum4(src, dst, 17, udp) {
-            0 => 0xffff,
-            sum => sum,
-        };
-        udp[6..8].copy_from_slice(&sum.to_be_bytes());
+        crate::udp::write(udp, self.sport, self.dport, udp_len as u16);
+        udp[crate::udp::LEN..].copy_from_slice(self.payload);
+        let sum = crate::checksum4(src, dst, crate::ipv4::PROTO_UDP, udp);
+        crate::put16(
+            udp,
+            crate::udp::CHECKSUM,
+            crate::udp::sendable_checksum(sum),
+        );
         p
     }
 

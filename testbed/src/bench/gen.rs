@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use dataplane::wire::{checksum, eth};
+use dataplane::wire::{eth, ipv4, udp};
 
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 /// Frames per `sendmmsg`.
@@ -38,19 +38,14 @@ pub fn udp_frame(spec: &Spec, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
     eth::write(&mut f, &spec.dst_mac, &spec.src_mac, eth::TYPE_IPV4);
     let ip_len = (len - eth::LEN) as u16;
     let ip = &mut f[eth::LEN..];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6] = 0x40; // DF: routers must not fragment the test traffic
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&spec.src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let sum = checksum(&ip[..20]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let udp = &mut ip[20..];
-    udp[0..2].copy_from_slice(&sport.to_be_bytes());
-    udp[2..4].copy_from_slice(&SINK_PORT.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    ipv4::Header {
+        total_len: ip_len,
+        // DF: routers must not fragment the test traffic.
+        flags_frag: ipv4::FLAG_DF,
+        ..ipv4::Header::new(ipv4::PROTO_UDP, spec.src, dst)
+    }
+    .emit(ip);
+    udp::write(&mut ip[ipv4::MIN_LEN..], sport, SINK_PORT, ip_len - 20);
     f
 }
 

@@ -111,13 +111,13 @@ impl Header {
 /// Fills the checksum of a GRE packet (`gre` = header + payload, checksum field zero):
 /// the Internet checksum of the whole GRE packet (RFC 2784 §2.5).
 pub fn fill_checksum(gre: &mut [u8]) {
-    let c = wire::checksum(gre);
+    let c = crate::checksum(gre);
     gre[4..6].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Whether the checksum of a received GRE packet verifies.
 pub fn checksum_ok(gre: &[u8]) -> bool {
-    wire::checksum(gre) == 0
+    crate::checksum(gre) == 0
 }
 
 #[cfg(test)]
