@@ -74,10 +74,10 @@ pub enum NatMark {
     #[default]
     Unseen,
     /// Belongs to session `.0` (already translated on the way in, if DNAT or a reply);
-    /// entry `.1` of the burst's pre-routing readings holds its parse.
-    Session(::nat::Handle, u16),
-    /// Passed unchanged; entry `.0` of the burst's pre-routing readings holds its parse.
-    Passed(u16),
+    /// `.1` is pre-routing's reading of it, if it still describes the packet.
+    Session(::nat::Handle, Option<nat::Reading>),
+    /// Passed unchanged; `.0` is pre-routing's reading of it.
+    Passed(Option<nat::Reading>),
 }
 
 impl Default for Meta {

@@ -13,23 +13,68 @@ use crate::counters::{DropReason, Event, Local};
 use crate::pipeline::{Class, Meta, NatMark};
 use crate::wire::{eth, ipv4};
 
-/// A reading index no frame has: post-routing reads such a frame anew (one whose packet
-/// changed after its reading, by going round).
-const NO_READING: u16 = u16::MAX;
+/// Pre-routing's reading of each frame of one burst, kept so that post-routing does not
+/// parse the packet again. Entry `i` is frame `i`'s, or `None` when the frame is not the
+/// NAT's business (or another worker's). The entries are valid for one burst only, so
+/// each burst has a number and a [`Reading`] carries it: a reading of an earlier burst
+/// finds nothing, and post-routing then parses the packet itself.
+#[derive(Default)]
+pub struct Readings {
+    burst: u32,
+    entries: Vec<Option<(Side, Lookahead)>>,
+}
 
-/// Records pre-routing's verdict on a frame (`i` is its place in the burst, for the
-/// reading post-routing reuses, or `NO_READING`).
-fn mark(pre: Pre, ip: &[u8], m: &mut Meta, i: u16, stats: &mut Local) {
+/// Where post-routing finds a frame's reading: its place in burst number `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    burst: u32,
+    index: u16,
+}
+
+impl Readings {
+    fn new() -> Readings {
+        Readings {
+            burst: 0,
+            entries: Vec::with_capacity(256),
+        }
+    }
+
+    /// Empties the store for the next burst; readings of the last one find nothing.
+    fn next_burst(&mut self) {
+        self.burst = self.burst.wrapping_add(1);
+        self.entries.clear();
+    }
+
+    fn reading(&self, index: usize) -> Reading {
+        Reading {
+            burst: self.burst,
+            index: index as u16,
+        }
+    }
+
+    /// The entry `r` names, if it is of this burst.
+    #[inline]
+    fn get(&self, r: Reading) -> Option<&(Side, Lookahead)> {
+        if r.burst != self.burst {
+            return None;
+        }
+        self.entries.get(r.index as usize)?.as_ref()
+    }
+}
+
+/// Records pre-routing's verdict on a frame (`reading`: its entry in the burst's
+/// readings, or `None` when the packet changed after it was read).
+fn mark(pre: Pre, ip: &[u8], m: &mut Meta, reading: Option<Reading>, stats: &mut Local) {
     match pre {
         // A translated ICMP error passes with a new destination too.
         Pre::Pass => {
-            m.nat = NatMark::Passed(i);
+            m.nat = NatMark::Passed(reading);
             m.class = Class::V4 {
                 dst: ipv4::dst_bits(ip),
             }
         }
         Pre::Session(h) => {
-            m.nat = NatMark::Session(h, i);
+            m.nat = NatMark::Session(h, reading);
             m.class = Class::V4 {
                 dst: ipv4::dst_bits(ip),
             };
@@ -65,9 +110,8 @@ pub struct Stage {
     /// Shards (one per worker): with more than one, pre-routing first steers each frame
     /// to the shard that owns its session.
     pub shards: usize,
-    /// Per frame of the burst in pre-routing: the NAT's reading of it, or `None` when the
-    /// frame is not the NAT's business (or another worker's).
-    ahead: Vec<Option<(Side, Lookahead)>>,
+    /// The last burst's readings, for post-routing.
+    readings: Readings,
 }
 
 impl Stage {
@@ -107,7 +151,7 @@ impl Stage {
             epoch: Instant::now(),
             now: 0,
             shards: 1,
-            ahead: Vec::with_capacity(256),
+            readings: Readings::new(),
         }
     }
 
@@ -135,8 +179,10 @@ impl Stage {
         stats: &mut Local,
     ) {
         let steer = steer && self.shards > 1;
-        let mut ahead = std::mem::take(&mut self.ahead);
-        ahead.clear();
+        // Taken out for the burst (the default left behind does not allocate).
+        let mut readings = std::mem::take(&mut self.readings);
+        readings.next_burst();
+        let ahead = &mut readings.entries;
         for (frame, m) in frames.iter().zip(meta.iter_mut()) {
             m.nat = NatMark::Unseen;
             // By the slot the frame came in by: a decapsulated frame has its tunnel's role.
@@ -167,7 +213,7 @@ impl Stage {
         for (i, ((frame, m), a)) in frames
             .iter_mut()
             .zip(meta.iter_mut())
-            .zip(&ahead)
+            .zip(readings.entries.iter())
             .enumerate()
         {
             let Some((side, l)) = a else {
@@ -175,7 +221,7 @@ impl Stage {
             };
             let ip = &mut frame.data_mut()[eth::LEN..];
             let mut pre = self.shard.prerouting_ahead(ip, l, *side, port, self.now);
-            let mut reading = i as u16;
+            let mut reading = Some(readings.reading(i));
             if let Pre::Recirculate { owner, .. } = pre {
                 // Source translated: in again by the outside, here or on the owner's worker.
                 frame.ingress = self.round_ingress;
@@ -185,14 +231,14 @@ impl Stage {
                     continue;
                 }
                 // The reading no longer matches the packet: post-routing reads it anew.
-                reading = NO_READING;
+                reading = None;
                 let ip = &mut frame.data_mut()[eth::LEN..];
                 pre = self.shard.prerouting(ip, Side::Outside, port, self.now);
             }
             let ip = &frame.data()[eth::LEN..];
             mark(pre, ip, m, reading, stats);
         }
-        self.ahead = ahead;
+        self.readings = readings;
     }
 
     /// Post-routing for a frame of the burst pre-routing last saw (`mark` is what it made
@@ -206,8 +252,8 @@ impl Stage {
         egress: usize,
     ) -> Result<bool, (DropReason, bool)> {
         let (handle, reading) = match mark {
-            NatMark::Session(h, i) => (Some(h), Some(i)),
-            NatMark::Passed(i) => (None, Some(i)),
+            NatMark::Session(h, r) => (Some(h), r),
+            NatMark::Passed(r) => (None, r),
             NatMark::Unseen => (None, None),
         };
         let snat = match (self.role(ingress), self.role(egress)) {
@@ -219,7 +265,7 @@ impl Stage {
         }
         let ip = &mut frame.data_mut()[eth::LEN..];
         // Borrowed in place, not copied out: this runs for every NAT frame.
-        let read = reading.and_then(|i| self.ahead.get(i as usize)?.as_ref());
+        let read = reading.and_then(|r| self.readings.get(r));
         let post = match read {
             Some((_, l)) => self.shard.postrouting_ahead(ip, l, handle, snat, self.now),
             None => self.shard.postrouting(ip, handle, snat, self.now),
@@ -235,5 +281,36 @@ impl Stage {
     /// A new rule set from the control plane.
     pub fn set_rules(&mut self, rules: Arc<nat::Rules>) {
         self.shard.set_rules(rules);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reading names its burst: once the next burst starts it finds nothing (and
+    /// post-routing parses the packet itself) instead of another frame's entry.
+    #[test]
+    fn a_reading_of_an_earlier_burst_finds_nothing() {
+        let packet = ::wire::testing::Udp4::new([192, 0, 2, 2], 1234, [203, 0, 113, 2], 53).build();
+        let mut readings = Readings::new();
+        readings.next_burst();
+        readings
+            .entries
+            .push(Some((Side::Inside, Lookahead::read(&packet))));
+        let first = readings.reading(0);
+        assert!(readings.get(first).is_some());
+        readings.next_burst();
+        readings
+            .entries
+            .push(Some((Side::Outside, Lookahead::read(&packet))));
+        assert!(
+            readings.get(first).is_none(),
+            "a stale reading is not reused"
+        );
+        assert!(matches!(
+            readings.get(readings.reading(0)),
+            Some((Side::Outside, _))
+        ));
     }
 }
