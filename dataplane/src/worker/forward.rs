@@ -56,7 +56,6 @@ pub(super) enum Egress {
 /// and the port's MTU, all an outer packet needs to leave.
 #[derive(Clone, Copy)]
 pub(super) struct Underlay {
-    pub(super) via: u32,
     pub(super) port: u16,
     pub(super) mtu: u16,
     /// Destination and source MAC, as the Ethernet header has them.
@@ -101,16 +100,14 @@ pub(super) fn flow_hash(frame: &[u8]) -> u32 {
 impl Worker {
     /// [`Self::hop`] through the burst's memo (`burst_hop`).
     pub(super) fn memoized_hop(&mut self, next_hop: u32, frame: &Frame) -> Hop {
-        match self.burst_hop {
-            Some((nh, hop)) if nh == next_hop => hop,
-            _ => {
-                let (hop, every_packet) = self.hop_for(next_hop, frame);
-                if every_packet {
-                    self.burst_hop = Some((next_hop, hop));
-                }
-                hop
-            }
+        if let Some(hop) = self.burst_hop.get(next_hop) {
+            return hop;
         }
+        let (hop, every_packet) = self.hop_for(next_hop, frame);
+        if every_packet {
+            self.burst_hop.remember(next_hop, hop);
+        }
+        hop
     }
 
     pub(super) fn hop(&self, next_hop: u32, frame: &Frame) -> Hop {
@@ -257,9 +254,9 @@ impl Worker {
         }
         // The adjacency is stacked on the remote's next hop: no FIB lookup here, and
         // mostly not even the adjacency table (`burst_underlay`).
-        let underlay = match self.burst_underlay {
-            Some(u) if u.via == via => u,
-            _ => match self.underlay_neighbor(via, &frame) {
+        let underlay = match self.burst_underlay.get(via) {
+            Some(u) => u,
+            None => match self.underlay_neighbor(via, &frame) {
                 Ok(u) => u,
                 Err(hop) => return self.encapsulated_unresolved(frame, t, via, hop, inner_bytes),
             },
@@ -285,13 +282,12 @@ impl Worker {
         macs[..6].copy_from_slice(&mac);
         macs[6..].copy_from_slice(&p.mac);
         let u = Underlay {
-            via,
             port,
             mtu: p.mtu,
             macs,
         };
         if every_packet {
-            self.burst_underlay = Some(u);
+            self.burst_underlay.remember(via, u);
         }
         Ok(u)
     }

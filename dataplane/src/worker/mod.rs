@@ -32,10 +32,12 @@ use crate::pipeline::{nat, parse, route, tunnel, Class, Meta, PortInfo};
 use crate::wire::icmp4;
 
 mod forward;
+mod memo;
 mod nat_chores;
 mod originate;
 
 use forward::{Egress, Hop, Underlay};
+use memo::BurstMemo;
 
 /// Everything a worker is built from.
 pub struct WorkerSetup {
@@ -93,15 +95,12 @@ pub struct Worker {
     /// What the worker sleeps on: one entry per queue that has a descriptor.
     poll_fds: Vec<libc::pollfd>,
     route_scratch: route::Scratch,
-    /// The last next hop of the current burst whose hop is the same for every packet (all
-    /// but ECMP), with that hop: a burst's packets mostly share a few next hops, and those
-    /// skip the adjacency table. Reset per burst, so a changed adjacency is seen by the
-    /// next burst, as a FIB change is.
-    burst_hop: Option<(u32, Hop)>,
+    /// The burst's next hop → hop memo (memo.rs).
+    burst_hop: BurstMemo<Hop>,
     /// The same for the underlay next hop of tunnels (which alternates with the route's on
     /// every encapsulated packet), kept only for a resolved neighbour and with everything
     /// the outer frame needs from it.
-    burst_underlay: Option<Underlay>,
+    burst_underlay: BurstMemo<Underlay>,
     /// Set while tern sends frames of its own (ICMP errors, echo replies, fragments after
     /// the first, released NAT holds): their fate is not a received frame's outcome, so
     /// their drops count in the `originated` row and nothing counts as forwarded.
@@ -159,8 +158,8 @@ impl Worker {
             fragments: Vec::with_capacity(64),
             poll_fds,
             route_scratch: route::Scratch::default(),
-            burst_hop: None,
-            burst_underlay: None,
+            burst_hop: BurstMemo::new(),
+            burst_underlay: BurstMemo::new(),
             originating: false,
             originated_forwarded: 0,
             nat,
@@ -341,8 +340,8 @@ impl Worker {
             &self.fib6,
             &mut self.route_scratch,
         );
-        self.burst_hop = None;
-        self.burst_underlay = None;
+        self.burst_hop.clear();
+        self.burst_underlay.clear();
         let forwarded = self.stats.events[Event::Forwarded as usize];
         let originated = self.originated_forwarded;
         let mut drain = frames.drain(..);
