@@ -89,6 +89,15 @@ impl<A> Via<A> {
             Via::Recursive(gw) => Via::Recursive(f(gw)),
         }
     }
+
+    /// The same route with its gateway converted where `f` can (e.g. an `IpAddr` to the
+    /// one family a table holds); `None` when it cannot.
+    pub fn try_map<B>(self, f: impl FnOnce(A) -> Option<B>) -> Option<Via<B>> {
+        Some(match self {
+            Via::NextHop(nh) => Via::NextHop(nh),
+            Via::Recursive(gw) => Via::Recursive(f(gw)?),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

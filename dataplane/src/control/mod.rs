@@ -110,28 +110,17 @@ impl Control {
         for (index, port) in ports.iter().enumerate() {
             let glean = c.allocate(Adjacency::Glean { port: index as u16 })?;
             c.glean.push(glean);
-            for net in &port.v4 {
-                c.add(IpNet::V4(net.trunc()), Source::Connected, glean)?;
-                c.add(
-                    IpNet::V4(Ipv4Net::from(net.addr())),
-                    Source::Local,
-                    adjacency::LOCAL,
-                )?;
-                if net.prefix_len() < 31 {
-                    c.add(
-                        IpNet::V4(Ipv4Net::from(net.broadcast())),
-                        Source::Local,
-                        adjacency::BROADCAST,
-                    )?;
+            let v4 = port.v4.iter().map(|&n| IpNet::V4(n));
+            for net in v4.chain(port.v6.iter().map(|&n| IpNet::V6(n))) {
+                // The subnet, the address itself, and (IPv4 but /31 and /32) its broadcast.
+                c.add(net.trunc(), Source::Connected, glean)?;
+                c.add(IpNet::from(net.addr()), Source::Local, adjacency::LOCAL)?;
+                if let IpNet::V4(n) = net {
+                    if n.prefix_len() < 31 {
+                        let broadcast = IpNet::V4(Ipv4Net::from(n.broadcast()));
+                        c.add(broadcast, Source::Local, adjacency::BROADCAST)?;
+                    }
                 }
-            }
-            for net in &port.v6 {
-                c.add(IpNet::V6(net.trunc()), Source::Connected, glean)?;
-                c.add(
-                    IpNet::V6(Ipv6Net::from(net.addr())),
-                    Source::Local,
-                    adjacency::LOCAL,
-                )?;
             }
             c.add(
                 IpNet::V6(Ipv6Net::from(port.link_local)),

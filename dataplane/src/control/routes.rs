@@ -102,13 +102,13 @@ impl Control {
     ) -> Result<Offered, String> {
         let distance = source.default_distance();
         let other_family = || format!("{net}: a next hop of the other family does not resolve");
-        let added = match net {
+        Ok(match net {
             IpNet::V4(n) => {
-                let via = match via {
-                    Via::NextHop(a) => Via::NextHop(a),
-                    Via::Recursive(IpAddr::V4(g)) => Via::Recursive(g),
-                    Via::Recursive(IpAddr::V6(_)) => return Err(other_family()),
-                };
+                let via = via.try_map(|g| match g {
+                    IpAddr::V4(g) => Some(g),
+                    IpAddr::V6(_) => None,
+                });
+                let via = via.ok_or_else(other_family)?;
                 let route = Route {
                     source,
                     distance,
@@ -117,11 +117,11 @@ impl Control {
                 Offered::of(self.rib4.add(n, route, evict), IpAddr::V4)
             }
             IpNet::V6(n) => {
-                let via = match via {
-                    Via::NextHop(a) => Via::NextHop(a),
-                    Via::Recursive(IpAddr::V6(g)) => Via::Recursive(g),
-                    Via::Recursive(IpAddr::V4(_)) => return Err(other_family()),
-                };
+                let via = via.try_map(|g| match g {
+                    IpAddr::V6(g) => Some(g),
+                    IpAddr::V4(_) => None,
+                });
+                let via = via.ok_or_else(other_family)?;
                 let route = Route {
                     source,
                     distance,
@@ -129,8 +129,7 @@ impl Control {
                 };
                 Offered::of(self.rib6.add(n, route, evict), IpAddr::V6)
             }
-        };
-        Ok(added)
+        })
     }
 
     /// Withdraws `source`'s route for `net` (tunnels not re-stacked, as for `offer`);
