@@ -32,7 +32,7 @@ fn pin(core: usize) {
 
 fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
     let mut rng = Rng(41);
-    let in_table: Vec<Ipv4Addr> = data::v4_keys(table, KEYS * 2, &mut rng)
+    let in_table: Vec<Ipv4Addr> = data::keys::<lpm::V4>(table, KEYS * 2, &mut rng)
         .into_iter()
         .step_by(2)
         .collect();
@@ -44,7 +44,7 @@ fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
 
 fn v6_sets(table: &[Ipv6Net]) -> [(&'static str, Vec<Ipv6Addr>); 2] {
     let mut rng = Rng(61);
-    let in_table: Vec<Ipv6Addr> = data::v6_keys(table, KEYS * 2, &mut rng)
+    let in_table: Vec<Ipv6Addr> = data::keys::<lpm::V6>(table, KEYS * 2, &mut rng)
         .into_iter()
         .step_by(2)
         .collect();
@@ -319,7 +319,10 @@ fn churn_interleaved<F: Family>(
 fn v4(c: &mut Criterion) {
     pin(0);
     let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
-    let routes: Vec<(Ipv4Net, u32)> = table.iter().map(|n| (*n, data::v4_next_hop(n))).collect();
+    let routes: Vec<(Ipv4Net, u32)> = table
+        .iter()
+        .map(|n| (*n, data::next_hop::<lpm::V4>(n)))
+        .collect();
     let sets = v4_sets(&table);
     lookups::<lpm::V4>(c, "ipv4", &routes, &sets);
     build_time::<lpm::V4>(c, "ipv4", &routes);
@@ -331,7 +334,10 @@ fn v4(c: &mut Criterion) {
 fn v6(c: &mut Criterion) {
     pin(0);
     let table: Vec<Ipv6Net> = data::table(data::RIS_V6);
-    let routes: Vec<(Ipv6Net, u32)> = table.iter().map(|n| (*n, data::v6_next_hop(n))).collect();
+    let routes: Vec<(Ipv6Net, u32)> = table
+        .iter()
+        .map(|n| (*n, data::next_hop::<lpm::V6>(n)))
+        .collect();
     let sets = v6_sets(&table);
     lookups::<lpm::V6>(c, "ipv6", &routes, &sets);
     build_time::<lpm::V6>(c, "ipv6", &routes);

@@ -117,7 +117,7 @@ pub fn routes_via_neighbor(table: &[Ipv4Net]) -> impl Iterator<Item = StaticRout
 /// that uses them sends the same frames).
 pub fn frames_into(table: &[Ipv4Net]) -> Vec<Vec<u8>> {
     let mut rng = crate::data::Rng(7);
-    crate::data::v4_keys(table, 8192, &mut rng)
+    crate::data::keys::<lpm::V4>(table, 8192, &mut rng)
         .into_iter()
         .step_by(2)
         .map(|a| frame_to(a.to_bits()))

@@ -11,7 +11,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::data::{self, Rng};
+use common::data::{self, Rng, TableFamily};
 use common::Oracle;
 use lpm::{Family, Fib, Qsbr, NO_ROUTE};
 
@@ -215,49 +215,33 @@ fn sample_plan<N: Copy + Ord, A: Copy>(
     (samples, sample_of_update)
 }
 
-fn ipv4_stream() {
-    let table = data::table(data::RIS_V4);
-    let updates = data::updates(data::RIS_V4_UPDATES);
-    let mut rng = Rng(0x5a_3b1e_5004);
+/// The family's RIS update stream over its RIS table, checked against the oracle.
+fn stream<F: TableFamily>(seed: u64)
+where
+    F::Net: std::str::FromStr + Ord,
+{
+    let table = data::table(F::RIS);
+    let updates = data::updates(F::RIS_UPDATES);
+    let mut rng = Rng(seed);
     let (mut samples, sample_of_update) =
-        sample_plan(&updates, |n| data::v4_keys(&[n], 1, &mut rng)[0]);
-    samples.extend(data::v4_keys(&table, 1024, &mut rng));
-    replay::<lpm::V4>(
+        sample_plan(&updates, |n| data::keys::<F>(&[n], 1, &mut rng)[0]);
+    samples.extend(data::keys::<F>(&table, 1024, &mut rng));
+    replay::<F>(
         Replay {
             table,
             updates,
             samples,
             sample_of_update,
         },
-        32,
-        |n| (n.network().to_bits() as u128, n.prefix_len()),
-        |a| a.to_bits() as u128,
-    );
-}
-
-fn ipv6_stream() {
-    let table = data::table(data::RIS_V6);
-    let updates = data::updates(data::RIS_V6_UPDATES);
-    let mut rng = Rng(0x5a_3b1e_5006);
-    let (mut samples, sample_of_update) =
-        sample_plan(&updates, |n| data::v6_keys(&[n], 1, &mut rng)[0]);
-    samples.extend(data::v6_keys(&table, 1024, &mut rng));
-    replay::<lpm::V6>(
-        Replay {
-            table,
-            updates,
-            samples,
-            sample_of_update,
-        },
-        128,
-        |n| (n.network().to_bits(), n.prefix_len()),
-        |a| a.to_bits(),
+        F::BITS as u8,
+        F::net_bits,
+        F::addr_bits,
     );
 }
 
 /// One test, the families in turn: the writer and the reader each get a core to themselves.
 #[test]
 fn ris_update_streams_under_concurrent_lookups() {
-    ipv4_stream();
-    ipv6_stream();
+    stream::<lpm::V4>(0x5a_3b1e_5004);
+    stream::<lpm::V6>(0x5a_3b1e_5006);
 }

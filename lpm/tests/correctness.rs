@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::data::{self, Rng};
+use common::data::{self, Rng, TableFamily};
 use common::Oracle;
 use ipnet::{Ipv4Net, Ipv6Net};
-use lpm::{Change, Fib4, Fib6, Qsbr, NO_ROUTE};
+use lpm::{Change, Fib4, Fib6, Qsbr, NO_ROUTE, V4, V6};
 use prefix_trie::PrefixMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -125,7 +125,7 @@ fn random_v6_churn_matches_oracle_and_prefix_trie() {
             }
         }
         let reader = fib.reader();
-        let addrs = data::v6_keys(&live, 5000, &mut rng);
+        let addrs = data::keys::<lpm::V6>(&live, 5000, &mut rng);
         let mut batch = vec![0; addrs.len()];
         reader.lookup_batch(&addrs, &mut batch);
         for (addr, got) in addrs.iter().zip(&batch) {
@@ -152,44 +152,49 @@ fn random_v6_churn_matches_oracle_and_prefix_trie() {
 
 /// Loads a real table, compares 10⁶ addresses with and without a default route, then
 /// removes every tenth route and compares again.
-fn real_table_v4(file: &str) {
-    let table: Vec<Ipv4Net> = data::table(file);
-    let mut fib = Fib4::new(Qsbr::new()).expect("fib");
-    fib.bulk_load(table.iter().map(|n| (*n, data::v4_next_hop(n))))
+fn real_table<F: TableFamily>(file: &str, seed: u64)
+where
+    F::Net: prefix_trie::Prefix + From<F::Addr> + std::str::FromStr + std::fmt::Display,
+    F::Addr: std::fmt::Display,
+{
+    let table: Vec<F::Net> = data::table(file);
+    let mut fib = lpm::Fib::<F>::new(Qsbr::new()).expect("fib");
+    fib.bulk_load(table.iter().map(|n| (*n, data::next_hop::<F>(n))))
         .expect("load");
-    let mut reference: PrefixMap<Ipv4Net, u32> =
-        table.iter().map(|n| (*n, data::v4_next_hop(n))).collect();
+    let mut reference: PrefixMap<F::Net, u32> =
+        table.iter().map(|n| (*n, data::next_hop::<F>(n))).collect();
     assert_eq!(fib.len(), reference.len());
-    let mut rng = Rng(0x7ab1e4);
-    let check = |fib: &Fib4, reference: &PrefixMap<Ipv4Net, u32>, rng: &mut Rng, what: &str| {
-        let live: Vec<Ipv4Net> = reference.iter().map(|(n, _)| n).collect();
-        let addrs = data::v4_keys(&live, ADDRESSES_PER_TABLE, rng);
-        let mut got = vec![0; addrs.len()];
-        fib.reader().lookup_batch(&addrs, &mut got);
-        let mut misses = 0;
-        for (addr, got) in addrs.iter().zip(&got) {
-            let expected = reference.get_lpm(&Ipv4Net::from(*addr)).map(|(_, &nh)| nh);
-            misses += expected.is_none() as usize;
-            assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "{file} {what}: {addr}");
-        }
-        assert_eq!(
-            fib.lookup(addrs[0]),
-            reference
-                .get_lpm(&Ipv4Net::from(addrs[0]))
-                .map(|(_, &nh)| nh)
-        );
-        misses
-    };
+    let mut rng = Rng(seed);
+    let check =
+        |fib: &lpm::Fib<F>, reference: &PrefixMap<F::Net, u32>, rng: &mut Rng, what: &str| {
+            let live: Vec<F::Net> = reference.iter().map(|(n, _)| n).collect();
+            let addrs = data::keys::<F>(&live, ADDRESSES_PER_TABLE, rng);
+            let mut got = vec![0; addrs.len()];
+            fib.reader().lookup_batch(&addrs, &mut got);
+            let mut misses = 0;
+            for (addr, got) in addrs.iter().zip(&got) {
+                let expected = reference.get_lpm(&F::Net::from(*addr)).map(|(_, &nh)| nh);
+                misses += expected.is_none() as usize;
+                assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "{file} {what}: {addr}");
+            }
+            assert_eq!(
+                fib.lookup(addrs[0]),
+                reference
+                    .get_lpm(&F::Net::from(addrs[0]))
+                    .map(|(_, &nh)| nh)
+            );
+            misses
+        };
     let misses = check(&fib, &reference, &mut rng, "no default");
     assert!(
         misses > 10_000,
         "the uniform half must include addresses outside every prefix ({misses})"
     );
-    let default: Ipv4Net = "0.0.0.0/0".parse().expect("net");
+    let default = F::default_route();
     fib.insert(default, 511).expect("default");
     reference.insert(default, 511);
     assert_eq!(check(&fib, &reference, &mut rng, "default route"), 0);
-    let removed: Vec<Ipv4Net> = table.iter().step_by(10).copied().collect();
+    let removed: Vec<F::Net> = table.iter().step_by(10).copied().collect();
     let changes: Vec<_> = removed.iter().map(|n| Change::Remove(*n)).collect();
     fib.apply(&changes).expect("remove");
     for n in &removed {
@@ -198,53 +203,6 @@ fn real_table_v4(file: &str) {
     fib.remove(default).expect("remove default");
     reference.remove(&default);
     assert_eq!(fib.len(), reference.len());
-    check(
-        &fib,
-        &reference,
-        &mut rng,
-        "after removing every tenth route",
-    );
-}
-
-fn real_table_v6(file: &str) {
-    let table: Vec<Ipv6Net> = data::table(file);
-    let mut fib = Fib6::new(Qsbr::new()).expect("fib");
-    fib.bulk_load(table.iter().map(|n| (*n, data::v6_next_hop(n))))
-        .expect("load");
-    let mut reference: PrefixMap<Ipv6Net, u32> =
-        table.iter().map(|n| (*n, data::v6_next_hop(n))).collect();
-    assert_eq!(fib.len(), reference.len());
-    let mut rng = Rng(0x7ab1e6);
-    let check = |fib: &Fib6, reference: &PrefixMap<Ipv6Net, u32>, rng: &mut Rng, what: &str| {
-        let live: Vec<Ipv6Net> = reference.iter().map(|(n, _)| n).collect();
-        let addrs = data::v6_keys(&live, ADDRESSES_PER_TABLE, rng);
-        let mut got = vec![0; addrs.len()];
-        fib.reader().lookup_batch(&addrs, &mut got);
-        let mut misses = 0;
-        for (addr, got) in addrs.iter().zip(&got) {
-            let expected = reference.get_lpm(&Ipv6Net::from(*addr)).map(|(_, &nh)| nh);
-            misses += expected.is_none() as usize;
-            assert_eq!(*got, expected.unwrap_or(NO_ROUTE), "{file} {what}: {addr}");
-        }
-        misses
-    };
-    let misses = check(&fib, &reference, &mut rng, "no default");
-    assert!(
-        misses > 10_000,
-        "the uniform half must include addresses outside every prefix ({misses})"
-    );
-    let default: Ipv6Net = "::/0".parse().expect("net");
-    fib.insert(default, 511).expect("default");
-    reference.insert(default, 511);
-    assert_eq!(check(&fib, &reference, &mut rng, "default route"), 0);
-    let removed: Vec<Ipv6Net> = table.iter().step_by(10).copied().collect();
-    let changes: Vec<_> = removed.iter().map(|n| Change::Remove(*n)).collect();
-    fib.apply(&changes).expect("remove");
-    for n in &removed {
-        reference.remove(n);
-    }
-    fib.remove(default).expect("remove default");
-    reference.remove(&default);
     check(
         &fib,
         &reference,
@@ -255,22 +213,22 @@ fn real_table_v6(file: &str) {
 
 #[test]
 fn ris_2026_ipv4_table() {
-    real_table_v4(data::RIS_V4);
+    real_table::<V4>(V4::RIS, 0x7ab1e4);
 }
 
 #[test]
 fn tier1_2023_ipv4_table_with_long_prefixes() {
-    real_table_v4(data::TIER1_V4);
+    real_table::<V4>(V4::TIER1, 0x7ab1e4);
 }
 
 #[test]
 fn ris_2026_ipv6_table() {
-    real_table_v6(data::RIS_V6);
+    real_table::<V6>(V6::RIS, 0x7ab1e6);
 }
 
 #[test]
 fn tier1_2023_ipv6_table_with_long_prefixes() {
-    real_table_v6(data::TIER1_V6);
+    real_table::<V6>(V6::TIER1, 0x7ab1e6);
 }
 
 #[test]

@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use ipnet::{Ipv4Net, Ipv6Net};
 
 /// `$TERN_DATA`, else the repository's own copy in `testbed/data`.
@@ -60,12 +62,71 @@ pub fn next_hop_of(key: u128, len: u8) -> u32 {
     (mix(key as u64 ^ (key >> 64) as u64 ^ ((len as u64) << 56)) % 512) as u32
 }
 
-pub fn v4_next_hop(net: &Ipv4Net) -> u32 {
-    next_hop_of(net.network().to_bits() as u128, net.prefix_len())
+/// The synthetic next hop of `net`.
+pub fn next_hop<F: TableFamily>(net: &F::Net) -> u32 {
+    let (bits, len) = F::net_bits(net);
+    next_hop_of(bits, len)
 }
 
-pub fn v6_next_hop(net: &Ipv6Net) -> u32 {
-    next_hop_of(net.network().to_bits(), net.prefix_len())
+/// What the table helpers need of an address family, so that a test or bench is written
+/// once for both (`lpm::V4`, `lpm::V6`). Addresses travel as `u128` bits.
+pub trait TableFamily: lpm::Family {
+    const BITS: u32;
+    /// The family's RIS 2026 table, its 24 h of updates, and the tier-1 2023 table.
+    const RIS: &'static str;
+    const RIS_UPDATES: &'static str;
+    const TIER1: &'static str;
+    /// A uniformly random address's bits.
+    fn random(rng: &mut Rng) -> u128;
+    fn addr(bits: u128) -> Self::Addr;
+    fn addr_bits(addr: Self::Addr) -> u128;
+    fn net_bits(net: &Self::Net) -> (u128, u8);
+    /// The default route, 0.0.0.0/0 or ::/0.
+    fn default_route() -> Self::Net;
+}
+
+impl TableFamily for lpm::V4 {
+    const BITS: u32 = 32;
+    const RIS: &'static str = RIS_V4;
+    const RIS_UPDATES: &'static str = RIS_V4_UPDATES;
+    const TIER1: &'static str = TIER1_V4;
+    fn random(rng: &mut Rng) -> u128 {
+        rng.next_u64() as u32 as u128
+    }
+    fn addr(bits: u128) -> Ipv4Addr {
+        Ipv4Addr::from_bits(bits as u32)
+    }
+    fn addr_bits(addr: Ipv4Addr) -> u128 {
+        addr.to_bits() as u128
+    }
+    fn net_bits(net: &Ipv4Net) -> (u128, u8) {
+        (net.network().to_bits() as u128, net.prefix_len())
+    }
+    fn default_route() -> Ipv4Net {
+        Ipv4Net::default()
+    }
+}
+
+impl TableFamily for lpm::V6 {
+    const BITS: u32 = 128;
+    const RIS: &'static str = RIS_V6;
+    const RIS_UPDATES: &'static str = RIS_V6_UPDATES;
+    const TIER1: &'static str = TIER1_V6;
+    fn random(rng: &mut Rng) -> u128 {
+        rng.u128()
+    }
+    fn addr(bits: u128) -> Ipv6Addr {
+        Ipv6Addr::from_bits(bits)
+    }
+    fn addr_bits(addr: Ipv6Addr) -> u128 {
+        addr.to_bits()
+    }
+    fn net_bits(net: &Ipv6Net) -> (u128, u8) {
+        (net.network().to_bits(), net.prefix_len())
+    }
+    fn default_route() -> Ipv6Net {
+        Ipv6Net::default()
+    }
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -91,35 +152,17 @@ impl Rng {
 }
 
 /// Half the keys inside random prefixes of the table (random host bits), half uniform.
-pub fn v4_keys(table: &[Ipv4Net], count: usize, rng: &mut Rng) -> Vec<std::net::Ipv4Addr> {
+pub fn keys<F: TableFamily>(table: &[F::Net], count: usize, rng: &mut Rng) -> Vec<F::Addr> {
     (0..count)
         .map(|i| {
             if i % 2 == 0 && !table.is_empty() {
                 let net = table[rng.below(table.len() as u64) as usize];
-                let host = (rng.next_u64() as u32)
-                    & !u32::MAX
-                        .checked_shl(32 - net.prefix_len() as u32)
-                        .unwrap_or(0);
-                std::net::Ipv4Addr::from_bits(net.network().to_bits() | host)
+                let (bits, len) = F::net_bits(&net);
+                let host_bits = F::BITS - len as u32;
+                let host_mask = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
+                F::addr(bits | (F::random(rng) & host_mask))
             } else {
-                std::net::Ipv4Addr::from_bits(rng.next_u64() as u32)
-            }
-        })
-        .collect()
-}
-
-pub fn v6_keys(table: &[Ipv6Net], count: usize, rng: &mut Rng) -> Vec<std::net::Ipv6Addr> {
-    (0..count)
-        .map(|i| {
-            if i % 2 == 0 && !table.is_empty() {
-                let net = table[rng.below(table.len() as u64) as usize];
-                let host = rng.u128()
-                    & !u128::MAX
-                        .checked_shl(128 - net.prefix_len() as u32)
-                        .unwrap_or(0);
-                std::net::Ipv6Addr::from_bits(net.network().to_bits() | host)
-            } else {
-                std::net::Ipv6Addr::from_bits(rng.u128())
+                F::addr(F::random(rng))
             }
         })
         .collect()
