@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use benches::data::{self, Rng};
+use benches::data::{self, Rng, TableFamily};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ipnet::{Ipv4Net, Ipv6Net};
 use lpm::{Family, Fib, Qsbr};
@@ -30,7 +30,10 @@ fn pin(core: usize) {
     assert!(pinned, "cannot pin to core {core} (cores {cores:?})");
 }
 
-fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
+/// The named key sets a family's lookups are measured on.
+type KeySets<F> = [(&'static str, Vec<<F as Family>::Addr>); 2];
+
+fn v4_sets(table: &[Ipv4Net]) -> KeySets<lpm::V4> {
     let mut rng = Rng(41);
     let in_table: Vec<Ipv4Addr> = data::keys::<lpm::V4>(table, KEYS * 2, &mut rng)
         .into_iter()
@@ -42,7 +45,7 @@ fn v4_sets(table: &[Ipv4Net]) -> [(&'static str, Vec<Ipv4Addr>); 2] {
     [("in-table", in_table), ("uniform", uniform)]
 }
 
-fn v6_sets(table: &[Ipv6Net]) -> [(&'static str, Vec<Ipv6Addr>); 2] {
+fn v6_sets(table: &[Ipv6Net]) -> KeySets<lpm::V6> {
     let mut rng = Rng(61);
     let in_table: Vec<Ipv6Addr> = data::keys::<lpm::V6>(table, KEYS * 2, &mut rng)
         .into_iter()
@@ -316,34 +319,28 @@ fn churn_interleaved<F: Family>(
     );
 }
 
-fn v4(c: &mut Criterion) {
+/// Every measurement of one family on its RIS table and update stream.
+fn family<F: TableFamily>(c: &mut Criterion, name: &str, sets: fn(&[F::Net]) -> KeySets<F>)
+where
+    F::Net: prefix_trie::Prefix + From<F::Addr> + std::str::FromStr,
+{
     pin(0);
-    let table: Vec<Ipv4Net> = data::table(data::RIS_V4);
-    let routes: Vec<(Ipv4Net, u32)> = table
-        .iter()
-        .map(|n| (*n, data::next_hop::<lpm::V4>(n)))
-        .collect();
-    let sets = v4_sets(&table);
-    lookups::<lpm::V4>(c, "ipv4", &routes, &sets);
-    build_time::<lpm::V4>(c, "ipv4", &routes);
-    let updates = data::updates(data::RIS_V4_UPDATES);
-    replay::<lpm::V4>(c, "ipv4", &routes, &updates);
-    lookups_under_churn::<lpm::V4>(c, "ipv4", &routes, &updates, &sets[0].1);
+    let table: Vec<F::Net> = data::table(F::RIS);
+    let routes: Vec<(F::Net, u32)> = table.iter().map(|n| (*n, data::next_hop::<F>(n))).collect();
+    let sets = sets(&table);
+    lookups::<F>(c, name, &routes, &sets);
+    build_time::<F>(c, name, &routes);
+    let updates = data::updates(F::RIS_UPDATES);
+    replay::<F>(c, name, &routes, &updates);
+    lookups_under_churn::<F>(c, name, &routes, &updates, &sets[0].1);
+}
+
+fn v4(c: &mut Criterion) {
+    family::<lpm::V4>(c, "ipv4", v4_sets);
 }
 
 fn v6(c: &mut Criterion) {
-    pin(0);
-    let table: Vec<Ipv6Net> = data::table(data::RIS_V6);
-    let routes: Vec<(Ipv6Net, u32)> = table
-        .iter()
-        .map(|n| (*n, data::next_hop::<lpm::V6>(n)))
-        .collect();
-    let sets = v6_sets(&table);
-    lookups::<lpm::V6>(c, "ipv6", &routes, &sets);
-    build_time::<lpm::V6>(c, "ipv6", &routes);
-    let updates = data::updates(data::RIS_V6_UPDATES);
-    replay::<lpm::V6>(c, "ipv6", &routes, &updates);
-    lookups_under_churn::<lpm::V6>(c, "ipv6", &routes, &updates, &sets[0].1);
+    family::<lpm::V6>(c, "ipv6", v6_sets);
 }
 
 criterion_group! {
