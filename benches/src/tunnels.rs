@@ -29,7 +29,15 @@ key = 9
 /// `frame` (Ethernet + IPv4) wrapped in IPv4/GRE with key 9 from the `in-gre` remote.
 fn gre_wrapped(frame: &[u8]) -> Vec<u8> {
     let inner = &frame[eth::LEN..eth::LEN + ipv4::total_len(&frame[eth::LEN..])];
-    let mut gre = vec![0x20, 0, 0x08, 0, 0, 0, 0, 9];
+    let header = wire::gre::Header {
+        flags: 0,
+        protocol: wire::gre::TYPE_IPV4,
+        key: Some(9),
+        sequence: None,
+        len: 8,
+    };
+    let mut gre = vec![0; header.len];
+    header.write(&mut gre);
     gre.extend_from_slice(inner);
     let (src, dst) = (Ipv4Addr::new(192, 0, 2, 5), Ipv4Addr::new(192, 0, 2, 1));
     ipv4_frame(tunnels::PROTO_GRE, src, dst, ipv4::FLAG_DF, &gre)
