@@ -179,6 +179,7 @@ impl BenchWorker {
         for _ in 1..ports.len() {
             queues.push(Box::new(NullPort::default()));
         }
+        let queues_len = queues.len();
         let worker = Worker::new(WorkerSetup {
             id: 0,
             core: None,
@@ -198,6 +199,7 @@ impl BenchWorker {
             nat: None,
             host: None,
             handoff: None,
+            captures: Arc::new(dataplane::capture::Captures::new(queues_len)),
         });
         BenchWorker {
             worker,

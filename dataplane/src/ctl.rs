@@ -104,6 +104,15 @@ fn serve(mut stream: UnixStream, control: &SyncSender<ControlMsg>, planes: &Plan
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reply = match read_request(&mut stream, b"\n") {
         Request::Complete(line) => match serde_json::from_slice::<Vec<String>>(&line) {
+            Ok(words) if words.first().is_some_and(|w| w == "capture") => {
+                use crate::capture::stream;
+                let started = stream::Request::parse(&words[1..], &planes.port_names)
+                    .and_then(|r| stream::serve(&stream, &planes.captures, r));
+                match started {
+                    Ok(()) => return,
+                    Err(e) => json!({ "error": e }),
+                }
+            }
             Ok(words) => {
                 let routes = crate::listing::route_listing(&words);
                 let sessions = crate::nat_mailbox::session_listing(&words);
@@ -243,6 +252,9 @@ pub struct Planes {
     pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
     /// The NAT shards, which stream `show conntrack` straight from the workers.
     pub nat: Option<crate::nat_mailbox::Shards>,
+    /// Packet captures, and the port names a request gives.
+    pub captures: Arc<crate::capture::Captures>,
+    pub port_names: Arc<[String]>,
 }
 
 /// Answers one request from whichever part owns it.

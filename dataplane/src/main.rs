@@ -1,5 +1,6 @@
 //! The `tern` binary: `run`, `check-config`, `ctl`.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -85,6 +88,9 @@ fn main() -> ExitCode {
             json,
             mut words,
         } => {
+            if words.first().is_some_and(|w| w == "capture") {
+                return capture(&socket, &words[1..]);
+            }
             // `--json` may also come last, as in `tern ctl show counters --json`.
             let json = json || words.iter().any(|w| w == "--json");
             words.retain(|w| w != "--json");
@@ -131,6 +137,67 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     tracing::info!("stopping");
     router.stop();
     ExitCode::SUCCESS
+}
+
+/// `tern ctl capture PORT [rx|tx|both] [--count N] [--seconds S] [--filter EXPR] -w FILE|-`:
+/// a pcap of what the port received and sent, into FILE or, with `-`, to stdout as it
+/// comes (`| tshark -r -`). The frame count goes to stderr at the end.
+fn capture(socket: &std::path::Path, args: &[String]) -> ExitCode {
+    let mut request = Vec::new();
+    let mut output = None;
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        let value = |flag: &str, v: Option<&String>| {
+            v.cloned().ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let step = match a.as_str() {
+            "-w" => value("-w", args.next()).map(|v| output = Some(v)),
+            "--count" | "--seconds" | "--filter" => value(a, args.next()).map(|v| {
+                request.push(a.trim_start_matches("--").to_string());
+                request.push(v);
+            }),
+            _ => {
+                request.push(a.clone());
+                Ok(())
+            }
+        };
+        if let Err(e) = step {
+            eprintln!("tern ctl capture: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let Some(output) = output else {
+        eprintln!("tern ctl capture: -w FILE (or -w - for stdout) is required");
+        return ExitCode::FAILURE;
+    };
+    let out: Box<dyn std::io::Write> = if output == "-" {
+        // Unbuffered, so that each frame reaches a live reader at once.
+        match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Box::new(std::fs::File::from(fd)),
+            Err(e) => {
+                eprintln!("tern ctl capture: stdout: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        match std::fs::File::create(&output) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("tern ctl capture: {output}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match dataplane::capture::stream::receive(socket, &request, out) {
+        Ok(frames) => {
+            eprintln!("{frames} frames captured");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tern ctl capture: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `tern ctl WORDS`: the answer printed as a table (or JSON with `json`); a listing is

@@ -90,6 +90,7 @@ impl Router {
     /// thread. With `serve_ctl`, also listens on the configured unix socket.
     pub fn start(config: &Config, serve_ctl: bool) -> Result<Router, String> {
         let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
+        let captures = Arc::new(crate::capture::Captures::new(ports.len()));
         // Each worker's frames come from its own region, which its AF_XDP sockets share as
         // their UMEM: so the pools exist before the ports.
         let mut pools = Vec::with_capacity(config.workers);
@@ -212,6 +213,7 @@ impl Router {
                 nat: nat_stages.get_mut(id).and_then(Option::take),
                 host: host.clone(),
                 handoff: handoffs.get_mut(id).and_then(Option::take),
+                captures: captures.clone(),
             };
             let stop = stop.clone();
             let core = setup.core;
@@ -265,6 +267,8 @@ impl Router {
             bgp: bgp.clone(),
             fpm: fpm.clone(),
             nat: nat_shards,
+            captures: captures.clone(),
+            port_names: config.interfaces.iter().map(|i| i.name.clone()).collect(),
         };
         let metrics = match config.metrics {
             Some(addr) => Some(crate::metrics::Server::start(

@@ -19,6 +19,7 @@ use lpm::{Fib4Reader, Fib6Reader, QsbrThread, NO_ROUTE};
 
 use crate::adjacency::Adjacency;
 use crate::buf::{Frame, Pool};
+use crate::capture::{self, Captures};
 use crate::control_msg::ControlMsg;
 use crate::counters::{DropReason, Event, Local, WorkerCounters};
 use crate::handoff::Handoff;
@@ -63,6 +64,8 @@ pub struct WorkerSetup {
     pub host: Option<Arc<HostInterfaces>>,
     /// This worker's ends of the rings to the other workers (NAT with several workers).
     pub handoff: Option<Handoff>,
+    /// Packet captures the ctl server starts on ports (capture/).
+    pub captures: Arc<Captures>,
 }
 
 pub struct Worker {
@@ -88,6 +91,7 @@ pub struct Worker {
     fragments: Vec<Frame>,
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
+    captures: Arc<Captures>,
     host: Option<Arc<HostInterfaces>>,
     handoff: Option<Handoff>,
     /// Polls so far (wrapping), to space out the idle chores.
@@ -166,6 +170,7 @@ impl Worker {
             nat_requests,
             host: s.host,
             handoff: s.handoff,
+            captures: s.captures,
             polls: 0,
         }
     }
@@ -190,6 +195,9 @@ impl Worker {
             let n = self.queues[port].recv_burst(&mut self.pool, &mut rx, self.burst);
             if n > 0 {
                 received += n;
+                if let Some(capture) = self.captures.on(port) {
+                    capture.offer(capture::RX, rx.iter().map(|f| f.data()));
+                }
                 self.process(port as u16, &mut rx);
             }
             self.rx = rx;
@@ -465,6 +473,9 @@ impl Worker {
         for port in 0..self.tx.len() {
             if self.tx[port].is_empty() {
                 continue;
+            }
+            if let Some(capture) = self.captures.on(port) {
+                capture.offer(capture::TX, self.tx[port].iter().map(|f| f.data()));
             }
             let queued = self.tx[port].len();
             let bytes: u64 = self.tx[port].iter().map(|f| f.len() as u64).sum();
