@@ -181,7 +181,8 @@ fn capture(socket: &std::path::Path, args: &[String]) -> ExitCode {
         }
     } else {
         match std::fs::File::create(&output) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            // Unbuffered too: a capture ended with Ctrl-C keeps every frame it got.
+            Ok(f) => Box::new(f),
             Err(e) => {
                 eprintln!("tern ctl capture: {output}: {e}");
                 return ExitCode::FAILURE;
