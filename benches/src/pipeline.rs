@@ -136,6 +136,8 @@ pub fn ris_forwarding_worker() -> BenchWorker {
 pub struct BenchWorker {
     pub worker: Worker,
     pub counters: Arc<WorkerCounters>,
+    /// The worker's captures (the bench starts one to measure what a captured frame costs).
+    pub captures: Arc<dataplane::capture::Captures>,
     interfaces: usize,
     /// Kept alive: the tables the worker reads belong to it.
     _control: Control,
@@ -179,7 +181,7 @@ impl BenchWorker {
         for _ in 1..ports.len() {
             queues.push(Box::new(NullPort::default()));
         }
-        let queues_len = queues.len();
+        let captures = Arc::new(dataplane::capture::Captures::new(queues.len()));
         let worker = Worker::new(WorkerSetup {
             id: 0,
             core: None,
@@ -199,11 +201,13 @@ impl BenchWorker {
             nat: None,
             host: None,
             handoff: None,
-            captures: Arc::new(dataplane::capture::Captures::new(queues_len)),
+            captures: captures.clone(),
+            tracer: Arc::new(dataplane::trace::Tracer::default()),
         });
         BenchWorker {
             worker,
             counters,
+            captures,
             interfaces,
             _control: control,
         }

@@ -252,8 +252,9 @@ pub struct Planes {
     pub fpm: Option<Arc<bgp_glue::fpm::Fpm>>,
     /// The NAT shards, which stream `show conntrack` straight from the workers.
     pub nat: Option<crate::nat_mailbox::Shards>,
-    /// Packet captures, and the port names a request gives.
+    /// Packet captures and the packet trace, and the port names a request gives.
     pub captures: Arc<crate::capture::Captures>,
+    pub tracer: Arc<crate::trace::Tracer>,
     pub port_names: Arc<[String]>,
 }
 
@@ -263,6 +264,9 @@ pub(crate) fn route(
     planes: &Planes,
     words: Vec<String>,
 ) -> Result<Value, String> {
+    if let Some(answer) = crate::trace::answer(&planes.tracer, &planes.port_names, &words) {
+        return answer;
+    }
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match (w.as_slice(), &planes.bgp, &planes.fpm) {
         (["bgp", ..] | ["show", "bgp", ..], Some(bgp), _) => bgp.ctl(&words),

@@ -19,6 +19,7 @@ pub mod nat_mailbox;
 pub mod pipeline;
 pub mod router;
 pub mod serve;
+pub mod trace;
 pub mod worker;
 
 /// Header views and checksums live in their own leaf crate so `nat` and `tunnels` share them.

@@ -405,6 +405,23 @@ fn render(words: &[String], v: &Value) -> String {
     };
     let mut out = String::new();
     match words.get(1).map(|w| w.as_str()) {
+        Some("trace") => {
+            // One block per packet, a line per stage, as VPP's `show trace`.
+            for p in v["packets"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "Packet {}  worker {}  port {}  at {} ns\n",
+                    s(&p["packet"]),
+                    s(&p["worker"]),
+                    s(&p["port"]),
+                    s(&p["time_ns"])
+                );
+                for step in p["steps"].as_array().into_iter().flatten() {
+                    out += &format!("  {:<8} {}\n", s(&step["stage"]), s(&step["what"]));
+                }
+                out += "\n";
+            }
+            out += &format!("{} packets still to trace\n", s(&v["pending"]));
+        }
         Some("interfaces") => {
             out += &format!(
                 "{:<12} {:<18} {:>5} {:>10} {:>10} {:>8}  addresses\n",

@@ -91,6 +91,7 @@ impl Router {
     pub fn start(config: &Config, serve_ctl: bool) -> Result<Router, String> {
         let ports: Arc<[PortInfo]> = config.interfaces.iter().map(PortInfo::new).collect();
         let captures = Arc::new(crate::capture::Captures::new(ports.len()));
+        let tracer = Arc::new(crate::trace::Tracer::default());
         // Each worker's frames come from its own region, which its AF_XDP sockets share as
         // their UMEM: so the pools exist before the ports.
         let mut pools = Vec::with_capacity(config.workers);
@@ -214,6 +215,7 @@ impl Router {
                 host: host.clone(),
                 handoff: handoffs.get_mut(id).and_then(Option::take),
                 captures: captures.clone(),
+                tracer: tracer.clone(),
             };
             let stop = stop.clone();
             let core = setup.core;
@@ -268,6 +270,7 @@ impl Router {
             fpm: fpm.clone(),
             nat: nat_shards,
             captures: captures.clone(),
+            tracer: tracer.clone(),
             port_names: config.interfaces.iter().map(|i| i.name.clone()).collect(),
         };
         let metrics = match config.metrics {

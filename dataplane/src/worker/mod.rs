@@ -30,12 +30,14 @@ use crate::nat_mailbox::NatRequest;
 use crate::pipeline::icmp::Limiter;
 use crate::pipeline::local::{self};
 use crate::pipeline::{nat, parse, route, tunnel, Class, Meta, PortInfo};
+use crate::trace::Tracer;
 use crate::wire::icmp4;
 
 mod forward;
 mod memo;
 mod nat_chores;
 mod originate;
+mod trace;
 
 use forward::{Egress, Hop, Underlay};
 use memo::BurstMemo;
@@ -66,6 +68,8 @@ pub struct WorkerSetup {
     pub handoff: Option<Handoff>,
     /// Packet captures the ctl server starts on ports (capture/).
     pub captures: Arc<Captures>,
+    /// The packet trace (trace/).
+    pub tracer: Arc<Tracer>,
 }
 
 pub struct Worker {
@@ -92,6 +96,8 @@ pub struct Worker {
     nat: Option<nat::Stage>,
     nat_requests: Option<Receiver<NatRequest>>,
     captures: Arc<Captures>,
+    tracer: Arc<Tracer>,
+    id: usize,
     host: Option<Arc<HostInterfaces>>,
     handoff: Option<Handoff>,
     /// Polls so far (wrapping), to space out the idle chores.
@@ -171,6 +177,8 @@ impl Worker {
             host: s.host,
             handoff: s.handoff,
             captures: s.captures,
+            tracer: s.tracer,
+            id: s.id,
             polls: 0,
         }
     }
@@ -328,6 +336,11 @@ impl Worker {
                 counts.rx_bytes += f.len() as u64;
             }
         }
+        let mut trace = if self.tracer.on() {
+            self.trace_received(port, &frames[..n])
+        } else {
+            Vec::new()
+        };
         // A handed-over frame was decapsulated by the worker that received it.
         let mut endpoint = (!handed && !self.tunnels.is_empty())
             .then(|| tunnel::Endpoint::new(&self.tunnels, &mut self.stats, self.ports.len()));
@@ -338,9 +351,15 @@ impl Worker {
             endpoint.as_mut(),
         );
         self.stats.events[Event::ChecksumCompleted as usize] += completed;
+        if !trace.is_empty() {
+            self.trace_parsed(&mut trace, frames, &self.meta);
+        }
         if let Some(nat) = &mut self.nat {
             let meta = &mut self.meta[..n];
             nat.prerouting(&mut frames[..n], meta, port, !handed, &mut self.stats);
+            if !trace.is_empty() {
+                self.trace_nat(&mut trace, frames, &self.meta);
+            }
         }
         route::burst(
             &mut self.meta[..n],
@@ -348,10 +367,23 @@ impl Worker {
             &self.fib6,
             &mut self.route_scratch,
         );
+        if !trace.is_empty() {
+            self.trace_routed(&mut trace, frames, &self.meta);
+        }
         self.burst_hop.clear();
         self.burst_underlay.clear();
         let forwarded = self.stats.events[Event::Forwarded as usize];
         let originated = self.originated_forwarded;
+        if !trace.is_empty() {
+            for (i, frame) in frames.drain(..).enumerate() {
+                let meta = self.meta.get(i).copied().unwrap_or_default();
+                match trace.get_mut(i) {
+                    Some(r) => self.dispatch_traced(frame, meta, r),
+                    None => self.dispatch(frame, meta),
+                }
+            }
+            self.tracer.keep(trace);
+        }
         let mut drain = frames.drain(..);
         let mut i = 0;
         while let Some(frame) = drain.next() {
