@@ -408,12 +408,18 @@ fn render(words: &[String], v: &Value) -> String {
         Some("trace") => {
             // One block per packet, a line per stage, as VPP's `show trace`.
             for p in v["packets"].as_array().into_iter().flatten() {
+                // The time of day (UTC) it came, to the nanosecond.
+                let ns = p["time_ns"].as_u64().unwrap_or(0);
+                let day = ns % (86_400 * 1_000_000_000);
+                let (secs, frac) = (day / 1_000_000_000, day % 1_000_000_000);
                 out += &format!(
-                    "Packet {}  worker {}  port {}  at {} ns\n",
+                    "Packet {}  worker {}  port {}  at {:02}:{:02}:{:02}.{frac:09} UTC\n",
                     s(&p["packet"]),
                     s(&p["worker"]),
                     s(&p["port"]),
-                    s(&p["time_ns"])
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
                 );
                 for step in p["steps"].as_array().into_iter().flatten() {
                     out += &format!("  {:<8} {}\n", s(&step["stage"]), s(&step["what"]));

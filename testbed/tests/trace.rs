@@ -114,7 +114,9 @@ fn a_nated_a_dropped_and_a_locally_answered_packet_are_traced_stage_by_stage() {
         .output()
         .expect("tern ctl show trace");
     let text = String::from_utf8_lossy(&human.stdout);
+    eprintln!("{text}");
     assert!(text.starts_with("Packet "), "{text}");
+    assert!(text.contains(" UTC\n  rx       "), "{text}");
     assert!(text.contains("\n  fib      next hop "), "{text}");
     assert!(text.ends_with("0 packets still to trace\n"), "{text}");
     // Bad requests name what is wrong.
