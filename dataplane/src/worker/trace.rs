@@ -8,8 +8,19 @@ use super::forward::Hop;
 use super::Worker;
 use crate::buf::Frame;
 use crate::counters::{DropReason, Event};
+use crate::counters::{PortCounts, DROP_REASONS, EVENTS};
 use crate::pipeline::{Class, Meta, NatMark};
 use crate::trace::{describe, Record};
+
+/// The worker's counters and queue lengths before a traced frame's dispatch.
+pub(super) struct Before {
+    row: usize,
+    drops: [u64; DROP_REASONS],
+    own_drops: [u64; DROP_REASONS],
+    queued: Vec<usize>,
+    events: [u64; EVENTS],
+    counts: PortCounts,
+}
 
 impl Worker {
     /// Records for the frames of this burst the trace claims, with what came in.
@@ -73,19 +84,32 @@ impl Worker {
         }
     }
 
-    /// Dispatches a traced frame and writes down what became of it: the frames it left
-    /// as (forwarded, fragments, an ICMP error about it), a drop reason, or what tern
-    /// did with it.
-    pub(super) fn dispatch_traced(&mut self, frame: Frame, meta: Meta, r: &mut Record) {
+    /// What a traced frame's dispatch may change, taken just before it (into
+    /// `trace_before`: kept out of the burst loop's stack frame).
+    #[inline(never)]
+    pub(super) fn trace_before(&mut self, frame: &Frame) {
         let row = frame.port as usize;
         let origin = self.stats.origin() as usize;
-        let (drops, own_drops) = (self.stats.drops[row], self.stats.drops[origin]);
-        let queued: Vec<usize> = self.tx.iter().map(Vec::len).collect();
-        let events = self.stats.events;
-        let counts = self.stats.ports[row];
-        self.dispatch(frame, meta);
+        self.trace_snapshot = Some(Box::new(Before {
+            row,
+            drops: self.stats.drops[row],
+            own_drops: self.stats.drops[origin],
+            queued: self.tx.iter().map(Vec::len).collect(),
+            events: self.stats.events,
+            counts: self.stats.ports[row],
+        }));
+    }
+
+    /// What became of a traced frame, from what its dispatch changed: the frames it left
+    /// as (forwarded, fragments, an ICMP error about it), a drop reason, or what tern
+    /// did with it.
+    #[inline(never)]
+    pub(super) fn trace_after(&mut self, r: &mut Record) {
+        let Some(before) = self.trace_snapshot.take() else {
+            return;
+        };
         for (p, q) in self.tx.iter().enumerate() {
-            for f in q.iter().skip(queued[p]) {
+            for f in q.iter().skip(before.queued.get(p).copied().unwrap_or(0)) {
                 let name = &self.ports[p].name;
                 r.step("tx", format!("{name}: {}", describe::frame(f.data())));
             }
@@ -98,23 +122,25 @@ impl Worker {
                 .map(|(reason, _)| reason.name())
                 .collect()
         };
-        for reason in dropped(&self.stats.drops[row], &drops) {
+        for reason in dropped(&self.stats.drops[before.row], &before.drops) {
             r.step("drop", reason.to_string());
         }
-        for reason in dropped(&self.stats.drops[origin], &own_drops) {
+        let origin = self.stats.origin() as usize;
+        for reason in dropped(&self.stats.drops[origin], &before.own_drops) {
             r.step("drop", format!("{reason} (a frame tern sent about it)"));
         }
-        let now = self.stats.ports[row];
-        if self.stats.events[Event::HandedOff as usize] > events[Event::HandedOff as usize] {
+        let now = self.stats.ports[before.row];
+        let handed = Event::HandedOff as usize;
+        if self.stats.events[handed] > before.events[handed] {
             r.step("handoff", "to the worker that owns its NAT session".into());
         }
-        if now.punted > counts.punted {
+        if now.punted > before.counts.punted {
             r.step(
                 "punt",
                 "to the control plane: its neighbour is being resolved".into(),
             );
         }
-        if now.local > counts.local {
+        if now.local > before.counts.local {
             r.step(
                 "local",
                 "taken by tern (answered, learned from, held, or to the host interface)".into(),
