@@ -5,6 +5,7 @@ pub mod adjacency;
 pub mod backend_health;
 pub mod buf;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod control_msg;

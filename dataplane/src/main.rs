@@ -31,10 +31,11 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
-    /// Talk to a running tern: show interfaces|routes|neighbors|counters [--json],
-    /// route add PREFIX via ADDR | dev IFNAME, route del PREFIX.
+    /// Talk to a running tern: `tern ctl help` lists the commands; keywords may be
+    /// shortened to a unique prefix (`sh bgp sum`).
     Ctl {
-        #[arg(long, default_value = "/run/tern/tern.sock")]
+        /// The ctl socket ([control] socket of the tern to talk to).
+        #[arg(long, env = "TERN_SOCKET", default_value = "/run/tern/tern.sock")]
         socket: PathBuf,
         /// Print the raw JSON answer.
         #[arg(long)]
@@ -88,13 +89,24 @@ fn main() -> ExitCode {
             json,
             mut words,
         } => {
-            if words.first().is_some_and(|w| w == "capture") {
-                return capture(&socket, &words[1..]);
-            }
             // `--json` may also come last, as in `tern ctl show counters --json`.
             let json = json || words.iter().any(|w| w == "--json");
             words.retain(|w| w != "--json");
-            ctl(&socket, &words, json)
+            let words = match dataplane::commands::expand(&words) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("tern ctl: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match words.first().map(String::as_str) {
+                Some("help") => {
+                    print!("{}", dataplane::commands::help());
+                    ExitCode::SUCCESS
+                }
+                Some("capture") => capture(&socket, &words[1..]),
+                _ => ctl(&socket, &words, json),
+            }
         }
     }
 }

@@ -44,7 +44,10 @@ impl Control {
                     Err(format!("no static route for {prefix}"))
                 }
             }
-            _ => Err(format!("unknown command {:?}; try: show interfaces|tunnels|routes|route PREFIX|fib|neighbors|counters|conntrack|nat, conntrack delete [proto P] [addr A] [port N], nat backend FRONTEND ADDR:PORT up|down, nat forward add NAME tcp|udp ADDR:PORT BACKEND.., nat forward del NAME, route add PREFIX via ADDR | dev IFNAME|TUNNEL, route del PREFIX", words.join(" "))),
+            _ => Err(format!(
+                "unknown command {:?}; `tern ctl help` lists them",
+                words.join(" ")
+            )),
         }
     }
 
