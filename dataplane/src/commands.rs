@@ -134,6 +134,11 @@ pub const COMMANDS: &[Command] = &[
         "forget traced packets, stop tracing",
     ),
     c(
+        &["log", "level"],
+        "LEVEL",
+        "error|warn|info|debug|trace, or a filter: info,bgp_glue=debug",
+    ),
+    c(
         &["capture"],
         "PORT [rx|tx|both] [--count N] [--seconds S] [--filter EXPR] -w FILE|-",
         "pcap of a port",

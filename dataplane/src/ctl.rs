@@ -264,8 +264,14 @@ pub(crate) fn route(
     planes: &Planes,
     words: Vec<String>,
 ) -> Result<Value, String> {
+    tracing::debug!(?words, "ctl request");
     if let Some(answer) = crate::trace::answer(&planes.tracer, &planes.port_names, &words) {
         return answer;
+    }
+    if let [log, level, spec] = &words[..] {
+        if log == "log" && level == "level" {
+            return crate::logging::set_level(spec).map(Value::from);
+        }
     }
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match (w.as_slice(), &planes.bgp, &planes.fpm) {

@@ -15,6 +15,7 @@ pub mod handoff;
 pub mod idle;
 pub mod io;
 pub mod listing;
+pub mod logging;
 pub mod metrics;
 pub mod nat_mailbox;
 pub mod pipeline;

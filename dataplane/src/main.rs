@@ -18,6 +18,9 @@ use serde_json::Value;
     version
 )]
 struct Cli {
+    /// Log lines as text (colour only at a terminal) or as one JSON object each.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: dataplane::logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,15 +60,8 @@ extern "C" fn on_hangup(_: libc::c_int) {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in a log file or journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    dataplane::logging::init(cli.log_format);
     match cli.command {
         Command::Run { config } => run(config),
         Command::CheckConfig { file } => match Config::load(&file) {

@@ -63,3 +63,63 @@ fn help_abbreviations_and_the_socket_from_the_environment() {
     let (ok, _, err) = tern_ctl(Some(socket), None, &["show", "bogus"]);
     assert!(!ok && err.contains("tern ctl help"), "{err}");
 }
+
+#[test]
+fn the_log_level_changes_at_runtime() {
+    let t = TwoHosts::new("", 1500);
+    let requests = |t: &TwoHosts| t.tern.log().matches("ctl request").count();
+    t.tern.ctl(&["show", "counters"]);
+    assert_eq!(requests(&t), 0, "at info, requests are not logged");
+    let (ok, out, err) = tern_ctl(Some(&t.tern.socket), None, &["log", "level", "debug"]);
+    assert!(ok && out.contains("log level debug"), "{out}{err}");
+    t.tern.ctl(&["show", "counters"]);
+    assert!(requests(&t) >= 1, "at debug they are: {}", t.tern.log());
+    t.tern.ctl(&["log", "level", "info"]);
+    let before = requests(&t);
+    t.tern.ctl(&["show", "counters"]);
+    assert_eq!(requests(&t), before, "back at info");
+    let e = t
+        .tern
+        .try_ctl(&["log", "level", "loud=="])
+        .expect_err("bad filter");
+    assert!(e.contains("loud=="), "{e}");
+}
+
+#[test]
+fn json_log_lines_for_shippers() {
+    let dir = std::env::temp_dir().join(unique("tern-json-log-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("tern.sock");
+    let config = dir.join("tern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[[interface]]\nname = \"m0\"\nbackend = \"memory\"\n\
+             mac = \"02:00:00:00:00:01\"\naddresses = [\"192.0.2.1/24\"]\n",
+            socket.display()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("tern.log");
+    let child = Command::new(tern_binary())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("tern");
+    let mut tern = KillOnDrop(child);
+    eventually(std::time::Duration::from_secs(10), "tern to answer", || {
+        dataplane::ctl::request(&socket, &["show".into(), "interfaces".into()]).is_ok()
+    });
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "tern logged its start");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    let _ = tern.0.kill();
+    let _ = tern.0.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
