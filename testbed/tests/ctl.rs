@@ -62,6 +62,11 @@ fn help_abbreviations_and_the_socket_from_the_environment() {
     assert!(!ok && err.contains("BGP is not configured"), "{err}");
     let (ok, _, err) = tern_ctl(Some(socket), None, &["show", "bogus"]);
     assert!(!ok && err.contains("tern ctl help"), "{err}");
+    // A route via tern's own address is refused at runtime as in the config.
+    let e = t
+        .tern
+        .try_ctl(&["route", "add", "198.51.100.0/24", "via", TERN_A4]);
+    assert!(e.is_err_and(|e| e.contains("tern's own address")));
 }
 
 #[test]

@@ -75,7 +75,27 @@ pub(super) fn parse(
         let mtu = int(&r.mtu, &field("mtu"), 68, max_mtu, 1500)? as u16;
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for (j, a) in r.addresses.iter().enumerate() {
-            match a.get_ref().parse::<IpNet>() {
+            // A network on two ports would leave its hosts' port to chance.
+            let parsed = a.get_ref().parse::<IpNet>();
+            if let Ok(net) = parsed {
+                let on = |other: &Interface| {
+                    let nets = other.v4.iter().map(|&n| IpNet::V4(n));
+                    let mut nets = nets.chain(other.v6.iter().map(|&n| IpNet::V6(n)));
+                    nets.any(|n| n.trunc() == net.trunc())
+                };
+                if let Some(other) = interfaces.iter().find(|o| on(o)) {
+                    return Err(at(
+                        a.span(),
+                        &format!("interface[{i}].addresses[{j}]"),
+                        format!(
+                            "{} is already a network of interface {:?}",
+                            net.trunc(),
+                            other.name
+                        ),
+                    ));
+                }
+            }
+            match parsed {
                 Ok(IpNet::V4(n)) => v4.push(n),
                 Ok(IpNet::V6(n)) => {
                     if mtu < 1280 {

@@ -79,6 +79,30 @@ pub(super) fn parse_routes(
                         format!("{addr} is not of the same family as {other}"),
                     ));
                 }
+                let own = |i: &Interface| {
+                    let v4 = i.v4.iter().map(|n| IpAddr::V4(n.addr()));
+                    v4.chain(i.v6.iter().map(|n| IpAddr::V6(n.addr())))
+                        .any(|a| a == addr)
+                };
+                if let Some(port) = interfaces.iter().find(|i| own(i)) {
+                    return Err(at(
+                        v.span(),
+                        &format!("route[{i}].via"),
+                        format!("{addr} is tern's own address (interface {:?})", port.name),
+                    ));
+                }
+                let on_link = |i: &Interface| {
+                    let v4 = i.v4.iter().map(|&n| IpNet::V4(n));
+                    let mut nets = v4.chain(i.v6.iter().map(|&n| IpNet::V6(n)));
+                    nets.any(|n| n.contains(&addr))
+                };
+                if r.interface.is_none() && !interfaces.iter().any(on_link) {
+                    return Err(at(
+                        v.span(),
+                        &format!("route[{i}].via"),
+                        format!("gateway {addr} is not on a connected network"),
+                    ));
+                }
                 Some(addr)
             }
         };
@@ -183,4 +207,45 @@ fn read_prefix_file(path: &Path) -> Result<Vec<IpNet>, ConfigError> {
         prefixes.push(parse_prefix(line).map_err(|m| error(n + 1, m))?);
     }
     Ok(prefixes)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn error(text: &str) -> String {
+        Config::parse("t.toml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    const PORTS: &str = "[[interface]]\nname = \"a0\"\naddresses = [\"192.0.2.1/24\"]\n\n\
+                         [[interface]]\nname = \"b0\"\naddresses = [\"203.0.113.1/24\"]\n";
+
+    /// What `run` would refuse, `check-config` refuses, naming file, line and field.
+    #[test]
+    fn gateways_off_link_or_our_own_and_a_network_on_two_ports_are_refused() {
+        let route = |via: &str| {
+            format!("{PORTS}\n[[route]]\nprefix = \"198.51.100.0/24\"\nvia = \"{via}\"\n")
+        };
+        assert_eq!(
+            error(&route("10.9.9.9")),
+            "t.toml:11: route[0].via: gateway 10.9.9.9 is not on a connected network"
+        );
+        assert_eq!(
+            error(&route("203.0.113.1")),
+            "t.toml:11: route[0].via: 203.0.113.1 is tern's own address (interface \"b0\")"
+        );
+        assert_eq!(
+            error(&route("203.0.113.2")),
+            "",
+            "a neighbour on b0 is fine"
+        );
+        let twice = PORTS.replace("203.0.113.1/24", "192.0.2.9/24");
+        assert_eq!(
+            error(&twice),
+            "t.toml:7: interface[1].addresses[0]: 192.0.2.0/24 is already a network of interface \"a0\""
+        );
+    }
 }

@@ -195,6 +195,13 @@ impl Control {
                 .and_then(|t| self.tunnel_adjacency.get(t).copied())
                 .ok_or("no such tunnel")?,
             (Some(gw), _) => {
+                let own = self.ports.iter().any(|p| match gw {
+                    IpAddr::V4(a) => p.owns_v4(a),
+                    IpAddr::V6(a) => p.owns_v6(a),
+                });
+                if own {
+                    return Err(format!("{gw} is tern's own address"));
+                }
                 let port = route
                     .interface
                     .map(|p| p as u16)
