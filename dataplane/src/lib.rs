@@ -11,6 +11,7 @@ pub mod control;
 pub mod control_msg;
 pub mod counters;
 pub mod ctl;
+pub mod ctl_text;
 pub mod handoff;
 pub mod idle;
 pub mod io;

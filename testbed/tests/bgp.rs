@@ -129,6 +129,25 @@ fn bird_routes_learned_followed_and_withdrawn_tern_active() {
         has_route(&net, "198.18.5.0/24") && has_route(&net, "2001:db8:5::/48")
     });
     b_reaches(&net, "198.18.5.1", "2001:db8:5::1");
+    // The summary an operator reads, as vtysh prints it: the IPv4 peer gave one prefix.
+    let summary = std::process::Command::new(testbed::tern_binary())
+        .args(["ctl", "--socket"])
+        .arg(&net.tern.socket)
+        .args(["sh", "bgp", "sum"])
+        .output()
+        .expect("tern ctl");
+    let text = String::from_utf8_lossy(&summary.stdout);
+    assert!(text.contains("local AS number 65000"), "{text}");
+    let peer: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("192.0.2.2 "))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        (peer.get(2), peer.last()),
+        (Some(&"65001"), Some(&"1")),
+        "{text}"
+    );
     let path = &net.tern.ctl(&["show", "bgp", "routes", "198.18.5.0/24"])["routes"][0]["paths"][0];
     assert_eq!(path["as_path"], "65001", "{path}");
     assert_eq!(path["next_hop"], "192.0.2.2", "{path}");
