@@ -247,7 +247,21 @@ impl Speaker {
             .take()
             .and_then(|o| o.graceful_restart)
             .filter(|gr| graceful && p.config.graceful_restart && gr.restart_time > 0);
-        tracing::info!(peer = %p.config.name, graceful = restart.is_some(), "BGP session down");
+        // Why, as the session recorded it before it reported the end: the NOTIFICATION
+        // sent or received (hold timer expiry is one sent), or the TCP connection's fate.
+        let reason = p
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.last_error.clone())
+            .unwrap_or_else(|| "ended".into());
+        tracing::info!(
+            peer = %p.config.name,
+            address = %p.config.address,
+            graceful = restart.is_some(),
+            %reason,
+            "BGP session down"
+        );
         match restart {
             Some(gr) => {
                 // RFC 4724 §4.2: keep forwarding on the peer's routes, marked stale, for

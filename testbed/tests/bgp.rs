@@ -236,6 +236,13 @@ fn frozen_peer_dropped_at_hold_expiry() {
     );
     assert!(!has_route(&net, "198.18.5.0/24"));
     assert!(!fib_has(&net, "198.18.5.0/24"));
+    // The log says why, at info.
+    let log = net.tern.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("BGP session down") && l.contains("peer=a4") && l.contains("4/0")),
+        "{log}"
+    );
 }
 
 /// tern's announcements leave BIRD's table when tern is unhealthy (an interface of it goes
