@@ -88,6 +88,15 @@ fn the_log_level_changes_at_runtime() {
         .try_ctl(&["log", "level", "loud=="])
         .expect_err("bad filter");
     assert!(e.contains("loud=="), "{e}");
+    // State changes are logged at info: a neighbour resolved, with its address and MAC.
+    let out = ping(&t.a, &["-c", "1", "-W", "2", B4]);
+    assert!(out.contains("1 received"), "{out}");
+    let log = t.tern.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("neighbour resolved") && l.contains(&format!("ip={B4}"))),
+        "{log}"
+    );
 }
 
 #[test]

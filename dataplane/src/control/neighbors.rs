@@ -182,6 +182,7 @@ impl Control {
                     if *old == mac {
                         return;
                     }
+                    tracing::warn!(%ip, port, old = %crate::config::format_mac(old), new = %crate::config::format_mac(&mac), "neighbour changed its MAC");
                     *old = mac;
                     VecDeque::new()
                 }
@@ -189,6 +190,7 @@ impl Control {
                     let held = std::mem::take(held);
                     n.state = State::Reachable { mac, heard: now };
                     self.stats.resolved += 1;
+                    tracing::info!(%ip, port, mac = %crate::config::format_mac(&mac), "neighbour resolved");
                     held
                 }
             },
@@ -279,6 +281,7 @@ impl Control {
     /// routes use it as their gateway, stays incomplete for the next packet to retry).
     pub(super) fn give_up(&mut self, ip: IpAddr) {
         self.stats.failed += 1;
+        tracing::info!(%ip, tries = TRIES, "neighbour resolution failed");
         let Some(n) = self.neighbors.get_mut(&ip) else {
             return;
         };

@@ -2,14 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::wire::{arp, eth, icmp, icmp4, icmp6, ipv4, ipv6, tcp, udp, Mac};
+use crate::wire::{arp, eth, icmp, icmp4, icmp6, ipv4, ipv6, tcp, udp};
 
-fn mac(m: &Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use crate::config::format_mac as mac;
 
 /// `02:…:02 > 02:…:01 IPv4 192.0.2.2 > 203.0.113.2 ttl 64 udp 40000 > 53, 74 bytes`:
 /// the Ethernet addresses, the network header and the transport ports or ICMP type. A

@@ -153,12 +153,8 @@ impl Worker {
             Hop::Local => "local: one of tern's addresses".into(),
             Hop::Broadcast => "broadcast".into(),
             Hop::Send { port, mac } => {
-                let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-                format!(
-                    "neighbor {} on {}",
-                    mac.join(":"),
-                    self.interface_name(port)
-                )
+                let mac = crate::config::format_mac(&mac);
+                format!("neighbor {mac} on {}", self.interface_name(port))
             }
             Hop::Resolve { port, ip: Some(ip) } => {
                 format!("{ip} on {}, not resolved yet", self.interface_name(port))
