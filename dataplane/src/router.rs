@@ -390,6 +390,7 @@ fn spawn_health_monitor(
                 .collect();
             let mut was = true;
             let mut differing = 0;
+            let mut links: Vec<bool> = vec![true; ports.len()];
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(HEALTH_EVERY);
                 let now = std::time::Instant::now();
@@ -403,7 +404,15 @@ fn spawn_health_monitor(
                         workers_ok = false;
                     }
                 }
-                let links_ok = ports.iter().all(|p| crate::io::netdev::link_up(&p.name));
+                for (p, was_up) in ports.iter().zip(links.iter_mut()) {
+                    let up = crate::io::netdev::link_up(&p.name);
+                    if up != *was_up {
+                        *was_up = up;
+                        let state = if up { "up" } else { "down" };
+                        tracing::info!(port = %p.name, %state, "link state changed");
+                    }
+                }
+                let links_ok = links.iter().all(|&up| up);
                 let healthy = workers_ok && links_ok;
                 differing = if healthy != was { differing + 1 } else { 0 };
                 if differing >= HEALTH_SETTLE {

@@ -258,6 +258,16 @@ fn announcements_follow_dataplane_health() {
     eventually(LONG, "withdrawal after the link went down", || !announced());
     net.b.ok(&["ip", "link", "set", &net.tap_b, "up"]);
     eventually(LONG, "announcement after the link came back", announced);
+    // The log tells the story: the port's link, then the health BGP acted on.
+    let log = net.tern.log();
+    let port = format!("port={}", net.tap_b);
+    for state in ["state=down", "state=up"] {
+        let said =
+            |l: &&str| l.contains("link state changed") && l.contains(&port) && l.contains(state);
+        assert!(log.lines().any(|l| said(&l)), "{state}: {log}");
+    }
+    let bgp = ["announcements withdrawn", "announcements restored"];
+    assert!(bgp.iter().all(|said| log.contains(said)), "{log}");
     net.tern.ctl(&["bgp", "health", "down"]);
     eventually(LONG, "withdrawal on drain", || !announced());
     net.tern.ctl(&["bgp", "health", "up"]);
