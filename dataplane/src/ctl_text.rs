@@ -221,17 +221,26 @@ pub fn render(words: &[String], v: &Value) -> String {
             }
         }
         Some("neighbors") => {
+            // As `ip neigh`: address, port, MAC, state, and what the state holds (the
+            // seconds since the neighbour was last heard, or the tries so far).
             out += &format!(
-                "{:<40} {:<12} {:<12} {}\n",
-                "address", "interface", "state", "mac"
+                "{:<40} {:<12} {:<18} {:<11} {}\n",
+                "address", "interface", "mac", "state", "detail"
             );
             for n in v.as_array().into_iter().flatten() {
+                let d = &n["detail"];
+                let detail = match (d["age_s"].as_u64(), d["tries"].as_u64()) {
+                    (Some(age), _) => format!("heard {age} s ago"),
+                    (_, Some(tries)) => format!("{tries} tries, {} held", s(&d["held"])),
+                    _ => String::new(),
+                };
                 out += &format!(
-                    "{:<40} {:<12} {:<12} {}\n",
+                    "{:<40} {:<12} {:<18} {:<11} {}\n",
                     s(&n["address"]),
                     s(&n["interface"]),
+                    s(&n["mac"]),
                     s(&n["state"]),
-                    s(&n["mac"])
+                    detail.trim_end()
                 );
             }
         }
@@ -334,6 +343,27 @@ fn text(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn neighbours_read_like_ip_neigh() {
+        let v = json!([
+            {"address": "192.0.2.2", "interface": "tern0", "state": "reachable",
+             "mac": "02:00:00:00:00:02", "detail": {"age_s": 12}},
+            {"address": "192.0.2.9", "interface": "tern0", "state": "incomplete",
+             "mac": null, "detail": {"tries": 2, "held": 1}},
+        ]);
+        let text = render(&["show".into(), "neighbors".into()], &v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("address") && lines[0].ends_with("state       detail"));
+        assert!(
+            lines[1].ends_with("02:00:00:00:00:02  reachable   heard 12 s ago"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with("-                  incomplete  2 tries, 1 held"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn bgp_summary_reads_like_vtysh() {
