@@ -17,7 +17,7 @@ const fn c(words: &'static [&'static str], args: &'static str, help: &'static st
 pub const COMMANDS: &[Command] = &[
     c(
         &["show", "interfaces"],
-        "",
+        "[NAME]",
         "ports: MAC, MTU, addresses, packets, drops, AF_XDP mode",
     ),
     c(

@@ -62,6 +62,18 @@ fn help_abbreviations_and_the_socket_from_the_environment() {
     assert!(!ok && err.contains("BGP is not configured"), "{err}");
     let (ok, _, err) = tern_ctl(Some(socket), None, &["show", "bogus"]);
     assert!(!ok && err.contains("tern ctl help"), "{err}");
+    // One interface by name.
+    let one = t.tern.ctl(&["show", "interfaces", &t.tap_b]);
+    assert_eq!(one.as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one[0]["name"], t.tap_b.as_str());
+    let e = t
+        .tern
+        .try_ctl(&["show", "interfaces", "eth9"])
+        .expect_err("no eth9");
+    assert!(
+        e.contains("no interface or tunnel is named \"eth9\""),
+        "{e}"
+    );
     // A route via tern's own address is refused at runtime as in the config.
     let e = t
         .tern

@@ -19,6 +19,17 @@ impl Control {
         let w: Vec<&str> = words.iter().map(|s| s.as_str()).collect();
         match w.as_slice() {
             ["show", "interfaces"] => Ok(self.show_interfaces()),
+            ["show", "interfaces", name] => {
+                let all = self.show_interfaces();
+                let one = all
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|i| i["name"] == *name);
+                one.cloned()
+                    .map(|i| Value::Array(vec![i]))
+                    .ok_or_else(|| format!("no interface or tunnel is named {name:?}"))
+            }
             ["show", "routes", rest @ ..] => {
                 listing::RouteQuery::parse(rest).map(|q| self.show_routes(&q))
             }
