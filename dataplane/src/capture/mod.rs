@@ -5,7 +5,7 @@
 //! transmits; the session keeps the frames its filter takes, copied, in a bounded
 //! lock-free queue that the ctl connection which asked drains into pcap. A worker never
 //! waits for it: a full queue counts the frame as dropped. With no capture on, a worker
-//! pays one relaxed load per port and burst.
+//! pays one relaxed load per burst received and one per burst sent.
 
 pub mod filter;
 pub mod stream;
