@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
+use smallvec::SmallVec;
 
 pub use filter::Filter;
 
@@ -71,18 +72,20 @@ impl Session {
         if self.dirs & dir == 0 {
             return;
         }
+        // The shared counts change once per burst, not per frame: workers capturing on
+        // one port would otherwise pass their cache lines back and forth.
+        let taken: SmallVec<[&[u8]; 64]> = frames.filter(|f| self.filter.matches(f)).collect();
+        if taken.is_empty() {
+            return;
+        }
+        let mut claimed = 0;
+        let _ = self.wanted.fetch_update(Relaxed, Relaxed, |w| {
+            claimed = w.min(taken.len() as u64);
+            Some(w - claimed)
+        });
         let nanos = now_nanos();
-        for f in frames {
-            if !self.filter.matches(f) {
-                continue;
-            }
-            let claimed = self
-                .wanted
-                .fetch_update(Relaxed, Relaxed, |w| w.checked_sub(1))
-                .is_ok();
-            if !claimed {
-                return;
-            }
+        let (mut captured, mut dropped) = (0, 0);
+        for f in &taken[..claimed as usize] {
             let record = Record {
                 nanos,
                 dir,
@@ -90,10 +93,12 @@ impl Session {
                 data: f[..f.len().min(SNAPLEN)].to_vec(),
             };
             match self.queue.push(record) {
-                Ok(()) => self.captured.fetch_add(1, Relaxed),
-                Err(_) => self.dropped.fetch_add(1, Relaxed),
-            };
+                Ok(()) => captured += 1,
+                Err(_) => dropped += 1,
+            }
         }
+        self.captured.fetch_add(captured, Relaxed);
+        self.dropped.fetch_add(dropped, Relaxed);
     }
 
     /// The next captured frame (reader side).
@@ -107,7 +112,9 @@ impl Session {
     }
 }
 
-fn now_nanos() -> u64 {
+/// The wall clock in nanoseconds since the Unix epoch: what captured and traced packets
+/// are stamped with.
+pub(crate) fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -78,12 +78,8 @@ pub(super) fn parse(
             // A network on two ports would leave its hosts' port to chance.
             let parsed = a.get_ref().parse::<IpNet>();
             if let Ok(net) = parsed {
-                let on = |other: &Interface| {
-                    let nets = other.v4.iter().map(|&n| IpNet::V4(n));
-                    let mut nets = nets.chain(other.v6.iter().map(|&n| IpNet::V6(n)));
-                    nets.any(|n| n.trunc() == net.trunc())
-                };
-                if let Some(other) = interfaces.iter().find(|o| on(o)) {
+                let on = |other: &&Interface| other.networks().any(|n| n.trunc() == net.trunc());
+                if let Some(other) = interfaces.iter().find(on) {
                     return Err(at(
                         a.span(),
                         &format!("interface[{i}].addresses[{j}]"),
@@ -137,6 +133,14 @@ pub(super) fn parse(
         });
     }
     Ok(interfaces)
+}
+
+impl Interface {
+    /// Its addresses with their prefix lengths, IPv4 then IPv6.
+    pub fn networks(&self) -> impl Iterator<Item = IpNet> + '_ {
+        let v4 = self.v4.iter().map(|&n| IpNet::V4(n));
+        v4.chain(self.v6.iter().map(|&n| IpNet::V6(n)))
+    }
 }
 
 /// The index of the interface `s` names, or an error at `s` naming `field`.

@@ -79,23 +79,15 @@ pub(super) fn parse_routes(
                         format!("{addr} is not of the same family as {other}"),
                     ));
                 }
-                let own = |i: &Interface| {
-                    let v4 = i.v4.iter().map(|n| IpAddr::V4(n.addr()));
-                    v4.chain(i.v6.iter().map(|n| IpAddr::V6(n.addr())))
-                        .any(|a| a == addr)
-                };
-                if let Some(port) = interfaces.iter().find(|i| own(i)) {
+                let own = |i: &&Interface| i.networks().any(|n| n.addr() == addr);
+                if let Some(port) = interfaces.iter().find(own) {
                     return Err(at(
                         v.span(),
                         &format!("route[{i}].via"),
                         format!("{addr} is tern's own address (interface {:?})", port.name),
                     ));
                 }
-                let on_link = |i: &Interface| {
-                    let v4 = i.v4.iter().map(|&n| IpNet::V4(n));
-                    let mut nets = v4.chain(i.v6.iter().map(|&n| IpNet::V6(n)));
-                    nets.any(|n| n.contains(&addr))
-                };
+                let on_link = |i: &Interface| i.networks().any(|n| n.contains(&addr));
                 if r.interface.is_none() && !interfaces.iter().any(on_link) {
                     return Err(at(
                         v.span(),

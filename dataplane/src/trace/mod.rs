@@ -14,7 +14,6 @@ pub mod describe;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -106,9 +105,7 @@ impl Tracer {
             id: self.next_id.fetch_add(1, Relaxed) + 1,
             worker,
             port: name.to_string(),
-            nanos: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            nanos: crate::capture::now_nanos(),
             steps: Vec::new(),
         }
     }
