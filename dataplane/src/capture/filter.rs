@@ -120,6 +120,7 @@ impl Filter {
         }
     }
 
+    #[inline]
     pub fn matches(&self, frame: &[u8]) -> bool {
         match self {
             Filter::All => true,

@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
-use smallvec::SmallVec;
 
 pub use filter::Filter;
 
@@ -68,24 +67,26 @@ impl Session {
 
     /// A burst of frames that went `dir` on the port (worker side): each the filter
     /// takes, while frames are wanted, is copied into the queue or counted as dropped.
-    pub fn offer<'a>(&self, dir: u8, frames: impl Iterator<Item = &'a [u8]>) {
+    pub fn offer<'a>(&self, dir: u8, frames: impl Iterator<Item = &'a [u8]> + Clone) {
         if self.dirs & dir == 0 {
             return;
         }
-        // The shared counts change once per burst, not per frame: workers capturing on
-        // one port would otherwise pass their cache lines back and forth.
-        let taken: SmallVec<[&[u8]; 64]> = frames.filter(|f| self.filter.matches(f)).collect();
-        if taken.is_empty() {
+        // Two passes, so that the shared counts change once per burst, not per frame
+        // (workers capturing on one port would pass their cache lines back and forth):
+        // how many frames the filter takes, then copy as many of them as are wanted.
+        let matching = frames.clone().filter(|f| self.filter.matches(f)).count() as u64;
+        if matching == 0 {
             return;
         }
         let mut claimed = 0;
         let _ = self.wanted.fetch_update(Relaxed, Relaxed, |w| {
-            claimed = w.min(taken.len() as u64);
+            claimed = w.min(matching);
             Some(w - claimed)
         });
         let nanos = now_nanos();
         let (mut captured, mut dropped) = (0, 0);
-        for f in &taken[..claimed as usize] {
+        let chosen = frames.filter(|f| self.filter.matches(f));
+        for f in chosen.take(claimed as usize) {
             let record = Record {
                 nanos,
                 dir,
